@@ -1,0 +1,265 @@
+//! The clap definitions: every flag documented once, here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::layout::Scope;
+
+/// Backups and exact restores for Podman Quadlet deployments.
+///
+/// A backup holds a deployment's files (leger's active directory and the
+/// installed quadlet files) and the data of every Podman volume they use.
+/// Backups are taken by hand, when a deployment's services stop, and before
+/// leger removes or updates a deployment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "leger-backup",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options valid for every command.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Print data as JSON on stdout (messages stay on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Work on the calling user's rootless deployments and `systemctl --user` (default).
+    #[arg(long, global = true, conflicts_with = "system")]
+    pub user: bool,
+    /// Work on root's deployments (`/etc/containers/systemd`) and the system manager.
+    #[arg(long, global = true)]
+    pub system: bool,
+}
+
+impl GlobalArgs {
+    /// The scope chosen.
+    pub fn scope(&self) -> Scope {
+        if self.system {
+            Scope::System
+        } else {
+            Scope::User
+        }
+    }
+}
+
+/// The command tree.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up a deployment: its files and the data of all its volumes.
+    Create(CreateArgs),
+    /// List backups, newest first.
+    List(ListArgs),
+    /// Show everything recorded about one backup.
+    Info(IdArg),
+    /// Recompute checksums and read every archive to its end.
+    Verify(VerifyArgs),
+    /// Put a deployment back exactly as a backup recorded it.
+    Restore(RestoreArgs),
+    /// Delete one backup.
+    Delete(DeleteArgs),
+    /// Delete old backups, keeping the newest per deployment and type.
+    Prune(PruneArgs),
+    /// Show what a backup of a deployment would capture, touching nothing.
+    Plan(PlanArgs),
+    /// Turn on automatic backups (stop hooks) for deployments.
+    Enable(SelectArgs),
+    /// Turn off automatic backups for deployments.
+    Disable(SelectArgs),
+    /// Show automatic-backup state, last backups and pending recoveries.
+    Status,
+    /// Roll back a restore that was interrupted.
+    Recover(RecoverArgs),
+    /// Show leger-backup's settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+    /// Entry point of the ExecStopPost= drop-in (internal).
+    #[command(hide = true)]
+    StopHook(StopHookArgs),
+    /// Entry point of the leger hooks (internal).
+    #[command(hide = true)]
+    LegerHook(LegerHookArgs),
+    /// Entry point of the systemd generator (internal).
+    #[command(hide = true)]
+    Generator(GeneratorArgs),
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Deployment to back up (default: the only one).
+    pub name: Option<String>,
+    /// Why; `before-*`, `pre-*` and `on-*` reasons make the backup automatic.
+    #[arg(long, default_value = "manual")]
+    pub reason: String,
+    /// Do not stop the services while exporting volumes (not crash-consistent).
+    #[arg(long)]
+    pub live: bool,
+    /// Seconds to wait for another backup of the same deployment to finish.
+    #[arg(long, default_value_t = 0)]
+    pub wait: u64,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only backups of this deployment.
+    #[arg(long)]
+    pub deployment: Option<String>,
+}
+
+/// A backup ID.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// The backup ID (`<deployment>-YYYY-MM-DD-HHMMSS`).
+    pub id: String,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The backup to verify.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<String>,
+    /// Verify every backup.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore.
+    pub id: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Same as --yes.
+    #[arg(long)]
+    pub force: bool,
+    /// Leave the services stopped afterwards.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+/// `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The backup to delete.
+    pub id: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only this deployment.
+    #[arg(long)]
+    pub deployment: Option<String>,
+    /// Manual backups to keep per deployment (default from config: 5).
+    #[arg(long)]
+    pub keep_manual: Option<usize>,
+    /// Automatic backups to keep per deployment (default from config: 10).
+    #[arg(long)]
+    pub keep_automatic: Option<usize>,
+    /// Show what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Deployment to plan (default: the only one; with --quadlet-dir: the directory's name).
+    pub name: Option<String>,
+    /// Plan for a directory of quadlet files that is not installed.
+    #[arg(long, value_name = "DIR")]
+    pub quadlet_dir: Option<PathBuf>,
+}
+
+/// `enable` / `disable`.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// The deployment.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Every deployment.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print effective settings and where each came from.
+    Show,
+}
+
+/// `stop-hook` (from the ExecStopPost= drop-in).
+#[derive(Debug, Args)]
+pub struct StopHookArgs {
+    /// The deployment whose service stopped.
+    #[arg(long)]
+    pub deployment: String,
+    /// The unit that stopped (`%n`).
+    #[arg(long)]
+    pub unit: String,
+}
+
+/// `leger-hook` (from leger's hook directories).
+#[derive(Debug, Args)]
+pub struct LegerHookArgs {
+    /// `pre-remove`, `pre-apply` or `post-apply`.
+    pub event: String,
+    /// The deployment.
+    pub deployment: String,
+}
+
+/// `generator` (systemd generator protocol).
+#[derive(Debug, Args)]
+pub struct GeneratorArgs {
+    /// Normal output directory.
+    pub normal_dir: Option<PathBuf>,
+    /// Early output directory.
+    pub early_dir: Option<PathBuf>,
+    /// Late output directory.
+    pub late_dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,91 @@
+//! The command line: one clap definition serves `--help`, the man page and
+//! shell completions. Each command lives in its own module and returns a
+//! [`Result`]; [`main`] renders errors and maps their kind to the exit code.
+
+mod args;
+mod docs;
+mod plan;
+mod settings;
+
+pub use args::{Cli, Command, GlobalArgs};
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::ui;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(args_with_generator_dispatch()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to
+            // stderr with exit code 2.
+            let _ = err.print();
+            return ExitCode::from(err.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            ui::print_error(&err);
+            ExitCode::from(err.kind.exit_code())
+        }
+    }
+}
+
+/// The command line, with the systemd generator entered through its
+/// argv[0]: systemd runs `leger-backup-user-generator` (a symlink to this
+/// binary) with three directories, which becomes `generator DIR DIR DIR`.
+fn args_with_generator_dispatch() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    if invoked_as.ends_with("-generator") {
+        let mut rewritten = vec!["leger-backup".into()];
+        if invoked_as.contains("system") {
+            rewritten.push("--system".into());
+        }
+        rewritten.push("generator".into());
+        rewritten.extend(args.drain(1..));
+        return rewritten;
+    }
+    args
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Plan(args) => plan::run(&global, args),
+        Command::Config(args) => settings::run(&global, args),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+        Command::Create(_) => Err(Error::not_implemented("create")),
+        Command::List(_) => Err(Error::not_implemented("list")),
+        Command::Info(_) => Err(Error::not_implemented("info")),
+        Command::Verify(_) => Err(Error::not_implemented("verify")),
+        Command::Restore(_) => Err(Error::not_implemented("restore")),
+        Command::Delete(_) => Err(Error::not_implemented("delete")),
+        Command::Prune(_) => Err(Error::not_implemented("prune")),
+        Command::Enable(_) => Err(Error::not_implemented("enable")),
+        Command::Disable(_) => Err(Error::not_implemented("disable")),
+        Command::Status => Err(Error::not_implemented("status")),
+        Command::Recover(_) => Err(Error::not_implemented("recover")),
+        Command::StopHook(_) => Err(Error::not_implemented("stop-hook")),
+        Command::LegerHook(_) => Err(Error::not_implemented("leger-hook")),
+        Command::Generator(_) => Ok(()),
+    }
+}
+
+/// The layout for the scope chosen on the command line.
+pub(crate) fn layout(global: &GlobalArgs) -> Result<Layout> {
+    Layout::for_scope(global.scope())
+}

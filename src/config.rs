@@ -1,0 +1,404 @@
+//! leger-backup's settings in leger's `~/.config/leger/config.yaml`
+//! (`/etc/leger/config.yaml` for `--system`), under the `backup:` and
+//! `auto:` keys. Other top-level keys belong to leger and are left alone;
+//! inside our two sections an unknown key or a wrong type is an error naming
+//! file, line and column, because a typo there silently disables backups.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+
+/// How volume archives are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd, multithreaded: the default, several times faster than gzip.
+    Zstd,
+    /// gzip through flate2: the format leger documents.
+    Gzip,
+    /// Plain tar.
+    None,
+}
+
+impl Compression {
+    /// File extension of an archive (`tar.zst`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Zstd => "tar.zst",
+            Compression::Gzip => "tar.gz",
+            Compression::None => "tar",
+        }
+    }
+
+    /// The default level for this compressor.
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::None => 0,
+        }
+    }
+}
+
+/// A duration written as seconds (`600`) or with a unit (`10m`, `90s`, `1h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct Seconds(pub u64);
+
+impl From<Seconds> for u64 {
+    fn from(s: Seconds) -> u64 {
+        s.0
+    }
+}
+
+impl Seconds {
+    /// As a std duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Seconds(n)),
+            Raw::Text(t) => parse_duration(&t).map(Seconds).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {t:?}: use seconds (600) or a number with s, m, h or d (10m)"
+                ))
+            }),
+        }
+    }
+}
+
+/// Parse `90`, `90s`, `10m`, `2h`, `1d`.
+pub fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// `backup:` as written in the file; `None` means "not set".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    dir: Option<PathBuf>,
+    compression: Option<Compression>,
+    level: Option<i32>,
+    threads: Option<u32>,
+    keep_manual: Option<usize>,
+    keep_automatic: Option<usize>,
+    auto_prune: Option<bool>,
+    stop_services: Option<bool>,
+    start_timeout: Option<Seconds>,
+}
+
+/// Per-deployment settings under `auto.deployments`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentAuto {
+    /// Automatic backups for this deployment (overrides `auto.enabled`).
+    pub enabled: Option<bool>,
+}
+
+/// `auto:` as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuto {
+    enabled: Option<bool>,
+    #[serde(default)]
+    deployments: BTreeMap<String, DeploymentAuto>,
+    min_interval: Option<Seconds>,
+    coalesce_seconds: Option<Seconds>,
+    on_shutdown: Option<bool>,
+    stop_timeout: Option<Seconds>,
+    live_hooks: Option<bool>,
+}
+
+/// The whole file: our two sections, everything else is leger's.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    backup: Option<RawBackup>,
+    #[serde(default)]
+    auto: Option<RawAuto>,
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// The config file.
+    File,
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// Its origin.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn pick(set: Option<T>, default: T) -> Setting<T> {
+        match set {
+            Some(value) => Setting {
+                value,
+                source: Source::File,
+            },
+            None => Setting {
+                value: default,
+                source: Source::Default,
+            },
+        }
+    }
+}
+
+/// Effective `backup:` settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupConfig {
+    /// Where backups are stored.
+    pub dir: Setting<PathBuf>,
+    /// Archive compression.
+    pub compression: Setting<Compression>,
+    /// Compression level.
+    pub level: Setting<i32>,
+    /// Compression threads, 0 = one per core.
+    pub threads: Setting<u32>,
+    /// Manual backups kept per deployment by `prune`.
+    pub keep_manual: Setting<usize>,
+    /// Automatic backups kept per deployment.
+    pub keep_automatic: Setting<usize>,
+    /// Prune after each automatic backup.
+    pub auto_prune: Setting<bool>,
+    /// Stop services for a consistent backup (unless `--live`).
+    pub stop_services: Setting<bool>,
+    /// How long services may take to become active after a restore.
+    pub start_timeout: Setting<Seconds>,
+}
+
+/// Effective `auto:` settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutoConfig {
+    /// Automatic backups for deployments not listed under `deployments`.
+    pub enabled: Setting<bool>,
+    /// Per-deployment overrides.
+    pub deployments: BTreeMap<String, DeploymentAuto>,
+    /// At most one stop-hook backup per deployment in this interval.
+    pub min_interval: Setting<Seconds>,
+    /// Stop hooks within this window of a finished backup coalesce into it.
+    pub coalesce_seconds: Setting<Seconds>,
+    /// Back up when the whole user manager is stopping (logout, shutdown).
+    pub on_shutdown: Setting<bool>,
+    /// `TimeoutStopSec=` of services with the stop hook.
+    pub stop_timeout: Setting<Seconds>,
+    /// leger hooks back up without stopping services.
+    pub live_hooks: Setting<bool>,
+}
+
+impl AutoConfig {
+    /// Whether automatic backups are on for `deployment`.
+    pub fn enabled_for(&self, deployment: &str) -> bool {
+        self.deployments
+            .get(deployment)
+            .and_then(|d| d.enabled)
+            .unwrap_or(self.enabled.value)
+    }
+}
+
+/// Effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The file read (it may not exist).
+    pub file: PathBuf,
+    /// Whether it existed.
+    pub file_exists: bool,
+    /// `backup:` section.
+    pub backup: BackupConfig,
+    /// `auto:` section.
+    pub auto: AutoConfig,
+}
+
+impl Config {
+    /// Load the config for `layout`; a missing file means all defaults.
+    pub fn load(layout: &Layout) -> Result<Config> {
+        let file = layout.config_file();
+        match fs_err::read_to_string(&file) {
+            Ok(text) => Self::parse(&text, &file, layout),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Self::resolve(RawFile::default(), file, false, layout))
+            }
+            Err(e) => Err(Error::config(e.to_string())),
+        }
+    }
+
+    /// Parse config text; errors name `file`, line and column.
+    pub fn parse(text: &str, file: &Path, layout: &Layout) -> Result<Config> {
+        let raw: RawFile = if text.trim().is_empty() {
+            RawFile::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, file))?
+        };
+        Ok(Self::resolve(raw, file.to_owned(), true, layout))
+    }
+
+    fn resolve(raw: RawFile, file: PathBuf, file_exists: bool, layout: &Layout) -> Config {
+        let b = raw.backup.unwrap_or_default();
+        let a = raw.auto.unwrap_or_default();
+        let compression = Setting::pick(b.compression, Compression::Zstd);
+        let default_level = compression.value.default_level();
+        let dir = b.dir.map(|d| expand_home(&d, layout));
+        Config {
+            file,
+            file_exists,
+            backup: BackupConfig {
+                dir: Setting::pick(dir, layout.default_backup_dir()),
+                level: Setting::pick(b.level, default_level),
+                compression,
+                threads: Setting::pick(b.threads, 0),
+                keep_manual: Setting::pick(b.keep_manual, 5),
+                keep_automatic: Setting::pick(b.keep_automatic, 10),
+                auto_prune: Setting::pick(b.auto_prune, true),
+                stop_services: Setting::pick(b.stop_services, true),
+                start_timeout: Setting::pick(b.start_timeout, Seconds(120)),
+            },
+            auto: AutoConfig {
+                enabled: Setting::pick(a.enabled, true),
+                deployments: a.deployments,
+                min_interval: Setting::pick(a.min_interval, Seconds(600)),
+                coalesce_seconds: Setting::pick(a.coalesce_seconds, Seconds(60)),
+                on_shutdown: Setting::pick(a.on_shutdown, false),
+                stop_timeout: Setting::pick(a.stop_timeout, Seconds(900)),
+                live_hooks: Setting::pick(a.live_hooks, false),
+            },
+        }
+    }
+}
+
+/// `~/x` and relative paths in the config are taken from HOME.
+fn expand_home(path: &Path, layout: &Layout) -> PathBuf {
+    let home = layout.leger_config_dir.parent().and_then(Path::parent);
+    match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) if layout.scope == crate::layout::Scope::User => home.join(rest),
+        _ => path.to_owned(),
+    }
+}
+
+fn yaml_error(err: &serde_yaml_ng::Error, file: &Path) -> Error {
+    let location = err
+        .location()
+        .map(|l| format!(":{}:{}", l.line(), l.column()))
+        .unwrap_or_default();
+    let mut message = err.to_string();
+    if let Some(idx) = message.find(" at line ") {
+        message.truncate(idx);
+    }
+    Error::config(format!("{}{location}: {message}", file.display())).with_hint(
+        "fix the `backup:`/`auto:` settings (see `leger-backup config show` for the keys and defaults)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Scope;
+
+    fn layout() -> Layout {
+        Layout {
+            scope: Scope::User,
+            quadlet_dir: "/h/.config/containers/systemd".into(),
+            quadlet_search_path: vec![],
+            leger_data_dir: "/h/.local/share/bluebuild-quadlets".into(),
+            leger_config_dir: "/h/.config/leger".into(),
+            state_dir: "/h/.local/state/leger-backup".into(),
+            systemd_unit_dir: "/h/.config/systemd/user".into(),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/h/.config/leger/config.yaml"), &layout())
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.backup.compression.value, Compression::Zstd);
+        assert_eq!(c.backup.keep_manual.value, 5);
+        assert_eq!(c.backup.keep_automatic.value, 10);
+        assert_eq!(c.auto.min_interval.value, Seconds(600));
+        assert_eq!(c.backup.dir.source, Source::Default);
+    }
+
+    #[test]
+    fn values_and_sources() {
+        let c = parse(
+            "leger_own_key: 1\nbackup:\n  dir: ~/bk\n  compression: gzip\n  keep_automatic: 3\nauto:\n  min_interval: 10m\n  deployments:\n    web: {enabled: false}\n",
+        )
+        .unwrap();
+        assert_eq!(c.backup.dir.value, PathBuf::from("/h/bk"));
+        assert_eq!(c.backup.compression.value, Compression::Gzip);
+        assert_eq!(c.backup.level.value, 6);
+        assert_eq!(c.backup.keep_automatic.source, Source::File);
+        assert_eq!(c.auto.min_interval.value, Seconds(600));
+        assert!(!c.auto.enabled_for("web"));
+        assert!(c.auto.enabled_for("db"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = parse("backup:\n  keep_manaul: 3\n").unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::Config);
+        assert!(err.message.contains("config.yaml:2:"), "{}", err.message);
+        assert!(err.message.contains("keep_manaul"), "{}", err.message);
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let err = parse("backup:\n  keep_manual: lots\n").unwrap_err();
+        assert!(err.message.contains(":2:"), "{}", err.message);
+        let err = parse("auto:\n  min_interval: soon\n").unwrap_err();
+        assert!(err.message.contains("invalid duration"), "{}", err.message);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! leger-backup: backups and exact restores for Podman Quadlet deployments,
+//! automatic around the lifecycle events of leger and systemd.
+//!
+//! The library holds all logic; `main.rs` only calls [`cli::main`].
+//! Modules mirror the domain: [`quadlet`] (pure model of unit files),
+//! [`deployment`] (where deployments live), [`podman`], [`systemd`] and
+//! [`process`] (the only code that runs other programs), [`config`],
+//! [`cli`] and [`ui`].
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod deployment;
+pub mod error;
+pub mod layout;
+pub mod podman;
+pub mod process;
+pub mod quadlet;
+pub mod systemd;
+pub mod ui;
+
+pub use error::{Error, ErrorKind, Result};

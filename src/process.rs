@@ -1,0 +1,214 @@
+//! The one place external programs are run. Every failure names the command
+//! line and carries the program's stderr, so "podman failed" is never all the
+//! user sees.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// Most stderr kept in an error message.
+const STDERR_LIMIT: usize = 4000;
+
+/// The command line, shell-like, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(quote));
+    words.join(" ")
+}
+
+fn quote(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The error for a program that could not be started at all.
+fn spawn_error(cmd: &Command, err: std::io::Error) -> Error {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Error::user(format!("`{program}` was not found in PATH")).with_hint(
+            match program.as_str() {
+                "podman" => "install Podman (>= 4.4) or fix PATH",
+                "systemctl" => {
+                    "leger-backup needs systemd; run it on the machine that runs the deployment"
+                }
+                _ => "install it or fix PATH",
+            },
+        )
+    } else {
+        Error::internal(format!("cannot run `{}`: {err}", describe(cmd)))
+    }
+}
+
+/// The error for a program that ran and failed.
+pub fn failure(cmd: &Command, status: ExitStatus, stderr: &[u8]) -> Error {
+    let stderr = String::from_utf8_lossy(stderr);
+    let stderr = stderr.trim();
+    let tail = if stderr.len() > STDERR_LIMIT {
+        let mut start = stderr.len() - STDERR_LIMIT;
+        while !stderr.is_char_boundary(start) {
+            start += 1;
+        }
+        &stderr[start..]
+    } else {
+        stderr
+    };
+    let how = match status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => format!("{status}"),
+    };
+    let mut message = format!("`{}` failed ({how})", describe(cmd));
+    if !tail.is_empty() {
+        message.push_str(": ");
+        message.push_str(tail);
+    }
+    Error::internal(message)
+}
+
+/// Run to completion, capturing output; a non-zero exit is an error.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = run_unchecked(cmd)?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(failure(cmd, out.status, &out.stderr))
+    }
+}
+
+/// Run to completion, capturing output; the caller judges the exit status.
+pub fn run_unchecked(cmd: &mut Command) -> Result<Output> {
+    cmd.stdin(Stdio::null())
+        .output()
+        .map_err(|e| spawn_error(cmd, e))
+}
+
+/// Run and return stdout as trimmed text.
+pub fn run_stdout(cmd: &mut Command) -> Result<String> {
+    let out = run(cmd)?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A running program whose stdout or stdin the caller streams, with stderr
+/// collected in the background so it can be put into the error.
+pub struct Streaming {
+    command: Command,
+    child: Child,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl Streaming {
+    /// Start `cmd` with its stdout piped to the caller.
+    pub fn reading(mut cmd: Command) -> Result<Streaming> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        Self::spawn(cmd)
+    }
+
+    /// Start `cmd` with its stdin piped from the caller.
+    pub fn writing(mut cmd: Command) -> Result<Streaming> {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null());
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Result<Streaming> {
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+        });
+        Ok(Streaming {
+            command: cmd,
+            child,
+            stderr,
+        })
+    }
+
+    /// The program's stdout (once).
+    pub fn stdout(&mut self) -> Option<ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// The program's stdin (once); drop it to signal end of input.
+    pub fn stdin(&mut self) -> Option<ChildStdin> {
+        self.child.stdin.take()
+    }
+
+    /// The process id, for journals and signals.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait for the end; a non-zero exit is an error carrying stderr.
+    pub fn finish(mut self) -> Result<()> {
+        drop(self.child.stdin.take());
+        drop(self.child.stdout.take());
+        let status = self.child.wait().map_err(|e| {
+            Error::internal(format!("waiting for `{}`: {e}", describe(&self.command)))
+        })?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(failure(&self.command, status, &stderr))
+        }
+    }
+
+    /// Stop the program (after a failure on our side) and reap it.
+    pub fn abort(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_carries_stderr_and_command() {
+        let err = run(Command::new("sh").args(["-c", "echo boom >&2; exit 4"])).unwrap_err();
+        assert!(
+            err.message.contains("sh -c 'echo boom >&2; exit 4'"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("exit status 4"), "{}", err.message);
+        assert!(err.message.ends_with("boom"), "{}", err.message);
+    }
+
+    #[test]
+    fn missing_program_is_a_user_error_with_hint() {
+        let err = run(&mut Command::new("podman-does-not-exist-here")).unwrap_err();
+        assert_eq!(err.kind, crate::error::ErrorKind::User);
+        assert!(err.message.contains("not found in PATH"));
+        assert!(err.hint.is_some());
+    }
+
+    #[test]
+    fn streaming_reads_stdout_and_reports_exit() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf hello; echo oops >&2; exit 3"]);
+        let mut s = Streaming::reading(cmd).unwrap();
+        let mut out = String::new();
+        s.stdout().unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "hello");
+        let err = s.finish().unwrap_err();
+        assert!(err.message.ends_with("oops"), "{}", err.message);
+    }
+}

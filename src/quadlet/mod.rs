@@ -1,0 +1,139 @@
+//! The Quadlet model: systemd unit syntax as Quadlet reads it, and the
+//! resolution of units, services and Podman volume names exactly as the real
+//! generator (`/usr/libexec/podman/quadlet`) computes them.
+//!
+//! Pure code: no podman, no systemd, no file system. Callers hand in the text
+//! of the files ([`SourceFile`]) and get a [`Resolution`] back.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// A quadlet file (or drop-in) handed to the resolver.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to its root (deployment directory or Quadlet search
+    /// directory), e.g. `web.container` or `web.container.d/10-env.conf`.
+    pub rel_path: PathBuf,
+    /// Where the text was read from, for messages.
+    pub origin: PathBuf,
+    /// The file's text.
+    pub text: String,
+}
+
+/// The kind of a quadlet unit file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    /// `.container`
+    Container,
+    /// `.volume`
+    Volume,
+    /// `.network`
+    Network,
+    /// `.pod`
+    Pod,
+    /// `.kube`
+    Kube,
+    /// `.image`
+    Image,
+    /// `.build`
+    Build,
+}
+
+/// One quadlet unit of a deployment and the service Quadlet makes of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unit {
+    /// Relative path of the unit file.
+    pub file: String,
+    /// Its kind.
+    pub kind: UnitKind,
+    /// The systemd service Quadlet generates (`web.service`, `data-volume.service`).
+    pub service: String,
+}
+
+/// A Podman named volume the deployment uses or defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeUse {
+    /// The Podman volume name (`systemd-data`, or a `VolumeName=`).
+    pub name: String,
+    /// The `.volume` file defining it (relative path; may belong to another
+    /// deployment), or `None` for a plain named volume.
+    pub defined_by: Option<String>,
+    /// Services that mount it, sorted.
+    pub used_by: Vec<String>,
+}
+
+/// A setting pointing at something, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Located {
+    /// The value as resolved (a host path, a port spec...).
+    pub value: String,
+    /// Relative path of the file that says it.
+    pub file: String,
+    /// 1-based line of the key in that file.
+    pub line: usize,
+}
+
+/// A value Quadlet leaves to systemd to expand (`${UPLOAD_LOCATION}:/data`):
+/// reported, never guessed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unresolved {
+    /// The key (`Volume`, `Mount`).
+    pub key: String,
+    /// The raw value.
+    pub value: String,
+    /// The variables it depends on (`UPLOAD_LOCATION`).
+    pub variables: Vec<String>,
+    /// Relative path of the file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// A non-fatal problem (a `.network` referenced but found nowhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// What is wrong.
+    pub message: String,
+    /// Relative path of the file.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+}
+
+/// Everything a backup of a deployment needs to know about its quadlets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resolution {
+    /// Unit files of the deployment (drop-ins excluded), sorted by file.
+    pub units: Vec<Unit>,
+    /// Named volumes used or defined, sorted by name.
+    pub volumes: Vec<VolumeUse>,
+    /// Host paths mounted into containers: not backed up.
+    pub bind_mounts: Vec<Located>,
+    /// Anonymous volumes (`Volume=/path`): not backed up.
+    pub anonymous_volumes: Vec<Located>,
+    /// `Secret=` names, sorted, deduplicated.
+    pub secrets: Vec<String>,
+    /// `PublishPort=` values.
+    pub ports: Vec<String>,
+    /// `Image=` values.
+    pub images: Vec<String>,
+    /// Networks joined (`Network=`), resolved to Podman network names where a
+    /// `.network` file is referenced.
+    pub networks: Vec<String>,
+    /// Values left to systemd to expand.
+    pub unresolved: Vec<Unresolved>,
+    /// Non-fatal problems.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Resolve the quadlet files of one deployment. `installed` is every quadlet
+/// file on the Quadlet search path (other deployments included), consulted
+/// for references the deployment does not define itself.
+pub fn resolve(deployment: &[SourceFile], installed: &[SourceFile]) -> Result<Resolution> {
+    let _ = (deployment, installed);
+    Err(crate::error::Error::not_implemented("quadlet resolution"))
+}

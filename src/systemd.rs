@@ -1,0 +1,169 @@
+//! The one place `systemctl` is run, for the user manager (default) or the
+//! system manager.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::layout::Scope;
+use crate::process;
+
+/// Runs systemctl against one manager.
+#[derive(Debug, Clone)]
+pub struct Systemctl {
+    scope: Scope,
+}
+
+/// A unit's `ActiveState`, as systemd reports it.
+pub type ActiveState = String;
+
+impl Systemctl {
+    /// systemctl for `scope`.
+    pub fn new(scope: Scope) -> Systemctl {
+        Systemctl { scope }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("systemctl");
+        if self.scope == Scope::User {
+            cmd.arg("--user");
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Result<String> {
+        process::run_stdout(&mut self.command(args)).map_err(unreachable_manager_hint)
+    }
+
+    /// `daemon-reload`: reruns the generators (Quadlet's and ours).
+    pub fn daemon_reload(&self) -> Result<()> {
+        self.run(&["daemon-reload"]).map(drop)
+    }
+
+    /// Start units and wait for the start jobs.
+    pub fn start(&self, units: &[String]) -> Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["start"];
+        args.extend(units.iter().map(String::as_str));
+        self.run(&args).map(drop)
+    }
+
+    /// Stop units and wait for the stop jobs.
+    pub fn stop(&self, units: &[String]) -> Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["stop"];
+        args.extend(units.iter().map(String::as_str));
+        self.run(&args).map(drop)
+    }
+
+    /// Restart a unit (a oneshot `-volume.service` stays active after its
+    /// first run, so `start` would do nothing).
+    pub fn restart(&self, unit: &str) -> Result<()> {
+        self.run(&["restart", unit]).map(drop)
+    }
+
+    /// The `ActiveState` of each unit, in order (`inactive` for unknown units).
+    pub fn active_states(&self, units: &[String]) -> Result<Vec<ActiveState>> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["show", "--property=ActiveState", "--value"];
+        args.extend(units.iter().map(String::as_str));
+        let text = self.run(&args)?;
+        let states: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if states.len() != units.len() {
+            return Err(Error::internal(format!(
+                "systemctl show returned {} states for {} units",
+                states.len(),
+                units.len()
+            )));
+        }
+        Ok(states)
+    }
+
+    /// Whether a unit is active (or reloading, or activating).
+    pub fn is_running(&self, unit: &str) -> Result<bool> {
+        let states = self.active_states(&[unit.to_owned()])?;
+        Ok(matches!(
+            states[0].as_str(),
+            "active" | "activating" | "reloading"
+        ))
+    }
+
+    /// `is-system-running`: `running`, `degraded`, `stopping`, ... Exits non-zero
+    /// for anything but running, so the output is what counts.
+    pub fn system_state(&self) -> Result<String> {
+        let out = process::run_unchecked(&mut self.command(&["is-system-running"]))?;
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if state.is_empty() {
+            let cmd = self.command(&["is-system-running"]);
+            return Err(unreachable_manager_hint(process::failure(
+                &cmd,
+                out.status,
+                &out.stderr,
+            )));
+        }
+        Ok(state)
+    }
+
+    /// Wait until every unit is active; fail naming those that are not
+    /// (failed at once, or still starting at the deadline).
+    pub fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let states = self.active_states(units)?;
+            let pending: Vec<String> = units
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| s.as_str() != "active")
+                .map(|(u, s)| format!("{u} ({s})"))
+                .collect();
+            let failed = states.iter().any(|s| s == "failed");
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if failed || Instant::now() >= deadline {
+                let scope = if self.scope == Scope::User {
+                    " --user"
+                } else {
+                    ""
+                };
+                return Err(Error::internal(format!(
+                    "services did not become active: {}",
+                    pending.join(", ")
+                ))
+                .with_hint(format!(
+                    "see `systemctl{scope} status <service>` and `podman logs`"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Explain the commonest cause of a failing `systemctl --user`.
+fn unreachable_manager_hint(err: Error) -> Error {
+    let unreachable = [
+        "Failed to connect to bus",
+        "Failed to connect to user scope bus",
+        "No medium found",
+    ]
+    .iter()
+    .any(|s| err.message.contains(s));
+    if unreachable {
+        err.with_hint(
+            "the systemd user manager is not reachable: log in to a session (or `loginctl enable-linger`) and check XDG_RUNTIME_DIR",
+        )
+    } else {
+        err
+    }
+}

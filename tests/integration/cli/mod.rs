@@ -1,0 +1,1 @@
+//! The real binary in a private HOME: no podman or systemd needed.

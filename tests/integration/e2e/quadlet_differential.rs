@@ -1,0 +1,1 @@
+//! Quadlet differential test: filled by the quadlet work.

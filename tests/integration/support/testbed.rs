@@ -1,0 +1,73 @@
+//! A handle on the running testbed (`tests/testbed/testbed.sh`): commands run
+//! inside it as the unprivileged test user with a real `systemd --user`.
+
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use super::repo_root;
+
+/// The running testbed. Obtain with [`Testbed::get`].
+pub struct Testbed {
+    script: std::path::PathBuf,
+}
+
+/// Where the checkout is visible inside the testbed.
+pub const SRC: &str = "/src";
+
+impl Testbed {
+    /// The testbed, which must be up: an e2e test fails (never skips) when it is not.
+    pub fn get() -> Testbed {
+        static UP: OnceLock<bool> = OnceLock::new();
+        let script = repo_root().join("tests/testbed/testbed.sh");
+        let up = *UP.get_or_init(|| {
+            Command::new(&script)
+                .arg("status")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        assert!(
+            up,
+            "the testbed is not running: start it with `tests/testbed/testbed.sh up` (as root) or run `make test`"
+        );
+        Testbed { script }
+    }
+
+    /// Run `args` inside as the test user; output returned whatever the exit code.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new(&self.script)
+            .arg("exec")
+            .arg("--")
+            .args(args)
+            .output()
+            .expect("running testbed.sh exec")
+    }
+
+    /// Run `args` inside as root.
+    pub fn exec_root(&self, args: &[&str]) -> Output {
+        Command::new(&self.script)
+            .args(["exec", "--root", "--"])
+            .args(args)
+            .output()
+            .expect("running testbed.sh exec --root")
+    }
+
+    /// Run a shell script inside as the test user.
+    pub fn sh(&self, script: &str) -> Output {
+        self.exec(&["sh", "-c", script])
+    }
+
+    /// Run a shell script inside as the test user; panic with its output
+    /// unless it succeeds; return stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "in testbed: `{script}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
