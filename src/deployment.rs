@@ -64,7 +64,7 @@ pub fn is_quadlet_path(path: &Path) -> bool {
 }
 
 /// Where a deployment file is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Location {
     /// leger's active directory of the deployment.

@@ -9,8 +9,10 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod deployment;
 pub mod error;
 pub mod layout;

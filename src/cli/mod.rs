@@ -3,9 +3,16 @@
 //! [`Result`]; [`main`] renders errors and maps their kind to the exit code.
 
 mod args;
+mod create;
+mod delete;
 mod docs;
+mod info;
+mod list;
 mod plan;
+mod prune;
+mod restore;
 mod settings;
+mod verify;
 
 pub use args::{Cli, Command, GlobalArgs};
 
@@ -68,13 +75,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Config(args) => settings::run(&global, args),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
-        Command::Create(_) => Err(Error::not_implemented("create")),
-        Command::List(_) => Err(Error::not_implemented("list")),
-        Command::Info(_) => Err(Error::not_implemented("info")),
-        Command::Verify(_) => Err(Error::not_implemented("verify")),
-        Command::Restore(_) => Err(Error::not_implemented("restore")),
-        Command::Delete(_) => Err(Error::not_implemented("delete")),
-        Command::Prune(_) => Err(Error::not_implemented("prune")),
+        Command::Create(args) => create::run(&global, args),
+        Command::List(args) => list::run(&global, args),
+        Command::Info(args) => info::run(&global, args),
+        Command::Verify(args) => verify::run(&global, args),
+        Command::Restore(args) => restore::run(&global, args),
+        Command::Delete(args) => delete::run(&global, args),
+        Command::Prune(args) => prune::run(&global, args),
         Command::Enable(_) => Err(Error::not_implemented("enable")),
         Command::Disable(_) => Err(Error::not_implemented("disable")),
         Command::Status => Err(Error::not_implemented("status")),

@@ -1,0 +1,332 @@
+//! `.backup-metadata.json`: what a backup holds, written last so a backup
+//! without it is never taken for a valid one.
+//!
+//! The fields leger documents come first and keep leger's names, so leger's
+//! own `backup list` can read our backups; everything after them is ours.
+//! Metadata read from disk is untrusted: [`Metadata::load`] checks it before
+//! any path in it is used.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Compression;
+use crate::deployment::Location;
+use crate::error::{Error, Result};
+use crate::layout::Scope;
+use crate::podman::RootOwnership;
+
+/// Name of the metadata file inside a backup directory.
+pub const METADATA_FILE: &str = ".backup-metadata.json";
+
+/// The metadata format this version writes; loading refuses newer ones.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Manual or automatic, as leger documents it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupType {
+    /// Asked for by a person.
+    Manual,
+    /// Taken by a hook or before a destructive operation.
+    Automatic,
+}
+
+impl BackupType {
+    /// `before-*`, `pre-*` and `on-*` reasons are automatic, others manual.
+    pub fn from_reason(reason: &str) -> BackupType {
+        if ["before-", "pre-", "on-"]
+            .iter()
+            .any(|p| reason.starts_with(p))
+        {
+            BackupType::Automatic
+        } else {
+            BackupType::Manual
+        }
+    }
+}
+
+/// Whether services were stopped while volumes were exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Every service mounting a volume was stopped: crash-consistent.
+    Stopped,
+    /// Exported while running (`--live`).
+    Live,
+}
+
+/// One file of the deployment kept in the backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Where it was installed.
+    pub location: Location,
+    /// Path relative to that location's root (checked: relative, no `..`).
+    pub path: PathBuf,
+    /// Path inside the backup directory.
+    pub stored_as: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// sha256, hex.
+    pub sha256: String,
+    /// Target, when the file was a symlink (then `size` and `sha256` are of
+    /// the target text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<PathBuf>,
+}
+
+/// One Podman volume in the backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeEntry {
+    /// Podman volume name (leger's field).
+    pub name: String,
+    /// Archive path relative to the backup directory (leger's field); `None`
+    /// when the volume did not exist at backup time.
+    pub archive_path: Option<PathBuf>,
+    /// Archive size in bytes (leger's field).
+    pub size: u64,
+    /// Whether the volume existed when the backup was taken.
+    #[serde(default = "yes")]
+    pub existed: bool,
+    /// Bytes of the uncompressed tar.
+    #[serde(default)]
+    pub uncompressed_size: u64,
+    /// sha256 of the archive file, hex.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Mode and owner of the volume root inside the user namespace.
+    #[serde(default)]
+    pub root: Option<RootOwnership>,
+    /// Volume driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Driver options.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The `.volume` file defining it (relative path), if any.
+    #[serde(default)]
+    pub defined_by: Option<String>,
+    /// The `-volume.service` that creates it, when a `.volume` file defines it.
+    #[serde(default)]
+    pub volume_service: Option<String>,
+    /// Services mounting it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service of the deployment and its state at backup time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    /// The systemd unit.
+    pub name: String,
+    /// Whether it was active (or activating) before the backup began.
+    pub was_running: bool,
+}
+
+/// Where the deployment's files were installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installation {
+    /// leger's active directory, if it was a leger deployment.
+    pub active_dir: Option<PathBuf>,
+    /// Root the quadlet files were installed under.
+    pub installed_root: PathBuf,
+    /// True for leger deployments: only the files leger installed from the
+    /// active directory belong to the deployment under `installed_root`.
+    pub installed_from_active: bool,
+}
+
+/// The whole metadata document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Backup ID (leger).
+    pub id: String,
+    /// Deployment (leger).
+    pub deployment_name: String,
+    /// When the backup started (leger; RFC 3339).
+    pub created_at: DateTime<Utc>,
+    /// Manual or automatic (leger).
+    #[serde(rename = "type")]
+    pub backup_type: BackupType,
+    /// Why it was taken (leger).
+    pub reason: String,
+    /// Total bytes of the backup directory (leger).
+    pub size: u64,
+    /// Relative paths of the quadlet files (leger).
+    pub quadlet_files: Vec<String>,
+    /// Volumes (leger, extended).
+    pub volumes: Vec<VolumeEntry>,
+    /// Format of this document; absent in leger's own backups.
+    #[serde(default)]
+    pub format_version: Option<u32>,
+    /// leger-backup version that wrote it.
+    #[serde(default)]
+    pub leger_backup_version: Option<String>,
+    /// User or system scope.
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    /// Archive compression.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// Every file of the deployment with its checksum.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    /// Where the files were installed.
+    #[serde(default)]
+    pub installation: Option<Installation>,
+    /// Services and whether each was running.
+    #[serde(default)]
+    pub services: Vec<ServiceEntry>,
+    /// Secret names the units require (never values).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Stopped or live.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
+    /// Seconds services were down for the backup.
+    #[serde(default)]
+    pub downtime_seconds: Option<f64>,
+}
+
+impl Metadata {
+    /// Whether this was written by leger's Go implementation (no checksums:
+    /// nothing can be verified).
+    pub fn is_legacy(&self) -> bool {
+        self.format_version.is_none()
+    }
+
+    /// Parse and check metadata read from `path` (the metadata file).
+    /// Every path in it must stay inside the backup directory.
+    pub fn load(path: &Path) -> Result<Metadata> {
+        let bytes = fs_err::read(path).map_err(|e| {
+            Error::user(format!("cannot read backup metadata: {e}")).with_hint(
+                "the backup is incomplete or damaged; delete it with `leger-backup delete <ID>`",
+            )
+        })?;
+        Self::parse(&bytes, path)
+    }
+
+    /// Parse and check metadata bytes; `path` names the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Metadata> {
+        let metadata: Metadata = serde_json::from_slice(bytes).map_err(|e| {
+            Error::user(format!("{}: malformed metadata: {e}", path.display())).with_hint(
+                "the backup cannot be trusted; delete it with `leger-backup delete <ID>`",
+            )
+        })?;
+        metadata.check(path)?;
+        Ok(metadata)
+    }
+
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |what: String| {
+            Error::user(format!("{}: {what}", path.display()))
+                .with_hint("the metadata is damaged or hostile; the backup is refused")
+        };
+        if let Some(v) = self.format_version {
+            if v > FORMAT_VERSION {
+                return Err(bad(format!(
+                    "format_version {v} is newer than this leger-backup understands ({FORMAT_VERSION})"
+                ))
+                .with_hint("upgrade leger-backup to read this backup"));
+            }
+        }
+        crate::deployment::validate_name(&self.deployment_name)
+            .map_err(|e| bad(format!("deployment_name: {}", e.message)))?;
+        for volume in &self.volumes {
+            if let Some(archive) = &volume.archive_path {
+                check_relative(archive)
+                    .map_err(|why| bad(format!("archive_path {archive:?} {why}")))?;
+            }
+        }
+        for file in &self.files {
+            for p in [&file.path, &file.stored_as] {
+                check_relative(p).map_err(|why| bad(format!("file path {p:?} {why}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path from metadata must be relative and must not climb out.
+pub fn check_relative(path: &Path) -> std::result::Result<(), &'static str> {
+    if path.as_os_str().is_empty() {
+        return Err("is empty");
+    }
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err("contains '..'"),
+            Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_decides_type() {
+        assert_eq!(BackupType::from_reason("manual"), BackupType::Manual);
+        assert_eq!(
+            BackupType::from_reason("before-remove"),
+            BackupType::Automatic
+        );
+        assert_eq!(
+            BackupType::from_reason("pre-restore"),
+            BackupType::Automatic
+        );
+        assert_eq!(BackupType::from_reason("on-stop"), BackupType::Automatic);
+        assert_eq!(BackupType::from_reason("weekly"), BackupType::Manual);
+    }
+
+    #[test]
+    fn relative_paths_only() {
+        assert!(check_relative(Path::new("volumes/a.tar.zst")).is_ok());
+        assert_eq!(check_relative(Path::new("/etc/passwd")), Err("is absolute"));
+        assert_eq!(
+            check_relative(Path::new("volumes/../../x")),
+            Err("contains '..'")
+        );
+        assert_eq!(check_relative(Path::new("")), Err("is empty"));
+    }
+
+    #[test]
+    fn leger_go_metadata_loads_as_legacy() {
+        let json = br#"{"id":"web-2025-01-01-000000","deployment_name":"web",
+            "created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"manual","size":10,
+            "quadlet_files":["web.container"],
+            "volumes":[{"name":"systemd-data","archive_path":"volumes/systemd-data.tar","size":10}]}"#;
+        let m = Metadata::parse(json, Path::new("m.json")).unwrap();
+        assert!(m.is_legacy());
+        assert!(m.volumes[0].existed);
+    }
+
+    #[test]
+    fn traversal_is_refused() {
+        let json = br#"{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z",
+            "type":"manual","reason":"m","size":0,"quadlet_files":[],"format_version":1,
+            "volumes":[{"name":"v","archive_path":"../../etc/shadow","size":0}]}"#;
+        let err = Metadata::parse(json, Path::new("m.json")).unwrap_err();
+        assert!(err.message.contains("contains '..'"), "{}", err.message);
+    }
+
+    #[test]
+    fn future_format_is_refused() {
+        let json = br#"{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z",
+            "type":"manual","reason":"m","size":0,"quadlet_files":[],"volumes":[],"format_version":99}"#;
+        let err = Metadata::parse(json, Path::new("m.json")).unwrap_err();
+        assert!(err.message.contains("format_version 99"), "{}", err.message);
+    }
+}

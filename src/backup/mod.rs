@@ -1,0 +1,12 @@
+//! Backups: the archive format, the backup directory ("repository"),
+//! creating, verifying, pruning and restoring. Cut as restic does it:
+//! [`archive`] streams bytes, [`store`] owns the directory, [`create`] and
+//! [`restore`] orchestrate podman and systemd around them, [`verify`] checks.
+
+pub mod archive;
+pub mod create;
+pub mod metadata;
+pub mod prune;
+pub mod restore;
+pub mod store;
+pub mod verify;
