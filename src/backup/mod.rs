@@ -5,6 +5,8 @@
 
 pub mod archive;
 pub mod create;
+pub mod files;
+pub mod lock;
 pub mod metadata;
 pub mod prune;
 pub mod restore;
