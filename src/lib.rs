@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auto;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -5,13 +5,20 @@
 mod args;
 mod create;
 mod delete;
+mod disable;
 mod docs;
+mod enable;
+mod generator;
 mod info;
+mod leger_hook;
 mod list;
 mod plan;
 mod prune;
+mod recover;
 mod restore;
 mod settings;
+mod status;
+mod stop_hook;
 mod verify;
 
 pub use args::{Cli, Command, GlobalArgs};
@@ -20,7 +27,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::layout::Layout;
 use crate::ui;
 
@@ -82,13 +89,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => restore::run(&global, args),
         Command::Delete(args) => delete::run(&global, args),
         Command::Prune(args) => prune::run(&global, args),
-        Command::Enable(_) => Err(Error::not_implemented("enable")),
-        Command::Disable(_) => Err(Error::not_implemented("disable")),
-        Command::Status => Err(Error::not_implemented("status")),
-        Command::Recover(_) => Err(Error::not_implemented("recover")),
-        Command::StopHook(_) => Err(Error::not_implemented("stop-hook")),
-        Command::LegerHook(_) => Err(Error::not_implemented("leger-hook")),
-        Command::Generator(_) => Ok(()),
+        Command::Enable(args) => enable::run(&global, args),
+        Command::Disable(args) => disable::run(&global, args),
+        Command::Status => status::run(&global),
+        Command::Recover(args) => recover::run(&global, args),
+        Command::StopHook(args) => stop_hook::run(&global, args),
+        Command::LegerHook(args) => leger_hook::run(&global, args),
+        Command::Generator(args) => generator::run(&global, args),
     }
 }
 

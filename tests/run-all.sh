@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test the project has, the way CI does (`make test`, `.ci/run`):
+# lint, release build, testbed up, the whole nextest suite (unit, CLI and
+# end-to-end tests in one run), testbed down. The output ends with nextest's
+# summary line; the exit status is non-zero when anything failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_nextest() {
+    if ! cargo nextest --version >/dev/null 2>&1; then
+        step "installing cargo-nextest"
+        cargo install --locked cargo-nextest
+    fi
+}
+
+step "lint: cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+
+step "build (release, installed into the testbed)"
+cargo build --release --locked
+ensure_nextest
+cargo nextest run --locked --no-run
+
+step "testbed up"
+trap 'tests/testbed/testbed.sh down' EXIT
+tests/testbed/testbed.sh up
+
+step "tests: unit, CLI, end-to-end"
+status=0
+cargo nextest run --locked --no-fail-fast 2>&1 | tee target/nextest.log || status=$?
+
+step "testbed down"
+trap - EXIT
+tests/testbed/testbed.sh down
+
+# The runner's own summary closes the output.
+step "summary"
+grep -E '^ *Summary ' target/nextest.log | tail -n 1 || echo "nextest printed no summary"
+exit "$status"
