@@ -57,9 +57,17 @@ pub fn is_quadlet_path(path: &Path) -> bool {
     if has_quadlet_ext(path) {
         return true;
     }
+    // Drop-ins: `web.container.d/x.conf`, `web-.container.d/x.conf`, and the
+    // unit-type-wide `container.d/x.conf` that Quadlet applies to every unit.
+    let type_wide = |dir: &Path| {
+        dir.file_stem()
+            .and_then(|s| s.to_str())
+            .is_some_and(|s| QUADLET_EXTENSIONS.contains(&s))
+    };
     path.extension().is_some_and(|e| e == "conf")
         && path.parent().is_some_and(|dir| {
-            dir.extension().is_some_and(|e| e == "d") && has_quadlet_ext(&dir.with_extension(""))
+            dir.extension().is_some_and(|e| e == "d")
+                && (has_quadlet_ext(&dir.with_extension("")) || type_wide(dir))
         })
 }
 
@@ -363,6 +371,7 @@ mod tests {
         assert!(is_quadlet_path(Path::new("sub/data.volume")));
         assert!(is_quadlet_path(Path::new("web.container.d/10-env.conf")));
         assert!(!is_quadlet_path(Path::new("web.env")));
+        assert!(is_quadlet_path(Path::new("container.d/10-all.conf")));
         assert!(!is_quadlet_path(Path::new("conf.d/x.conf")));
     }
 }

@@ -74,13 +74,21 @@ impl Layout {
         let state_home = xdg("XDG_STATE_HOME", ".local/state");
         let quadlet_dir = config_home.join("containers/systemd");
         let uid = nix::unistd::getuid();
+        // Quadlet's rootless search path starts with the runtime directory.
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|p| p.join("containers/systemd"));
         Ok(Layout {
             scope: Scope::User,
-            quadlet_search_path: vec![
-                quadlet_dir.clone(),
-                PathBuf::from(format!("/etc/containers/systemd/users/{uid}")),
-                PathBuf::from("/etc/containers/systemd/users"),
-            ],
+            quadlet_search_path: runtime_dir
+                .into_iter()
+                .chain([
+                    quadlet_dir.clone(),
+                    PathBuf::from(format!("/etc/containers/systemd/users/{uid}")),
+                    PathBuf::from("/etc/containers/systemd/users"),
+                ])
+                .collect(),
             quadlet_dir,
             leger_data_dir: data_home.join("bluebuild-quadlets"),
             leger_config_dir: config_home.join("leger"),
