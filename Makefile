@@ -34,5 +34,9 @@ testbed-up: build
 testbed-down:
 	$(TESTBED) down
 
+## The RPM for Fedora Atomic / BlueBuild images, into target/rpm/ (packaging/README.md).
+rpm:
+	packaging/rpm/build.sh
+
 clean:
 	$(CARGO) clean
