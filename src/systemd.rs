@@ -90,6 +90,13 @@ impl Systemctl {
         Ok(states)
     }
 
+    /// Whether systemd has the unit loaded (a generated unit exists for it):
+    /// a restore recreates a volume through its `-volume.service` only then.
+    pub fn is_loaded(&self, unit: &str) -> Result<bool> {
+        let state = self.run(&["show", "--property=LoadState", "--value", unit])?;
+        Ok(state.trim() == "loaded")
+    }
+
     /// Whether a unit is active (or reloading, or activating).
     pub fn is_running(&self, unit: &str) -> Result<bool> {
         let states = self.active_states(&[unit.to_owned()])?;

@@ -1,1 +1,739 @@
-//! (in progress)
+//! `create`: back up a deployment's files and the data of its volumes.
+//!
+//! The order matters for consistency and downtime: files first (services
+//! still running, they do not change), then the services that mount the
+//! volumes are stopped, every volume is streamed from `podman volume export`
+//! through the compressor into the backup, and the services are started
+//! again right after the last export, before the slow part (fsync and
+//! rename) — and also when anything fails, through [`ServiceGuard`].
+//!
+//! [`create`] takes the deployment's lock; [`create_locked`] is the same
+//! backup for a caller that already holds it (a restore taking its safety
+//! backup), so both go through one code path.
+
+use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::auto::ops::OperationMarker;
+use crate::backup::archive;
+use crate::backup::files;
+use crate::backup::lock::DeploymentLock;
+use crate::backup::metadata::{
+    BackupType, Consistency, Installation, Metadata, ServiceEntry, VolumeEntry, FORMAT_VERSION,
+};
+use crate::backup::store::BackupStore;
+use crate::context::Context;
+use crate::deployment::{Deployment, DeploymentFile};
+use crate::error::{Error, Result};
+use crate::podman::{Podman, RootOwnership, VolumeInfo};
+use crate::systemd::Systemctl;
+use crate::ui;
+
+/// How `create` runs.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Why the backup is taken; decides manual or automatic.
+    pub reason: String,
+    /// Export while the services run (not crash-consistent, no downtime).
+    pub live: bool,
+    /// How long to wait for another backup or restore of the deployment.
+    pub wait: Duration,
+    /// Set by the stop hook: services are already down, stop/start nothing.
+    pub services_already_stopped: bool,
+    /// Show progress on stderr (bars on a terminal, lines otherwise).
+    pub progress: bool,
+}
+
+impl CreateOptions {
+    /// A manual backup with progress, as `create` without flags does it.
+    pub fn manual() -> CreateOptions {
+        CreateOptions {
+            reason: "manual".to_owned(),
+            live: false,
+            wait: Duration::ZERO,
+            services_already_stopped: false,
+            progress: true,
+        }
+    }
+}
+
+/// A volume to back up, with what is needed to recreate it on restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VolumeSpec {
+    /// Podman volume name.
+    pub name: String,
+    /// The `.volume` file defining it, if any.
+    pub defined_by: Option<String>,
+    /// The service Quadlet generates from that file.
+    pub volume_service: Option<String>,
+    /// Services mounting it.
+    pub used_by: Vec<String>,
+}
+
+/// Everything a backup captures, gathered before anything is written: from
+/// an installed deployment ([`Subject::of_deployment`]) or, for a restore's
+/// safety backup, from what is on the machine now.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    /// Deployment name.
+    pub name: String,
+    /// Its files (empty when it is not installed).
+    pub files: Vec<DeploymentFile>,
+    /// Where those files are installed.
+    pub installation: Installation,
+    /// Volumes, sorted by name.
+    pub volumes: Vec<VolumeSpec>,
+    /// Its services, sorted.
+    pub services: Vec<String>,
+    /// Secret names its units require.
+    pub secrets: Vec<String>,
+}
+
+impl Subject {
+    /// What a backup of an installed deployment captures.
+    pub fn of_deployment(ctx: &Context, deployment: &Deployment) -> Result<Subject> {
+        let resolution = deployment.resolve(&ctx.layout)?;
+        for mount in &resolution.bind_mounts {
+            ui::warn(format!(
+                "{} ({}:{}) is a bind mount: its data is not in the backup",
+                mount.value, mount.file, mount.line
+            ));
+        }
+        for unresolved in &resolution.unresolved {
+            ui::warn(format!(
+                "{}={} ({}:{}) depends on {}: not resolved, not backed up",
+                unresolved.key,
+                unresolved.value,
+                unresolved.file,
+                unresolved.line,
+                unresolved.variables.join(", ")
+            ));
+        }
+        let volumes = resolution
+            .volumes
+            .iter()
+            .map(|v| {
+                let volume_service = v.defined_by.as_ref().map(|file| {
+                    resolution
+                        .units
+                        .iter()
+                        .find(|u| &u.file == file)
+                        .map(|u| u.service.clone())
+                        .unwrap_or_else(|| volume_service_of(file))
+                });
+                VolumeSpec {
+                    name: v.name.clone(),
+                    defined_by: v.defined_by.clone(),
+                    volume_service,
+                    used_by: v.used_by.clone(),
+                }
+            })
+            .collect();
+        let services: BTreeSet<String> =
+            resolution.units.iter().map(|u| u.service.clone()).collect();
+        Ok(Subject {
+            name: deployment.name.clone(),
+            files: deployment.files()?,
+            installation: installation_of(deployment),
+            volumes,
+            services: services.into_iter().collect(),
+            secrets: resolution.secrets.clone(),
+        })
+    }
+}
+
+/// Where a deployment's files are installed, for the metadata.
+pub(crate) fn installation_of(deployment: &Deployment) -> Installation {
+    Installation {
+        active_dir: deployment.active_dir.clone(),
+        installed_root: deployment.installed_root.clone(),
+        installed_from_active: deployment.installed_from_active,
+    }
+}
+
+/// The service Quadlet makes of a `.volume` file: `data.volume` ->
+/// `data-volume.service`, whatever directory it is in.
+pub(crate) fn volume_service_of(file: &str) -> String {
+    let base = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{base}-volume.service")
+}
+
+/// Podman volume names are `[A-Za-z0-9][A-Za-z0-9_.-]*`; anything else must
+/// not become a file name in the backup.
+pub(crate) fn check_volume_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok && name.len() <= 200 {
+        Ok(())
+    } else {
+        Err(Error::user(format!("invalid volume name {name:?}")))
+    }
+}
+
+/// Back up `deployment`: take its lock, clean leftovers of interrupted runs,
+/// write the backup, and prune after an automatic one when configured.
+/// Returns the metadata as stored (with its size).
+pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> Result<Metadata> {
+    check_reason(&opts.reason)?;
+    let store = BackupStore::open(ctx.backup_dir())?;
+    for notice in store.clean_leftovers()? {
+        ui::note(notice);
+    }
+    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &deployment.name, opts.wait)?;
+    // Tells the stop hooks of the services stopped below that this stop is
+    // ours (see `auto::ops`).
+    let _marker = if opts.services_already_stopped {
+        None
+    } else {
+        Some(OperationMarker::begin(
+            &ctx.layout.state_dir,
+            &deployment.name,
+            "create",
+        )?)
+    };
+    let subject = Subject::of_deployment(ctx, deployment)?;
+    let progress = Progress::new(opts.progress);
+    let metadata = create_locked(ctx, &store, &subject, opts, None, &progress)?;
+    if metadata.backup_type == BackupType::Automatic && ctx.config.backup.auto_prune.value {
+        auto_prune(ctx, &store, &metadata.deployment_name, &progress);
+    }
+    Ok(metadata)
+}
+
+/// A reason is one line of text.
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() || reason.chars().any(char::is_control) || reason.len() > 200 {
+        return Err(Error::user(format!("invalid reason {reason:?}"))
+            .with_hint("give one line of text, e.g. --reason before-upgrade"));
+    }
+    Ok(())
+}
+
+/// Prune the deployment's backups by the configured policy. A failure is
+/// only a warning: the backup itself succeeded.
+fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &Progress) {
+    let keep_manual = ctx.config.backup.keep_manual.value;
+    let keep_automatic = ctx.config.backup.keep_automatic.value;
+    match crate::backup::prune::prune(store, Some(deployment), keep_manual, keep_automatic, false) {
+        Ok(outcome) => {
+            for id in outcome.deleted {
+                progress.step(format!("pruned {id}"));
+            }
+        }
+        Err(e) => ui::warn(format!("pruning old backups failed: {e}")),
+    }
+}
+
+/// Write a backup of `subject` while the caller holds its lock.
+///
+/// `running` overrides which services count as running at backup time: a
+/// restore stops the services before taking its safety backup and passes
+/// what ran before, so that a rollback starts exactly those again.
+pub(crate) fn create_locked(
+    ctx: &Context,
+    store: &BackupStore,
+    subject: &Subject,
+    opts: &CreateOptions,
+    running: Option<&BTreeSet<String>>,
+    progress: &Progress,
+) -> Result<Metadata> {
+    check_reason(&opts.reason)?;
+    for volume in &subject.volumes {
+        check_volume_name(&volume.name)?;
+    }
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let id = store.new_id(&subject.name, created_at)?;
+    let pending = store.begin(&id)?;
+    progress.step(format!(
+        "backing up {} as {id} (reason: {})",
+        subject.name, opts.reason
+    ));
+
+    // Which services run now (or ran before a restore stopped them).
+    let running: BTreeSet<String> = match running {
+        Some(set) => set.clone(),
+        None => running_services(&ctx.systemctl, &all_services(subject))?,
+    };
+    let services: Vec<ServiceEntry> = subject
+        .services
+        .iter()
+        .map(|name| ServiceEntry {
+            name: name.clone(),
+            was_running: running.contains(name),
+        })
+        .collect();
+
+    let files = files::copy_into_backup(&subject.files, pending.path())?;
+    progress.step(format!("copied {} files", files.len()));
+
+    // What each volume is, before anything stops: the less happens while
+    // the services are down, the shorter the downtime.
+    let infos = inspect_volumes(&ctx.podman, &subject.volumes)?;
+
+    // Stop the running services that mount an existing volume.
+    let live = opts.live || !ctx.config.backup.stop_services.value;
+    let mounting: BTreeSet<String> = subject
+        .volumes
+        .iter()
+        .zip(&infos)
+        .filter(|(_, info)| info.is_some())
+        .flat_map(|(v, _)| v.used_by.iter().cloned())
+        .filter(|s| running.contains(s))
+        .collect();
+    let mounting: Vec<String> = mounting.into_iter().collect();
+    let consistency = if live && !opts.services_already_stopped && !mounting.is_empty() {
+        Consistency::Live
+    } else {
+        Consistency::Stopped
+    };
+    let to_stop = if live || opts.services_already_stopped {
+        Vec::new()
+    } else {
+        mounting
+    };
+    let mut guard = ServiceGuard::new(&ctx.systemctl, to_stop);
+    guard.stop(progress)?;
+
+    let compression = ctx.config.backup.compression.value;
+    let level = ctx.config.backup.level.value;
+    let threads = ctx.config.backup.threads.value;
+    let mut volumes = Vec::new();
+    for (spec, info) in subject.volumes.iter().zip(infos) {
+        let mut entry = VolumeEntry {
+            name: spec.name.clone(),
+            archive_path: None,
+            size: 0,
+            existed: info.is_some(),
+            uncompressed_size: 0,
+            sha256: None,
+            root: None,
+            driver: None,
+            labels: Default::default(),
+            options: Default::default(),
+            defined_by: spec.defined_by.clone(),
+            volume_service: spec.volume_service.clone(),
+            used_by: spec.used_by.clone(),
+        };
+        let Some((info, root)) = info else {
+            progress.step(format!(
+                "volume {} does not exist yet: recorded as absent",
+                spec.name
+            ));
+            volumes.push(entry);
+            continue;
+        };
+        entry.root = root;
+        entry.driver = Some(info.driver.clone());
+        entry.labels = info.labels.clone();
+        entry.options = info.options.clone();
+        let rel =
+            PathBuf::from("volumes").join(format!("{}.{}", spec.name, compression.extension()));
+        let dir = pending.path().join("volumes");
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let stats = export_volume(
+            ctx,
+            &spec.name,
+            &pending.path().join(&rel),
+            compression,
+            level,
+            threads,
+            progress,
+        )?;
+        entry.archive_path = Some(rel);
+        entry.size = stats.size;
+        entry.uncompressed_size = stats.uncompressed_size;
+        entry.sha256 = Some(stats.sha256);
+        volumes.push(entry);
+    }
+    // The data is safe; a failure to start again is reported after the
+    // backup is made visible, not instead of it.
+    let started_again = guard.start(progress);
+    let downtime = started_again.as_ref().ok().copied().flatten();
+
+    let metadata = Metadata {
+        id: id.clone(),
+        deployment_name: subject.name.clone(),
+        created_at,
+        backup_type: BackupType::from_reason(&opts.reason),
+        reason: opts.reason.clone(),
+        size: 0,
+        quadlet_files: files::quadlet_files(&files),
+        volumes,
+        format_version: Some(FORMAT_VERSION),
+        leger_backup_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        scope: Some(ctx.layout.scope),
+        compression: Some(compression),
+        files,
+        installation: Some(subject.installation.clone()),
+        services,
+        secrets: subject.secrets.clone(),
+        consistency: Some(consistency),
+        downtime_seconds: downtime.map(|d| d.as_secs_f64()),
+    };
+    pending.finalize(metadata)?;
+    let stored = store.load(&id)?;
+    progress.step(format!(
+        "backup {id} complete: {} in {:.1} s{}",
+        ui::human_size(stored.metadata.size),
+        started.elapsed().as_secs_f64(),
+        match downtime {
+            Some(d) => format!(", services down for {:.1} s", d.as_secs_f64()),
+            None => String::new(),
+        }
+    ));
+    if let Err(mut e) = started_again {
+        e.message = format!("backup {id} is complete, but {}", e.message);
+        return Err(e);
+    }
+    Ok(stored.metadata)
+}
+
+/// A volume as `podman volume inspect` shows it, and its root's mode and
+/// owner; `None` when it does not exist.
+type Inspected = Option<(VolumeInfo, Option<RootOwnership>)>;
+
+/// Inspect every volume and read its root's mode and owner, in parallel:
+/// each is a podman call of its own (`podman unshare` sets up a user
+/// namespace every time).
+fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspected>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = volumes
+            .iter()
+            .map(|volume| {
+                scope.spawn(move || -> Result<Inspected> {
+                    let Some(info) = podman.volume_inspect(&volume.name)? else {
+                        return Ok(None);
+                    };
+                    let root = if info.mountpoint.is_empty() {
+                        None
+                    } else {
+                        Some(podman.root_ownership(&info.mountpoint)?)
+                    };
+                    Ok(Some((info, root)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::internal("inspecting a volume panicked")))
+            })
+            .collect()
+    })
+}
+
+/// Every service whose state matters: the deployment's and those mounting
+/// its volumes.
+fn all_services(subject: &Subject) -> Vec<String> {
+    let mut all: BTreeSet<String> = subject.services.iter().cloned().collect();
+    for volume in &subject.volumes {
+        all.extend(volume.used_by.iter().cloned());
+    }
+    all.into_iter().collect()
+}
+
+/// The units of `units` that are running (active, activating, reloading or
+/// deactivating: anything a stop would change).
+pub(crate) fn running_services(
+    systemctl: &Systemctl,
+    units: &[String],
+) -> Result<BTreeSet<String>> {
+    let states = systemctl.active_states(units)?;
+    Ok(units
+        .iter()
+        .zip(states)
+        .filter(|(_, s)| {
+            matches!(
+                s.as_str(),
+                "active" | "activating" | "reloading" | "deactivating" | "refreshing"
+            )
+        })
+        .map(|(u, _)| u.clone())
+        .collect())
+}
+
+/// Stream one volume into its archive: `podman volume export` piped through
+/// [`archive::write_archive`]. Either side failing ends the other.
+fn export_volume(
+    ctx: &Context,
+    name: &str,
+    dest: &Path,
+    compression: crate::config::Compression,
+    level: i32,
+    threads: u32,
+    progress: &Progress,
+) -> Result<archive::ArchiveStats> {
+    let bar = progress.bar("exporting", name);
+    let mut export = ctx.podman.volume_export(name)?;
+    let stdout = export
+        .stdout()
+        .ok_or_else(|| Error::internal("podman volume export: no stdout"))?;
+    widen_pipe(stdout.as_raw_fd());
+    let written = archive::write_archive(stdout, dest, compression, level, threads, &mut |n| {
+        bar.set(n)
+    });
+    match written {
+        Ok(stats) => {
+            // A podman failure mid-stream ends the tar early; only its exit
+            // status tells.
+            if let Err(e) = export.finish() {
+                let _ = std::fs::remove_file(dest);
+                bar.fail();
+                return Err(e.context(format!("exporting volume {name}")));
+            }
+            bar.done(&format!(
+                "{} -> {}",
+                ui::human_size(stats.uncompressed_size),
+                ui::human_size(stats.size)
+            ));
+            Ok(stats)
+        }
+        Err(e) => {
+            export.abort();
+            bar.fail();
+            Err(e.context(format!("exporting volume {name}")))
+        }
+    }
+}
+
+/// Grow a pipe to podman to 1 MiB (the unprivileged maximum by default), so
+/// data crosses it in whole chunks instead of 64 KiB at a time. Only a
+/// speed-up: failure is ignored.
+pub(crate) fn widen_pipe(fd: std::os::fd::RawFd) {
+    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
+
+/// Services stopped for a backup, started again when the backup is done —
+/// and, through `Drop`, when it fails half-way, so an error never leaves a
+/// deployment down.
+pub(crate) struct ServiceGuard<'a> {
+    systemctl: &'a Systemctl,
+    units: Vec<String>,
+    stopped_at: Option<Instant>,
+}
+
+impl<'a> ServiceGuard<'a> {
+    /// A guard for `units` (nothing is stopped yet).
+    pub fn new(systemctl: &'a Systemctl, units: Vec<String>) -> ServiceGuard<'a> {
+        ServiceGuard {
+            systemctl,
+            units,
+            stopped_at: None,
+        }
+    }
+
+    /// Stop the units. From here on they are started again whatever happens.
+    pub fn stop(&mut self, progress: &Progress) -> Result<()> {
+        if self.units.is_empty() {
+            return Ok(());
+        }
+        progress.step(format!("stopping {}", self.units.join(", ")));
+        self.stopped_at = Some(Instant::now());
+        self.systemctl.stop(&self.units)
+    }
+
+    /// The caller takes over starting the units (a restore, which starts
+    /// what the restored backup says instead).
+    pub fn hand_over(mut self) {
+        self.stopped_at = None;
+    }
+
+    /// Start the units again; returns how long they were down (`None` when
+    /// nothing was stopped).
+    pub fn start(mut self, progress: &Progress) -> Result<Option<Duration>> {
+        let Some(stopped_at) = self.stopped_at.take() else {
+            return Ok(None);
+        };
+        progress.step(format!("starting {}", self.units.join(", ")));
+        self.systemctl
+            .start(&self.units)
+            .map_err(|e| e.context("the services stopped for the backup did not start again"))?;
+        Ok(Some(stopped_at.elapsed()))
+    }
+}
+
+impl Drop for ServiceGuard<'_> {
+    fn drop(&mut self) {
+        if self.stopped_at.take().is_some() {
+            ui::note(format!("starting {} again", self.units.join(", ")));
+            if let Err(e) = self.systemctl.start(&self.units) {
+                ui::warn(format!(
+                    "could not start {} again: {e}; start them with `systemctl --user start {}`",
+                    self.units.join(", "),
+                    self.units.join(" ")
+                ));
+            }
+        }
+    }
+}
+
+/// Progress on stderr: a bar per volume on a terminal, a line per step
+/// otherwise (logs, the stop hook), nothing when disabled.
+pub(crate) struct Progress {
+    multi: Option<MultiProgress>,
+    lines: bool,
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal, lines otherwise; silent unless `enabled`.
+    pub fn new(enabled: bool) -> Progress {
+        let bars = enabled && ui::stderr_is_tty();
+        Progress {
+            multi: bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            lines: enabled && !bars,
+        }
+    }
+
+    /// One step of the work.
+    pub fn step(&self, message: impl std::fmt::Display) {
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(message.to_string());
+            }
+            None if self.lines => ui::note(message),
+            None => {}
+        }
+    }
+
+    /// A bar (or start and end lines) for streaming one volume.
+    pub fn bar(&self, verb: &'static str, volume: &str) -> VolumeBar {
+        let started = Instant::now();
+        match &self.multi {
+            Some(multi) => {
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(format!("{verb} {volume}"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                VolumeBar {
+                    bar: Some((multi.clone(), bar)),
+                    lines: false,
+                    volume: volume.to_owned(),
+                    started,
+                    bytes: std::cell::Cell::new(0),
+                }
+            }
+            None => {
+                if self.lines {
+                    ui::note(format!("{verb} volume {volume}"));
+                }
+                VolumeBar {
+                    bar: None,
+                    lines: self.lines,
+                    volume: volume.to_owned(),
+                    started,
+                    bytes: std::cell::Cell::new(0),
+                }
+            }
+        }
+    }
+}
+
+/// Progress of one volume.
+pub(crate) struct VolumeBar {
+    bar: Option<(MultiProgress, ProgressBar)>,
+    lines: bool,
+    volume: String,
+    started: Instant,
+    bytes: std::cell::Cell<u64>,
+}
+
+impl VolumeBar {
+    /// Bytes (uncompressed) streamed so far.
+    pub fn set(&self, bytes: u64) {
+        self.bytes.set(bytes);
+        if let Some((_, bar)) = &self.bar {
+            bar.set_position(bytes);
+        }
+    }
+
+    /// The volume is done; `detail` says what came of it. The bar gives
+    /// way to a summary line that stays in the scrollback.
+    pub fn done(&self, detail: &str) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.bytes.get() as f64 / secs
+        } else {
+            0.0
+        };
+        let line = format!(
+            "volume {}: {detail} in {secs:.1} s ({}/s)",
+            self.volume,
+            ui::human_size(rate as u64)
+        );
+        match &self.bar {
+            Some((multi, bar)) => {
+                bar.finish_and_clear();
+                let _ = multi.println(line);
+            }
+            None if self.lines => ui::note(line),
+            None => {}
+        }
+    }
+
+    /// The volume failed (the error is reported by the caller).
+    pub fn fail(&self) {
+        if let Some((_, bar)) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for VolumeBar {
+    /// A bar left behind by an early error is cleared, not frozen on screen.
+    fn drop(&mut self) {
+        if let Some((_, bar)) = &self.bar {
+            if !bar.is_finished() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_services() {
+        assert_eq!(volume_service_of("data.volume"), "data-volume.service");
+        assert_eq!(volume_service_of("sub/db.volume"), "db-volume.service");
+    }
+
+    #[test]
+    fn volume_names() {
+        assert!(check_volume_name("systemd-data").is_ok());
+        assert!(check_volume_name("a.b_c-1").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "-x"] {
+            assert!(check_volume_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        assert!(check_reason("before-test").is_ok());
+        assert!(check_reason("").is_err());
+        assert!(check_reason("a\nb").is_err());
+    }
+}

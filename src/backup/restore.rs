@@ -1,1 +1,1042 @@
-//! (in progress)
+//! `restore`: put a deployment back exactly as a backup recorded it — or, if
+//! anything goes wrong on the way, leave it as it was before.
+//!
+//! The steps (numbered as in the design):
+//! 1. load and fully verify the backup: a damaged one is refused before
+//!    anything live is touched;
+//! 2. show the plan and confirm;
+//! 3. refuse when a container outside the deployment uses one of its volumes;
+//! 4. take a safety backup of the current state (through the same code path
+//!    as `create`), with the services already stopped;
+//! 5. put the files back exactly, `daemon-reload`;
+//! 6. each volume: remove, recreate, import, restore the root's mode/owner;
+//! 7. start the services that ran at backup time and wait until active.
+//!
+//! Steps 5-7 are [`put_back`]; a failure there runs [`put_back`] again with
+//! the safety backup (the rollback uses the very same code), so the state
+//! before the restore comes back, or the user is told exactly what to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::auto::ops::OperationMarker;
+use crate::backup::archive;
+use crate::backup::create::{self, CreateOptions, Progress, ServiceGuard, Subject, VolumeSpec};
+use crate::backup::files::{self, Roots};
+use crate::backup::lock::DeploymentLock;
+use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
+use crate::backup::store::{validate_id, BackupStore, StoredBackup};
+use crate::backup::verify;
+use crate::context::Context;
+use crate::deployment::{self, Deployment};
+use crate::error::{Error, ErrorKind, Result};
+use crate::podman::VolumeInfo;
+use crate::quadlet::Resolution;
+use crate::ui;
+
+/// How `restore` runs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Leave the services stopped afterwards.
+    pub no_start: bool,
+    /// Do not ask for confirmation (`--yes`/`--force`).
+    pub assume_yes: bool,
+}
+
+/// What a successful restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// The backup restored.
+    pub id: String,
+    /// Its deployment.
+    pub deployment: String,
+    /// The safety backup of the state before: the undo.
+    pub safety_backup: Option<String>,
+    /// Services started and active afterwards.
+    pub started: Vec<String>,
+    /// Secrets the units require that do not exist.
+    pub missing_secrets: Vec<String>,
+    /// Whether the backup was written by leger's Go implementation (nothing
+    /// could be verified).
+    pub legacy: bool,
+    /// Seconds the deployment's services were down (from stopping the ones
+    /// that ran to the restored ones being active); `None` when none ran.
+    pub downtime_seconds: Option<f64>,
+}
+
+/// Which services [`put_back`] starts at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Those that were running when the backup was taken.
+    WasRunning,
+    /// All of them (the deployment had been removed).
+    All,
+    /// None (`--no-start`).
+    Nothing,
+}
+
+/// A state to put back: a backup's metadata, where its files are, and its
+/// file entries (from the metadata, or found on disk for leger's backups).
+struct Target {
+    backup: StoredBackup,
+    entries: Vec<FileEntry>,
+}
+
+impl Target {
+    fn of(backup: StoredBackup) -> Result<Target> {
+        let entries = if backup.metadata.is_legacy() {
+            files::legacy_entries(&backup.path, is_leger(&backup.metadata))?
+        } else {
+            backup.metadata.files.clone()
+        };
+        Ok(Target { backup, entries })
+    }
+
+    /// "Nothing was installed": the state to return to when a restore of a
+    /// deployment that did not exist at all fails. Files and volumes the
+    /// restore created are removed again.
+    fn nothing(store: &BackupStore, failed: &Metadata) -> Target {
+        let mut metadata = failed.clone();
+        metadata.files.clear();
+        metadata.quadlet_files.clear();
+        metadata.services.clear();
+        metadata.secrets.clear();
+        metadata.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
+        for volume in &mut metadata.volumes {
+            volume.existed = false;
+            volume.archive_path = None;
+        }
+        Target {
+            backup: StoredBackup {
+                path: store.dir().to_owned(),
+                metadata,
+            },
+            entries: Vec::new(),
+        }
+    }
+
+    fn metadata(&self) -> &Metadata {
+        &self.backup.metadata
+    }
+}
+
+/// Whether a backup is of a leger deployment (active directory + installed
+/// quadlets) rather than a plain Quadlet directory. leger's own backups are.
+fn is_leger(metadata: &Metadata) -> bool {
+    match &metadata.installation {
+        Some(i) => i.active_dir.is_some() || i.installed_from_active,
+        None => true,
+    }
+}
+
+/// Where the files of `metadata`'s deployment go on this machine: derived
+/// from the current layout (not from the recorded absolute paths, which may
+/// belong to another HOME), in the recorded form.
+fn roots_for(ctx: &Context, metadata: &Metadata) -> Roots {
+    let name = &metadata.deployment_name;
+    if is_leger(metadata) {
+        Roots {
+            active: Some(ctx.layout.active_dir_of(name)),
+            installed: ctx.layout.quadlet_dir.clone(),
+        }
+    } else {
+        Roots {
+            active: None,
+            installed: ctx.layout.quadlet_dir.join(name),
+        }
+    }
+}
+
+/// The deployment called `name` as installed now, if it is.
+fn current_deployment(ctx: &Context, name: &str) -> Result<Option<Deployment>> {
+    Ok(deployment::discover(&ctx.layout)?
+        .into_iter()
+        .find(|d| d.name == name))
+}
+
+/// Restore backup `id`: verify, plan, confirm, safety backup, put back, and
+/// roll back to the safety backup if putting back fails.
+pub fn restore(
+    ctx: &Context,
+    store: &BackupStore,
+    id: &str,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    validate_id(id)?;
+    let started = Instant::now();
+    let backup = store.load(id)?;
+    let metadata = backup.metadata.clone();
+    let name = metadata.deployment_name.clone();
+    if let Some(scope) = metadata.scope {
+        if scope != ctx.layout.scope {
+            return Err(Error::user(format!(
+                "backup {id} was taken in {} scope, this is {} scope",
+                scope.as_str(),
+                ctx.layout.scope.as_str()
+            ))
+            .with_hint(format!(
+                "run `leger-backup --{} restore {id}`",
+                scope.as_str()
+            )));
+        }
+    }
+    let progress = Progress::new(true);
+
+    // 1. Verify everything before anything live is touched.
+    let legacy = metadata.is_legacy();
+    progress.step(format!("verifying {id}"));
+    verify_backup(&backup)?;
+    let target = Target::of(backup)?;
+
+    // 2. Show the plan; confirm.
+    let current = current_deployment(ctx, &name)?;
+    show_plan(ctx, &target, current.as_ref())?;
+    if !opts.assume_yes {
+        let question = format!("Replace the current state of {name} with backup {id}?");
+        if !ui::confirm(&question, "--yes")? {
+            return Err(Error::user("restore cancelled; nothing was changed"));
+        }
+    }
+
+    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &name, Duration::ZERO)?;
+    // The stop hooks of the services stopped below must not back up a
+    // half-restored deployment (see `auto::ops`).
+    let _marker = OperationMarker::begin(&ctx.layout.state_dir, &name, "restore")?;
+    // The deployment may have changed while the question was open.
+    let current = current_deployment(ctx, &name)?;
+    let existed = current.is_some();
+    let subject = safety_subject(ctx, &metadata, current.as_ref())?;
+
+    // 3. Volumes in use by containers of other deployments.
+    let mut own_services: BTreeSet<String> = subject.services.iter().cloned().collect();
+    own_services.extend(metadata.services.iter().map(|s| s.name.clone()));
+    for volume in &subject.volumes {
+        own_services.extend(volume.used_by.iter().cloned());
+    }
+    let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
+    check_not_in_use(ctx, &name, &touched, &own_services)?;
+    check_no_foreign_files(ctx, &target)?;
+
+    // Stop the deployment's services; they stay down through the safety
+    // backup (consistent, and one downtime instead of two).
+    let units: Vec<String> = own_services.iter().cloned().collect();
+    let running = create::running_services(&ctx.systemctl, &units)?;
+    let down_since = Instant::now();
+    let mut guard = ServiceGuard::new(&ctx.systemctl, running.iter().cloned().collect());
+    guard.stop(&progress)?;
+
+    // 4. Safety backup of the current state, when there is one.
+    let mut any_volume = false;
+    for volume in &subject.volumes {
+        any_volume |= ctx.podman.volume_exists(&volume.name)?;
+    }
+    let safety = if existed || any_volume {
+        let opts = CreateOptions {
+            reason: "pre-restore".to_owned(),
+            live: false,
+            wait: Duration::ZERO,
+            services_already_stopped: true,
+            progress: true,
+        };
+        let safety = create::create_locked(ctx, store, &subject, &opts, Some(&running), &progress)
+            .map_err(|e| {
+                e.context("the safety backup of the current state failed; nothing was restored")
+            })?;
+        progress.step(format!("safety backup {} taken", safety.id));
+        Some(safety.id)
+    } else {
+        progress.step("nothing of the deployment exists: no safety backup needed");
+        None
+    };
+    // From here on put_back (or the rollback) decides what runs.
+    guard.hand_over();
+
+    // 5-7.
+    let start = if opts.no_start {
+        Start::Nothing
+    } else if existed {
+        Start::WasRunning
+    } else {
+        Start::All
+    };
+    let result = put_back(ctx, &target, start, &progress);
+    let started_units = match result {
+        Ok(units) => units,
+        Err(cause) => {
+            return Err(roll_back(
+                ctx,
+                store,
+                &target,
+                safety.as_deref(),
+                cause,
+                &progress,
+            ))
+        }
+    };
+    let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
+
+    // After: secrets the units need.
+    // (leger's backups do not record them: ask the restored units.)
+    let secrets = if legacy {
+        current_deployment(ctx, &name)?
+            .and_then(|d| d.resolve(&ctx.layout).ok())
+            .map(|r| r.secrets)
+            .unwrap_or_default()
+    } else {
+        metadata.secrets.clone()
+    };
+    let mut missing_secrets = Vec::new();
+    for secret in &secrets {
+        match ctx.podman.secret_exists(secret) {
+            Ok(true) => {}
+            Ok(false) => missing_secrets.push(secret.clone()),
+            Err(e) => ui::warn(format!("cannot check secret {secret}: {e}")),
+        }
+    }
+    if !missing_secrets.is_empty() {
+        ui::warn(format!(
+            "secrets the units require do not exist: {} (backups never hold secret values; \
+             create them with `podman secret create NAME FILE`)",
+            missing_secrets.join(", ")
+        ));
+    }
+    progress.step(format!(
+        "restored {id} in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        match downtime {
+            Some(d) => format!(", services down {d:.1} s"),
+            None => String::new(),
+        }
+    ));
+    Ok(RestoreOutcome {
+        id: id.to_owned(),
+        deployment: name,
+        safety_backup: safety,
+        started: started_units,
+        missing_secrets,
+        legacy,
+        downtime_seconds: downtime,
+    })
+}
+
+/// Step 1: every checksum and every archive, before anything live changes.
+fn verify_backup(backup: &StoredBackup) -> Result<()> {
+    let report = verify::verify(backup)?;
+    for warning in &report.warnings {
+        ui::warn(format!("backup {}: {warning}", backup.metadata.id));
+    }
+    report.ensure_ok().map_err(|e| {
+        e.context(format!(
+            "refusing to restore {} (nothing was changed)",
+            backup.metadata.id
+        ))
+    })
+}
+
+/// What the safety backup captures: the deployment as installed now (if it
+/// is) plus every volume the restore will replace.
+fn safety_subject(
+    ctx: &Context,
+    metadata: &Metadata,
+    current: Option<&Deployment>,
+) -> Result<Subject> {
+    let mut subject = match current {
+        Some(d) => match Subject::of_deployment(ctx, d) {
+            Ok(s) => s,
+            Err(e) => {
+                ui::warn(format!(
+                    "the installed deployment cannot be resolved ({e}); the safety backup \
+                     holds its files and the volumes of the backup"
+                ));
+                Subject {
+                    name: d.name.clone(),
+                    files: d.files()?,
+                    installation: create::installation_of(d),
+                    volumes: Vec::new(),
+                    services: Vec::new(),
+                    secrets: Vec::new(),
+                }
+            }
+        },
+        None => {
+            let roots = roots_for(ctx, metadata);
+            Subject {
+                name: metadata.deployment_name.clone(),
+                files: Vec::new(),
+                installation: Installation {
+                    installed_from_active: roots.active.is_some(),
+                    active_dir: roots.active,
+                    installed_root: roots.installed,
+                },
+                volumes: Vec::new(),
+                services: Vec::new(),
+                secrets: Vec::new(),
+            }
+        }
+    };
+    for volume in &metadata.volumes {
+        if !subject.volumes.iter().any(|v| v.name == volume.name) {
+            subject.volumes.push(VolumeSpec {
+                name: volume.name.clone(),
+                defined_by: volume.defined_by.clone(),
+                volume_service: volume.volume_service.clone(),
+                used_by: volume.used_by.clone(),
+            });
+        }
+    }
+    subject.volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut services: BTreeSet<String> = subject.services.iter().cloned().collect();
+    services.extend(metadata.services.iter().map(|s| s.name.clone()));
+    subject.services = services.into_iter().collect();
+    Ok(subject)
+}
+
+/// Step 3: refuse when a container that is not one of the deployment's
+/// (by its `PODMAN_SYSTEMD_UNIT` label) uses a volume to be replaced.
+fn check_not_in_use(
+    ctx: &Context,
+    deployment: &str,
+    volumes: &[String],
+    own_services: &BTreeSet<String>,
+) -> Result<()> {
+    let mut users = Vec::new();
+    for volume in volumes {
+        if !ctx.podman.volume_exists(volume)? {
+            continue;
+        }
+        for container in ctx.podman.containers_using_volume(volume)? {
+            let own = container
+                .systemd_unit()
+                .is_some_and(|unit| own_services.contains(unit));
+            if !own {
+                let unit = container
+                    .systemd_unit()
+                    .map(|u| format!(", run by {u}"))
+                    .unwrap_or_default();
+                users.push(format!(
+                    "volume {volume} is used by container {} ({}{unit})",
+                    container.display_name(),
+                    if container.state.is_empty() {
+                        "unknown state"
+                    } else {
+                        &container.state
+                    }
+                ));
+            }
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Error::user(format!(
+        "refusing to restore {deployment}: {}",
+        users.join("; ")
+    ))
+    .with_hint("stop and remove those containers (they are not part of the deployment), then restore again"))
+}
+
+/// Refuse to overwrite a file that belongs to another deployment (two
+/// deployments installing the same quadlet file name): the restore would
+/// silently change that other deployment.
+fn check_no_foreign_files(ctx: &Context, target: &Target) -> Result<()> {
+    let name = &target.metadata().deployment_name;
+    let roots = roots_for(ctx, target.metadata());
+    let plan = files::plan_restore(&target.entries, &roots, &[])?;
+    let targets: BTreeSet<&Path> = plan.write.iter().map(|(_, p)| p.as_path()).collect();
+    let mut clashes = Vec::new();
+    for other in deployment::discover(&ctx.layout)?
+        .into_iter()
+        .filter(|d| &d.name != name)
+    {
+        for file in other.files()? {
+            if targets.contains(file.path.as_path()) {
+                clashes.push(format!(
+                    "{} (deployment {})",
+                    file.path.display(),
+                    other.name
+                ));
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Ok(());
+    }
+    Err(Error::user(format!(
+        "refusing to restore {name}: its files would replace files of another deployment: {}",
+        clashes.join(", ")
+    ))
+    .with_hint("remove or rename the other deployment's files first"))
+}
+
+/// Step 2: what will happen, on stderr.
+fn show_plan(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Result<()> {
+    let m = target.metadata();
+    let mut lines = vec![format!(
+        "restore {} ({}, reason {:?}, taken {})",
+        m.id,
+        match m.backup_type {
+            crate::backup::metadata::BackupType::Manual => "manual",
+            crate::backup::metadata::BackupType::Automatic => "automatic",
+        },
+        m.reason,
+        m.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    )];
+    lines.push(format!(
+        "  deployment {}: {}",
+        m.deployment_name,
+        if current.is_some() {
+            "installed; its current state is backed up first (the undo)"
+        } else {
+            "not installed; it is installed from the backup"
+        }
+    ));
+    let roots = roots_for(ctx, m);
+    let current_files = match current {
+        Some(d) => files::current_files(d)?,
+        None => Vec::new(),
+    };
+    let plan = files::plan_restore(&target.entries, &roots, &current_files)?;
+    lines.push(format!(
+        "  files: {} written{}",
+        plan.write.len(),
+        if plan.remove.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} removed ({})",
+                plan.remove.len(),
+                plan.remove
+                    .iter()
+                    .map(|(p, _)| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ));
+    for volume in &m.volumes {
+        let exists = ctx.podman.volume_exists(&volume.name)?;
+        let what = if volume.existed {
+            let size = if volume.uncompressed_size > 0 {
+                volume.uncompressed_size
+            } else {
+                volume.size
+            };
+            format!(
+                "{} from the backup{}",
+                ui::human_size(size),
+                if exists {
+                    ", replacing the current data"
+                } else {
+                    ""
+                }
+            )
+        } else if exists {
+            "did not exist at backup time: removed".to_owned()
+        } else {
+            "did not exist at backup time: stays absent".to_owned()
+        };
+        lines.push(format!("  volume {}: {what}", volume.name));
+    }
+    let mut names: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
+    if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
+        names.extend(resolution.units.iter().map(|u| u.service.clone()));
+        for volume in &resolution.volumes {
+            names.extend(volume.used_by.iter().cloned());
+        }
+    }
+    let names: Vec<String> = names.into_iter().collect();
+    let running = create::running_services(&ctx.systemctl, &names)?;
+    if !running.is_empty() {
+        lines.push(format!(
+            "  services stopped: {}",
+            running.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for line in lines {
+        ui::note(line);
+    }
+    Ok(())
+}
+
+/// Steps 5-7: put `target` back and start its services. The same code
+/// restores a backup and rolls back to the safety backup.
+fn put_back(
+    ctx: &Context,
+    target: &Target,
+    start: Start,
+    progress: &Progress,
+) -> Result<Vec<String>> {
+    let m = target.metadata();
+    let name = &m.deployment_name;
+    let current = current_deployment(ctx, name)?;
+
+    // Stop whatever of the deployment runs (on a rollback: what the failed
+    // attempt started).
+    let mut units: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
+    for volume in &m.volumes {
+        units.extend(volume.used_by.iter().cloned());
+    }
+    if let Some(d) = &current {
+        if let Ok(resolution) = d.resolve(&ctx.layout) {
+            units.extend(resolution.units.iter().map(|u| u.service.clone()));
+        }
+    }
+    let units: Vec<String> = units.into_iter().collect();
+    let running: Vec<String> = create::running_services(&ctx.systemctl, &units)?
+        .into_iter()
+        .collect();
+    if !running.is_empty() {
+        progress.step(format!("stopping {}", running.join(", ")));
+        ctx.systemctl.stop(&running)?;
+    }
+
+    // 5. Files, exactly; then let the generator see them.
+    let roots = roots_for(ctx, m);
+    if let Some(installation) = &m.installation {
+        let recorded = Roots {
+            active: installation.active_dir.clone(),
+            installed: installation.installed_root.clone(),
+        };
+        if recorded != roots {
+            ui::note(format!(
+                "files go to {} (recorded at backup time: {})",
+                describe_roots(&roots),
+                describe_roots(&recorded)
+            ));
+        }
+    }
+    let current_files = match &current {
+        Some(d) => files::current_files(d)?,
+        None => Vec::new(),
+    };
+    let plan = files::plan_restore(&target.entries, &roots, &current_files)?;
+    progress.step(format!(
+        "putting back {} files{}",
+        plan.write.len(),
+        if plan.remove.is_empty() {
+            String::new()
+        } else {
+            format!(", removing {}", plan.remove.len())
+        }
+    ));
+    files::apply(&plan, &target.backup.path, &roots)?;
+    let mut own_roots: Vec<PathBuf> = roots.active.iter().cloned().collect();
+    if roots.active.is_none() {
+        own_roots.push(roots.installed.clone());
+    }
+    if let Some(d) = &current {
+        own_roots.extend(d.active_dir.iter().cloned());
+        if !d.installed_from_active {
+            own_roots.push(d.installed_root.clone());
+        }
+    }
+    files::remove_empty_roots(&own_roots);
+    ctx.systemctl.daemon_reload()?;
+
+    // 6. Volumes.
+    // leger's own backups record neither services nor how volumes are made:
+    // both come from the files just put back.
+    let legacy = if m.is_legacy() {
+        current_deployment(ctx, name)?.and_then(|d| d.resolve(&ctx.layout).ok())
+    } else {
+        None
+    };
+    let legacy_services = legacy
+        .as_ref()
+        .map(legacy_volume_services)
+        .unwrap_or_default();
+    for volume in &m.volumes {
+        restore_volume(ctx, target, volume, &legacy_services, progress)
+            .map_err(|e| e.context(format!("volume {}", volume.name)))?;
+    }
+
+    // 7. Start and wait.
+    let to_start: Vec<String> = match (start, &legacy) {
+        (Start::Nothing, _) => Vec::new(),
+        // Nothing says what ran: start everything, as leger's install does.
+        (_, Some(resolution)) => resolution.units.iter().map(|u| u.service.clone()).collect(),
+        (Start::All, None) => m.services.iter().map(|s| s.name.clone()).collect(),
+        (Start::WasRunning, None) => m
+            .services
+            .iter()
+            .filter(|s| s.was_running)
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    if !to_start.is_empty() {
+        progress.step(format!("starting {}", to_start.join(", ")));
+        ctx.systemctl.start(&to_start)?;
+        ctx.systemctl
+            .wait_active(&to_start, ctx.config.backup.start_timeout.value.duration())?;
+    }
+    Ok(to_start)
+}
+
+fn describe_roots(roots: &Roots) -> String {
+    match &roots.active {
+        Some(active) => format!("{} and {}", active.display(), roots.installed.display()),
+        None => roots.installed.display().to_string(),
+    }
+}
+
+/// For leger's backups, which do not record it: the `-volume.service` of
+/// each volume defined by a `.volume` file, from the files just put back.
+fn legacy_volume_services(resolution: &Resolution) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for volume in &resolution.volumes {
+        if let Some(file) = &volume.defined_by {
+            let service = resolution
+                .units
+                .iter()
+                .find(|u| &u.file == file)
+                .map(|u| u.service.clone())
+                .unwrap_or_else(|| create::volume_service_of(file));
+            map.insert(volume.name.clone(), service);
+        }
+    }
+    map
+}
+
+/// Step 6 for one volume: remove it, recreate it the way it was made,
+/// import the archive, restore the root's mode and owner.
+fn restore_volume(
+    ctx: &Context,
+    target: &Target,
+    volume: &VolumeEntry,
+    legacy_services: &BTreeMap<String, String>,
+    progress: &Progress,
+) -> Result<()> {
+    create::check_volume_name(&volume.name)?;
+    let name = &volume.name;
+    if ctx.podman.volume_exists(name)? {
+        ctx.podman.volume_rm(name)?;
+    }
+    if !volume.existed {
+        progress.step(format!(
+            "volume {name} did not exist at backup time: left absent"
+        ));
+        return Ok(());
+    }
+    // Recreate: through the .volume's service (labels and options from the
+    // file, as Quadlet makes it), else by hand with what was recorded.
+    let service = volume
+        .volume_service
+        .clone()
+        .or_else(|| legacy_services.get(name).cloned());
+    let mut info = None;
+    if let Some(service) = &service {
+        if ctx.systemctl.is_loaded(service)? {
+            ctx.systemctl.restart(service)?;
+            info = ctx.podman.volume_inspect(name)?;
+            if info.is_none() {
+                ui::warn(format!(
+                    "{service} did not create volume {name}; creating it with the recorded settings"
+                ));
+            }
+        }
+    }
+    let info = match info {
+        Some(info) => info,
+        None => {
+            ctx.podman.volume_create(&VolumeInfo {
+                name: name.clone(),
+                driver: volume.driver.clone().unwrap_or_default(),
+                mountpoint: String::new(),
+                labels: volume.labels.clone(),
+                options: volume.options.clone(),
+            })?;
+            ctx.podman.volume_inspect(name)?.ok_or_else(|| {
+                Error::internal(format!(
+                    "volume {name} does not exist right after creating it"
+                ))
+            })?
+        }
+    };
+    let path = target.backup.archive_path(volume)?.ok_or_else(|| {
+        Error::user(format!(
+            "the backup records volume {name} but holds no archive for it"
+        ))
+    })?;
+    let compression = archive::compression_of(&path)
+        .or(target.metadata().compression)
+        .ok_or_else(|| {
+            Error::user(format!(
+                "cannot tell the compression of {} from its name",
+                path.display()
+            ))
+        })?;
+    import_archive(
+        ctx,
+        name,
+        &path,
+        compression,
+        volume.sha256.as_deref(),
+        progress,
+    )?;
+    match volume.root {
+        Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
+        None => ui::warn(format!(
+            "the backup does not record the mode and owner of volume {name}'s root; left as podman made it"
+        )),
+    }
+    Ok(())
+}
+
+/// Stream an archive through the decompressor into `podman volume import
+/// NAME -`, then check that every byte of the archive was read and matches
+/// its recorded checksum.
+fn import_archive(
+    ctx: &Context,
+    name: &str,
+    path: &Path,
+    compression: crate::config::Compression,
+    expected_sha256: Option<&str>,
+    progress: &Progress,
+) -> Result<()> {
+    let bar = progress.bar("importing", name);
+    let reader = archive::open_archive(path, compression)?;
+    let mut import = ctx.podman.volume_import(name)?;
+    let mut stdin = import
+        .stdin()
+        .ok_or_else(|| Error::internal("podman volume import: no stdin"))?;
+    create::widen_pipe(stdin.as_raw_fd());
+    // Decompress on a thread of its own while this one writes to podman:
+    // neither waits for the other (a bounded queue keeps memory small).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
+    let (reader, copied) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decompress_into(reader, tx));
+        let mut total = 0u64;
+        let mut written: Result<()> = Ok(());
+        for chunk in rx {
+            match stdin.write_all(&chunk) {
+                Ok(()) => {}
+                // podman stopped reading: its exit status says why (or,
+                // after the tar's end marker, that all is well).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                Err(e) => {
+                    written = Err(Error::internal(format!(
+                        "writing to `podman volume import {name}`: {e}"
+                    )));
+                    break;
+                }
+            }
+            total += chunk.len() as u64;
+            bar.set(total);
+        }
+        // Leaving the loop drops the receiver, which ends the decoder.
+        let (reader, decoded) = decoder.join().expect("the decompression thread panicked");
+        let copied = match decoded {
+            Err(e) => Err(reader.damaged(&e)),
+            Ok(()) => written,
+        };
+        (reader, copied)
+    });
+    drop(stdin);
+    if let Err(e) = copied {
+        import.abort();
+        bar.fail();
+        return Err(e);
+    }
+    if let Err(e) = import.finish() {
+        bar.fail();
+        return Err(e);
+    }
+    let digest = reader.finish()?;
+    if let Some(expected) = expected_sha256 {
+        if !digest.sha256.eq_ignore_ascii_case(expected) {
+            bar.fail();
+            return Err(Error::user(format!(
+                "{}: checksum mismatch while importing (the archive changed after it was verified)",
+                path.display()
+            )));
+        }
+    }
+    bar.done(&ui::human_size(digest.uncompressed_size));
+    Ok(())
+}
+
+/// Decompressed chunks queued between the decompression thread and the
+/// writer: a few MiB at most.
+const IMPORT_QUEUE: usize = 4;
+
+/// Read `reader` to its end in chunks handed to `tx`; stop early when the
+/// receiver is gone. Returns the reader (for its digest) and any read error.
+fn decompress_into(
+    mut reader: archive::ArchiveReader,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> (archive::ArchiveReader, std::io::Result<()>) {
+    loop {
+        let mut chunk = vec![0u8; archive::CHUNK];
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => return (reader, Ok(())),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (reader, Err(e)),
+        };
+        chunk.truncate(n);
+        if tx.send(chunk).is_err() {
+            return (reader, Ok(()));
+        }
+    }
+}
+
+/// Step 8: put the safety backup back (or remove what the restore created
+/// when nothing existed before), and build the error the user sees.
+fn roll_back(
+    ctx: &Context,
+    store: &BackupStore,
+    failed: &Target,
+    safety: Option<&str>,
+    cause: Error,
+    progress: &Progress,
+) -> Error {
+    let failed_id = failed.metadata().id.clone();
+    ui::warn(format!("restore of {failed_id} failed: {cause}"));
+    let rollback = match safety {
+        Some(id) => {
+            progress.step(format!("rolling back to the safety backup {id}"));
+            store
+                .load(id)
+                .and_then(Target::of)
+                .and_then(|t| put_back(ctx, &t, Start::WasRunning, progress))
+        }
+        None => {
+            progress.step("rolling back: removing what the restore put in place");
+            put_back(
+                ctx,
+                &Target::nothing(store, failed.metadata()),
+                Start::Nothing,
+                progress,
+            )
+        }
+    };
+    match rollback {
+        Ok(_) => {
+            let kind = match cause.kind {
+                ErrorKind::Usage => ErrorKind::User,
+                other => other,
+            };
+            let mut err = Error::user(format!(
+                "restore failed, rolled back to the previous state: {}",
+                cause.message
+            ));
+            err.kind = kind;
+            let mut hint = cause.hint.unwrap_or_default();
+            if let Some(id) = safety {
+                if !hint.is_empty() {
+                    hint.push_str("; ");
+                }
+                hint.push_str(&format!(
+                    "the state before the restore is also kept as backup {id}"
+                ));
+            }
+            if hint.is_empty() {
+                err
+            } else {
+                err.with_hint(hint)
+            }
+        }
+        Err(second) => {
+            let manual = match safety {
+                Some(id) => format!(
+                    "every backup is kept. See `leger-backup list`, then put the previous state \
+                     back with `leger-backup restore {id}` (or retry `leger-backup restore {failed_id}`)"
+                ),
+                None => format!(
+                    "every backup is kept. Nothing existed before the restore: remove the \
+                     deployment's files and volumes by hand, or retry `leger-backup restore {failed_id}`"
+                ),
+            };
+            Error::internal(format!(
+                "restore failed: {}; rolling back {} failed too: {}",
+                cause.message,
+                match safety {
+                    Some(id) => format!("to {id}"),
+                    None => "what the restore did".to_owned(),
+                },
+                second.message
+            ))
+            .with_hint(manual)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::layout::{Layout, Scope};
+
+    fn ctx() -> Context {
+        let layout = Layout {
+            scope: Scope::User,
+            quadlet_dir: "/h/.config/containers/systemd".into(),
+            quadlet_search_path: vec![],
+            leger_data_dir: "/h/.local/share/bluebuild-quadlets".into(),
+            leger_config_dir: "/h/.config/leger".into(),
+            state_dir: "/h/.local/state/leger-backup".into(),
+            systemd_unit_dir: "/h/.config/systemd/user".into(),
+        };
+        let config = Config::parse("", Path::new("/h/.config/leger/config.yaml"), &layout).unwrap();
+        Context {
+            podman: crate::podman::Podman::new(),
+            systemctl: crate::systemd::Systemctl::new(Scope::User),
+            layout,
+            config,
+        }
+    }
+
+    fn metadata(installation: Option<Installation>) -> Metadata {
+        let json = r#"{"id":"web-2025-01-01-000000","deployment_name":"web",
+            "created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"manual","size":0,
+            "quadlet_files":[],"volumes":[{"name":"v","archive_path":"volumes/v.tar","size":1}]}"#;
+        let mut m = Metadata::parse(json.as_bytes(), Path::new("m.json")).unwrap();
+        m.installation = installation;
+        m
+    }
+
+    #[test]
+    fn files_go_where_this_layout_keeps_them() {
+        let ctx = ctx();
+        // leger's own backups record nothing: a leger deployment.
+        let roots = roots_for(&ctx, &metadata(None));
+        assert_eq!(
+            roots.active.as_deref(),
+            Some(Path::new("/h/.local/share/bluebuild-quadlets/active/web"))
+        );
+        assert_eq!(roots.installed, Path::new("/h/.config/containers/systemd"));
+        // A plain Quadlet deployment recorded under another HOME.
+        let plain = metadata(Some(Installation {
+            active_dir: None,
+            installed_root: "/old/home/.config/containers/systemd/web".into(),
+            installed_from_active: false,
+        }));
+        let roots = roots_for(&ctx, &plain);
+        assert_eq!(roots.active, None);
+        assert_eq!(
+            roots.installed,
+            Path::new("/h/.config/containers/systemd/web")
+        );
+    }
+
+    #[test]
+    fn nothing_removes_every_volume_and_file() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BackupStore::open(store_dir.path()).unwrap();
+        let failed = metadata(None);
+        let nothing = Target::nothing(&store, &failed);
+        assert!(nothing.entries.is_empty());
+        assert!(nothing.metadata().services.is_empty());
+        assert!(!nothing.metadata().is_legacy());
+        assert!(nothing
+            .metadata()
+            .volumes
+            .iter()
+            .all(|v| !v.existed && v.archive_path.is_none()));
+    }
+}

@@ -1,11 +1,46 @@
-//! `delete`.
+//! `delete`: remove one backup (valid or not), after confirmation.
 
 use super::args::DeleteArgs;
+use super::list::{open_store, type_name};
 use super::GlobalArgs;
+use crate::backup::store::validate_id;
 use crate::error::{Error, Result};
+use crate::ui;
 
 /// Run `delete`.
 pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("delete"))
+    // Before anything touches the disk.
+    validate_id(&args.id)?;
+    let (_ctx, store) = open_store(global)?;
+    if !store.exists(&args.id)? {
+        return Err(Error::user(format!(
+            "no backup {} in {}",
+            args.id,
+            store.dir().display()
+        ))
+        .with_hint("`leger-backup list` shows the backups"));
+    }
+    if !args.yes {
+        let what = match store.load(&args.id) {
+            Ok(b) => format!(
+                "{} ({}, {}, {}, {})",
+                args.id,
+                b.metadata.deployment_name,
+                b.metadata.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                type_name(b.metadata.backup_type),
+                ui::human_size(b.metadata.size)
+            ),
+            Err(_) => format!("{} (invalid)", args.id),
+        };
+        if !ui::confirm(&format!("Delete backup {what}?"), "--yes")? {
+            ui::note("nothing deleted");
+            return Ok(());
+        }
+    }
+    store.delete(&args.id)?;
+    if global.json {
+        return ui::print_json(&serde_json::json!({ "deleted": [args.id] }));
+    }
+    ui::note(format!("deleted {}", args.id));
+    Ok(())
 }

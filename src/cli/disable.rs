@@ -1,11 +1,11 @@
-//! `disable`.
+//! `disable`: turn automatic backups off (see [`crate::auto::switch`]).
 
 use super::args::SelectArgs;
 use super::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::auto::switch;
+use crate::error::Result;
 
 /// Run `disable`.
 pub fn run(global: &GlobalArgs, args: SelectArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("disable"))
+    switch::switch(global.scope(), &super::enable::selection(args), false).map(drop)
 }

@@ -1,11 +1,139 @@
-//! `list`.
+//! `list`: every backup, newest first; invalid ones are listed with the
+//! reason, never hidden, so a damaged backup is noticed before it is needed.
+
+use serde_json::{Map, Value};
 
 use super::args::ListArgs;
 use super::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::backup::store::{BackupStore, Listed};
+use crate::context::Context;
+use crate::error::Result;
+use crate::ui;
+
+/// Load the context and open the backup directory (created 0700 if absent,
+/// refused if others could write to it).
+pub(super) fn open_store(global: &GlobalArgs) -> Result<(Context, BackupStore)> {
+    let ctx = Context::load(global.scope())?;
+    let store = BackupStore::open(ctx.backup_dir())?;
+    Ok((ctx, store))
+}
+
+/// Whether a listed backup belongs to `deployment`: by its metadata, or for
+/// an invalid one by its ID's prefix (the best we know).
+pub(super) fn belongs_to(entry: &Listed, deployment: &str) -> bool {
+    match &entry.metadata {
+        Ok(m) => m.deployment_name == deployment,
+        Err(_) => entry
+            .id
+            .strip_prefix(deployment)
+            .is_some_and(|rest| rest.starts_with('-')),
+    }
+}
+
+/// The JSON object for one listed backup: `id`, `path`, `valid`, `error`,
+/// then every metadata field.
+pub(super) fn listed_json(entry: &Listed) -> Result<Value> {
+    let mut object = Map::new();
+    object.insert("id".into(), Value::from(entry.id.clone()));
+    object.insert("path".into(), Value::from(entry.path.display().to_string()));
+    object.insert("valid".into(), Value::from(entry.metadata.is_ok()));
+    object.insert(
+        "error".into(),
+        entry
+            .metadata
+            .as_ref()
+            .err()
+            .map_or(Value::Null, |e| Value::from(e.clone())),
+    );
+    if let Ok(m) = &entry.metadata {
+        if let Value::Object(fields) = serde_json::to_value(m)? {
+            for (k, v) in fields {
+                object.entry(k).or_insert(v);
+            }
+        }
+    }
+    Ok(Value::Object(object))
+}
 
 /// Run `list`.
 pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("list"))
+    if let Some(d) = &args.deployment {
+        crate::deployment::validate_name(d)?;
+    }
+    let (_ctx, store) = open_store(global)?;
+    let listed: Vec<Listed> = store
+        .list()?
+        .into_iter()
+        .filter(|e| {
+            args.deployment
+                .as_deref()
+                .map_or(true, |d| belongs_to(e, d))
+        })
+        .collect();
+    if global.json {
+        let items = listed.iter().map(listed_json).collect::<Result<Vec<_>>>()?;
+        return ui::print_json(&items);
+    }
+    if listed.is_empty() {
+        ui::note(format!("no backups in {}", store.dir().display()));
+        return Ok(());
+    }
+    let mut table = ui::table(&["ID", "CREATED", "TYPE", "SIZE", "REASON", "VOLUMES"]);
+    for entry in &listed {
+        match &entry.metadata {
+            Ok(m) => {
+                let volumes: Vec<String> = m
+                    .volumes
+                    .iter()
+                    .map(|v| {
+                        if v.existed {
+                            v.name.clone()
+                        } else {
+                            format!("{}(absent)", v.name)
+                        }
+                    })
+                    .collect();
+                table.add_row(vec![
+                    entry.id.clone(),
+                    m.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    type_name(m.backup_type).to_owned(),
+                    ui::human_size(m.size),
+                    m.reason.clone(),
+                    if volumes.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        volumes.join(",")
+                    },
+                ]);
+            }
+            Err(reason) => {
+                table.add_row(vec![
+                    entry.id.clone(),
+                    "-".to_owned(),
+                    "invalid".to_owned(),
+                    "-".to_owned(),
+                    reason.clone(),
+                    "-".to_owned(),
+                ]);
+            }
+        }
+    }
+    ui::print_table(&table)?;
+    let invalid = listed.iter().filter(|e| e.metadata.is_err()).count();
+    if invalid > 0 {
+        ui::warn(format!(
+            "{invalid} invalid backup(s): they cannot be restored; inspect them in {} \
+             and remove them with `leger-backup delete <ID>`",
+            store.dir().display()
+        ));
+    }
+    Ok(())
+}
+
+/// `manual` / `automatic`.
+pub(super) fn type_name(t: crate::backup::metadata::BackupType) -> &'static str {
+    match t {
+        crate::backup::metadata::BackupType::Manual => "manual",
+        crate::backup::metadata::BackupType::Automatic => "automatic",
+    }
 }

@@ -1,11 +1,67 @@
-//! `prune`.
+//! `prune`: keep the newest backups per deployment and type, delete the
+//! rest; invalid backups are listed, never deleted automatically.
 
 use super::args::PruneArgs;
+use super::list::open_store;
 use super::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::backup::prune::prune;
+use crate::error::Result;
+use crate::ui;
 
 /// Run `prune`.
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("prune"))
+    if let Some(d) = &args.deployment {
+        crate::deployment::validate_name(d)?;
+    }
+    let (ctx, store) = open_store(global)?;
+    if !args.dry_run {
+        for notice in store.clean_leftovers()? {
+            ui::note(notice);
+        }
+    }
+    let keep_manual = args
+        .keep_manual
+        .unwrap_or(ctx.config.backup.keep_manual.value);
+    let keep_automatic = args
+        .keep_automatic
+        .unwrap_or(ctx.config.backup.keep_automatic.value);
+    let outcome = prune(
+        &store,
+        args.deployment.as_deref(),
+        keep_manual,
+        keep_automatic,
+        args.dry_run,
+    )?;
+    if global.json {
+        return ui::print_json(&outcome);
+    }
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut text = String::new();
+    for id in &outcome.deleted {
+        text.push_str(&format!("{verb} {id}\n"));
+    }
+    for invalid in &outcome.invalid {
+        text.push_str(&format!(
+            "kept invalid {} (not pruned automatically: {})\n",
+            invalid.id, invalid.error
+        ));
+    }
+    ui::print_text(&text)?;
+    ui::note(format!(
+        "{} {}, kept {} (keeping {keep_manual} manual and {keep_automatic} automatic per deployment)",
+        verb,
+        outcome.deleted.len(),
+        outcome.kept.len()
+    ));
+    if !outcome.invalid.is_empty() {
+        ui::warn(format!(
+            "{} invalid backup(s) left alone: inspect them and remove them with `leger-backup delete <ID>`",
+            outcome.invalid.len()
+        ));
+    }
+    Ok(())
 }

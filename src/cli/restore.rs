@@ -1,11 +1,33 @@
-//! `restore`.
+//! `restore`: put a deployment back as a backup recorded it.
 
 use super::args::RestoreArgs;
 use super::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::backup::restore::{self, RestoreOptions};
+use crate::backup::store::{validate_id, BackupStore};
+use crate::context::Context;
+use crate::error::Result;
+use crate::ui;
 
-/// Run `restore`.
+/// Run `restore`; on success say how to undo it.
 pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("restore"))
+    // Checked before any file system access.
+    validate_id(&args.id)?;
+    let ctx = Context::load(global.scope())?;
+    let store = BackupStore::open(ctx.backup_dir())?;
+    let opts = RestoreOptions {
+        no_start: args.no_start,
+        assume_yes: args.yes || args.force,
+    };
+    let outcome = restore::restore(&ctx, &store, &args.id, &opts)?;
+    if global.json {
+        ui::print_json(&outcome)?;
+    }
+    ui::note(format!(
+        "restored {} from {}",
+        outcome.deployment, outcome.id
+    ));
+    if let Some(safety) = &outcome.safety_backup {
+        ui::note(format!("undo with: leger-backup restore {safety}"));
+    }
+    Ok(())
 }

@@ -1,10 +1,18 @@
-//! `status`.
+//! `status`: automatic-backup state per deployment (see [`crate::auto::status`]).
 
 use super::GlobalArgs;
-use crate::error::{Error, Result};
+use crate::auto::status;
+use crate::context::Context;
+use crate::error::Result;
+use crate::ui;
 
 /// Run `status`.
 pub fn run(global: &GlobalArgs) -> Result<()> {
-    let _ = global;
-    Err(Error::not_implemented("status"))
+    let ctx = Context::load(global.scope())?;
+    let status = status::gather(&ctx)?;
+    if global.json {
+        ui::print_json(&status)
+    } else {
+        status::print(&status)
+    }
 }

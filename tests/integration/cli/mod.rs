@@ -1,4 +1,7 @@
 //! The real binary in a private HOME: no podman or systemd needed.
 
+mod auto;
+mod backups;
 mod basics;
+mod packaging;
 mod plan;

@@ -1,4 +1,7 @@
 //! End-to-end tests in the rootless testbed (real Podman 5, Quadlet, systemd --user).
 
+mod auto;
+mod backup_restore;
 mod quadlet_differential;
+mod rpm;
 mod smoke;

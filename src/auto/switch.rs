@@ -1,0 +1,333 @@
+//! `enable` and `disable`: turn automatic backups on or off for one
+//! deployment or all of them, through whichever mechanism this machine has.
+//!
+//! - With the generator installed (root installed it), the generator
+//!   decides from the config at every reload, so the config is flipped
+//!   (`auto.deployments.NAME.enabled`, or `auto.enabled` for `--all`) and
+//!   the manager reloaded.
+//! - Without it (a user without root), the same drop-ins the generator
+//!   would write are written into the user's unit directory and the manager
+//!   reloaded; `disable` removes them. If the config turns the deployment
+//!   off, `enable` turns it on there too, since the stop hook obeys it.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::deployment::{self, Deployment};
+use crate::error::Result;
+use crate::layout::{Layout, Scope};
+use crate::systemd::Systemctl;
+use crate::ui;
+
+use super::{config_edit, dropin, installed_generator, scope_flag, systemctl_words};
+
+/// Which deployments a command is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// One, by name.
+    One(String),
+    /// Every installed deployment (and, for `disable`, drop-ins left by
+    /// deployments that are gone).
+    All,
+}
+
+/// What was changed, for the summary and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Config keys set, as `auto.deployments.web.enabled = true`.
+    pub config: Vec<String>,
+    /// Drop-in files written.
+    pub written: Vec<PathBuf>,
+    /// Drop-in files removed.
+    pub removed: Vec<PathBuf>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.written.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Turn automatic backups on (`on`) or off for `selection` in `scope`,
+/// then reload the manager. A failed reload is a warning: the change is
+/// made and applies at the next reload.
+pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> {
+    let layout = Layout::for_scope(scope)?;
+    let config = Config::load(&layout)?;
+    let deployments = match selection {
+        Selection::One(name) => vec![deployment::find(&layout, name)?],
+        Selection::All => deployment::discover(&layout)?,
+    };
+    let generator = installed_generator(scope);
+    let binary = dropin::current_binary()?;
+    let changes = apply(
+        &layout,
+        &config,
+        &deployments,
+        selection,
+        on,
+        generator.is_some(),
+        &binary,
+    )?;
+
+    let what = if on { "on" } else { "off" };
+    let names = match selection {
+        Selection::One(name) => name.clone(),
+        Selection::All => "all deployments".to_owned(),
+    };
+    let how = match &generator {
+        Some(path) => format!("through the generator ({})", path.display()),
+        None => format!("through drop-ins in {}", layout.systemd_unit_dir.display()),
+    };
+    for key in &changes.config {
+        ui::note(format!("set {key} in {}", layout.config_file().display()));
+    }
+    for path in &changes.written {
+        ui::note(format!("wrote {}", path.display()));
+    }
+    for path in &changes.removed {
+        ui::note(format!("removed {}", path.display()));
+    }
+    if changes.is_empty() {
+        ui::note(format!(
+            "automatic backups already {what} for {names} ({how})"
+        ));
+        return Ok(changes);
+    }
+    match Systemctl::new(scope).daemon_reload() {
+        Ok(()) => ui::note(format!("automatic backups {what} for {names} ({how})")),
+        Err(err) => ui::warn(format!(
+            "automatic backups {what} for {names} ({how}), but `{} daemon-reload` failed: {}; \
+             the change applies at the next reload",
+            systemctl_words(scope),
+            err.message
+        )),
+    }
+    if deployments.is_empty() && on {
+        let when = if generator.is_some() {
+            "at every reload".to_owned()
+        } else {
+            format!(
+                "by running `leger-backup{} enable` for them",
+                scope_flag(scope)
+            )
+        };
+        ui::note(format!(
+            "no deployments are installed yet; new ones are covered {when}"
+        ));
+    }
+    Ok(changes)
+}
+
+/// The changes themselves, with the generator's presence given (tests).
+pub fn apply(
+    layout: &Layout,
+    config: &Config,
+    deployments: &[Deployment],
+    selection: &Selection,
+    on: bool,
+    generator: bool,
+    binary: &std::path::Path,
+) -> Result<Changes> {
+    let mut changes = Changes::default();
+    let file = layout.config_file();
+    let set = |changes: &mut Changes, key: &[&str], value: bool| -> Result<()> {
+        config_edit::set_bool_in_file(&file, key, value)?;
+        changes.config.push(format!("{} = {value}", key.join(".")));
+        Ok(())
+    };
+
+    // The config: the switch itself with the generator; without it, only
+    // when it would make the stop hook skip a deployment being enabled.
+    match selection {
+        Selection::All if generator || on => {
+            if config.auto.enabled.value != on {
+                set(&mut changes, &["auto", "enabled"], on)?;
+            }
+            for (name, entry) in &config.auto.deployments {
+                if entry.enabled == Some(!on) {
+                    set(&mut changes, &["auto", "deployments", name, "enabled"], on)?;
+                }
+            }
+        }
+        Selection::One(name) if (generator || on) && config.auto.enabled_for(name) != on => {
+            set(&mut changes, &["auto", "deployments", name, "enabled"], on)?;
+        }
+        _ => {}
+    }
+
+    let unit_dir = &layout.systemd_unit_dir;
+    if on && !generator {
+        for deployment in deployments {
+            let services = dropin::deployment_services(deployment, layout)?;
+            if let Some(why) = &services.fallback {
+                ui::warn(format!(
+                    "{}: quadlet files not resolved ({why}); services taken from file names",
+                    deployment.name
+                ));
+            }
+            if services.names.is_empty() {
+                ui::warn(format!(
+                    "{} has no .container, .pod or .kube unit: nothing to hook",
+                    deployment.name
+                ));
+            }
+            let text = dropin::dropin_text(
+                binary,
+                &deployment.name,
+                layout.scope,
+                config.auto.stop_timeout.value,
+            );
+            for service in &services.names {
+                if dropin::write_dropin(unit_dir, service, &text)? {
+                    changes.written.push(dropin::dropin_path(unit_dir, service));
+                }
+            }
+        }
+    }
+    if !on {
+        // Drop-ins of ours for the selected deployments, wherever they came
+        // from; with --all also those of deployments that are gone.
+        for found in dropin::find_dropins(unit_dir)? {
+            let selected = match selection {
+                Selection::All => true,
+                Selection::One(name) => found.deployment == *name,
+            };
+            if selected && dropin::remove_dropin(unit_dir, &found.service)? {
+                changes.removed.push(found.path);
+            }
+        }
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn layout(home: &Path) -> Layout {
+        Layout {
+            scope: Scope::User,
+            quadlet_dir: home.join(".config/containers/systemd"),
+            quadlet_search_path: vec![home.join(".config/containers/systemd")],
+            leger_data_dir: home.join(".local/share/bluebuild-quadlets"),
+            leger_config_dir: home.join(".config/leger"),
+            state_dir: home.join(".local/state/leger-backup"),
+            systemd_unit_dir: home.join(".config/systemd/user"),
+        }
+    }
+
+    fn setup(home: &Path, config: &str) -> (Layout, Config, Vec<Deployment>) {
+        let l = layout(home);
+        for (rel, text) in [
+            ("web/web.container", "[Container]\nImage=x\n"),
+            ("web/db.container", "[Container]\nImage=x\n"),
+            ("web/data.volume", "[Volume]\n"),
+            ("other/other.container", "[Container]\nImage=x\n"),
+        ] {
+            let path = l.quadlet_dir.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        std::fs::create_dir_all(&l.leger_config_dir).unwrap();
+        std::fs::write(l.config_file(), config).unwrap();
+        let c = Config::load(&l).unwrap();
+        let d = deployment::discover(&l).unwrap();
+        (l, c, d)
+    }
+
+    fn only(deployments: &[Deployment], name: &str) -> Vec<Deployment> {
+        deployments
+            .iter()
+            .filter(|d| d.name == name)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn dropins_without_generator() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, c, d) = setup(tmp.path(), "leger: 1\n");
+        let web = Selection::One("web".into());
+        let bin = Path::new("/usr/bin/leger-backup");
+        let ch = apply(&l, &c, &only(&d, "web"), &web, true, false, bin).unwrap();
+        assert!(ch.config.is_empty());
+        assert_eq!(
+            ch.written,
+            [
+                dropin::dropin_path(&l.systemd_unit_dir, "db.service"),
+                dropin::dropin_path(&l.systemd_unit_dir, "web.service"),
+            ]
+        );
+        // Again: nothing to do.
+        assert_eq!(
+            apply(&l, &c, &only(&d, "web"), &web, true, false, bin).unwrap(),
+            Changes::default()
+        );
+        apply(&l, &c, &d, &Selection::All, true, false, bin).unwrap();
+        let ch = apply(&l, &c, &only(&d, "web"), &web, false, false, bin).unwrap();
+        assert_eq!(ch.removed.len(), 2);
+        assert!(dropin::dropin_path(&l.systemd_unit_dir, "other.service").exists());
+        let ch = apply(&l, &c, &[], &Selection::All, false, false, bin).unwrap();
+        assert_eq!(ch.removed.len(), 1, "drop-ins of deployments gone go too");
+        assert_eq!(
+            std::fs::read_to_string(l.config_file()).unwrap(),
+            "leger: 1\n"
+        );
+    }
+
+    #[test]
+    fn enabling_a_deployment_the_config_turns_off_fixes_the_config() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, c, d) = setup(
+            tmp.path(),
+            "auto:\n  deployments:\n    web:\n      enabled: false\n",
+        );
+        let ch = apply(
+            &l,
+            &c,
+            &only(&d, "web"),
+            &Selection::One("web".into()),
+            true,
+            false,
+            Path::new("/b"),
+        )
+        .unwrap();
+        assert_eq!(ch.config, ["auto.deployments.web.enabled = true"]);
+        assert_eq!(ch.written.len(), 2);
+    }
+
+    #[test]
+    fn generator_flips_the_config_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, c, d) = setup(tmp.path(), "# mine\nleger: 1\n");
+        let web = Selection::One("web".into());
+        let ch = apply(&l, &c, &only(&d, "web"), &web, false, true, Path::new("/b")).unwrap();
+        assert_eq!(ch.config, ["auto.deployments.web.enabled = false"]);
+        assert!(ch.written.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(l.config_file()).unwrap(),
+            "# mine\nleger: 1\nauto:\n  deployments:\n    web:\n      enabled: false\n"
+        );
+        let c = Config::load(&l).unwrap();
+        assert!(!c.auto.enabled_for("web"));
+        // Already off: no change.
+        let ch = apply(&l, &c, &only(&d, "web"), &web, false, true, Path::new("/b")).unwrap();
+        assert!(ch.is_empty());
+        // --all on: the switch and the override both.
+        let ch = apply(&l, &c, &d, &Selection::All, true, true, Path::new("/b")).unwrap();
+        assert_eq!(ch.config, ["auto.deployments.web.enabled = true"]);
+        let c = Config::load(&l).unwrap();
+        let ch = apply(&l, &c, &d, &Selection::All, false, true, Path::new("/b")).unwrap();
+        assert_eq!(
+            ch.config,
+            [
+                "auto.enabled = false",
+                "auto.deployments.web.enabled = false"
+            ]
+        );
+        let c = Config::load(&l).unwrap();
+        assert!(!c.auto.enabled_for("web") && !c.auto.enabled_for("other"));
+    }
+}
