@@ -334,18 +334,9 @@ fn yaml_error(err: &serde_yaml_ng::Error, file: &Path) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Scope;
 
     fn layout() -> Layout {
-        Layout {
-            scope: Scope::User,
-            quadlet_dir: "/h/.config/containers/systemd".into(),
-            quadlet_search_path: vec![],
-            leger_data_dir: "/h/.local/share/bluebuild-quadlets".into(),
-            leger_config_dir: "/h/.config/leger".into(),
-            state_dir: "/h/.local/state/leger-backup".into(),
-            systemd_unit_dir: "/h/.config/systemd/user".into(),
-        }
+        Layout::user_at(Path::new("/h"))
     }
 
     fn parse(text: &str) -> Result<Config> {

@@ -114,6 +114,23 @@ impl Layout {
         }
     }
 
+    /// The user layout under `home` with the XDG defaults and only
+    /// `~/.config/containers/systemd` on the search path, whatever the
+    /// environment says: for tests, which must not depend on the caller's
+    /// `XDG_*` variables.
+    pub fn user_at(home: &Path) -> Layout {
+        let quadlet_dir = home.join(".config/containers/systemd");
+        Layout {
+            scope: Scope::User,
+            quadlet_search_path: vec![quadlet_dir.clone()],
+            quadlet_dir,
+            leger_data_dir: home.join(".local/share/bluebuild-quadlets"),
+            leger_config_dir: home.join(".config/leger"),
+            state_dir: home.join(".local/state/leger-backup"),
+            systemd_unit_dir: home.join(".config/systemd/user"),
+        }
+    }
+
     /// leger's directory of installed deployments, one subdirectory each.
     pub fn active_dir(&self) -> PathBuf {
         self.leger_data_dir.join("active")

@@ -190,15 +190,7 @@ mod tests {
     use crate::layout::Scope;
 
     fn layout(home: &Path) -> Layout {
-        Layout {
-            scope: Scope::User,
-            quadlet_dir: home.join(".config/containers/systemd"),
-            quadlet_search_path: vec![home.join(".config/containers/systemd")],
-            leger_data_dir: home.join(".local/share/bluebuild-quadlets"),
-            leger_config_dir: home.join(".config/leger"),
-            state_dir: home.join(".local/state/leger-backup"),
-            systemd_unit_dir: home.join(".config/systemd/user"),
-        }
+        Layout::user_at(home)
     }
 
     fn write(path: &Path, text: &str) {

@@ -207,15 +207,7 @@ mod tests {
     use std::path::Path;
 
     fn layout(home: &Path) -> Layout {
-        Layout {
-            scope: Scope::User,
-            quadlet_dir: home.join(".config/containers/systemd"),
-            quadlet_search_path: vec![home.join(".config/containers/systemd")],
-            leger_data_dir: home.join(".local/share/bluebuild-quadlets"),
-            leger_config_dir: home.join(".config/leger"),
-            state_dir: home.join(".local/state/leger-backup"),
-            systemd_unit_dir: home.join(".config/systemd/user"),
-        }
+        Layout::user_at(home)
     }
 
     fn setup(home: &Path, config: &str) -> (Layout, Config, Vec<Deployment>) {
