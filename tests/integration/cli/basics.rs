@@ -9,15 +9,30 @@ fn help_shows_the_command_tree() {
     assert!(out.status.success());
     let help = stdout(&out);
     for command in [
-        "create", "list", "info", "verify", "restore", "delete", "prune", "plan", "enable", "disable",
-        "status", "config", "completions", "man",
+        "create",
+        "list",
+        "info",
+        "verify",
+        "restore",
+        "delete",
+        "prune",
+        "plan",
+        "enable",
+        "disable",
+        "status",
+        "config",
+        "completions",
+        "man",
     ] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(command)),
             "{command} missing from --help:\n{help}"
         );
     }
-    assert!(!help.contains("stop-hook"), "hidden entry points stay hidden");
+    assert!(
+        !help.contains("stop-hook"),
+        "hidden entry points stay hidden"
+    );
 }
 
 #[test]
@@ -47,7 +62,10 @@ fn usage_errors_exit_2() {
 #[test]
 fn config_errors_name_file_line_and_column() {
     let env = TestEnv::new();
-    env.write(".config/leger/config.yaml", "backup:\n  keep_manual: 3\n  compresion: gzip\n");
+    env.write(
+        ".config/leger/config.yaml",
+        "backup:\n  keep_manual: 3\n  compresion: gzip\n",
+    );
     let out = env.run(&["config", "show"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -59,7 +77,10 @@ fn config_errors_name_file_line_and_column() {
 #[test]
 fn config_show_reports_sources() {
     let env = TestEnv::new();
-    env.write(".config/leger/config.yaml", "some_leger_key: true\nbackup:\n  keep_manual: 3\n");
+    env.write(
+        ".config/leger/config.yaml",
+        "some_leger_key: true\nbackup:\n  keep_manual: 3\n",
+    );
     let out = env.run(&["--json", "config", "show"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -73,5 +94,9 @@ fn invalid_deployment_name_is_refused() {
     let env = TestEnv::new();
     let out = env.run(&["plan", "../etc"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("invalid deployment name"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid deployment name"),
+        "{}",
+        stderr(&out)
+    );
 }

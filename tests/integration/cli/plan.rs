@@ -17,18 +17,30 @@ fn plain_quadlet_subdirectory_is_a_deployment() {
     let plan = plan_json(&env, &["smoke"]);
     assert_eq!(plan["name"], "smoke");
     assert_eq!(plan["kind"], "quadlet");
-    assert_eq!(plan["files"], serde_json::json!(["smoke-web.container", "smoke-www.volume"]));
+    assert_eq!(
+        plan["files"],
+        serde_json::json!(["smoke-web.container", "smoke-www.volume"])
+    );
     assert_eq!(plan["volumes"][0]["name"], "systemd-smoke-www");
     assert_eq!(plan["volumes"][0]["defined_by"], "smoke-www.volume");
-    assert_eq!(plan["volumes"][0]["used_by"], serde_json::json!(["smoke-web.service"]));
+    assert_eq!(
+        plan["volumes"][0]["used_by"],
+        serde_json::json!(["smoke-web.service"])
+    );
     assert_eq!(plan["ports"], serde_json::json!(["127.0.0.1:18181:8080"]));
 }
 
 #[test]
 fn leger_deployment_lists_active_files_and_units() {
     let env = TestEnv::new();
-    env.copy_fixture("deployments/smoke", ".local/share/bluebuild-quadlets/active/smoke");
-    env.write(".local/share/bluebuild-quadlets/active/smoke/smoke.env", "A=1\n");
+    env.copy_fixture(
+        "deployments/smoke",
+        ".local/share/bluebuild-quadlets/active/smoke",
+    );
+    env.write(
+        ".local/share/bluebuild-quadlets/active/smoke/smoke.env",
+        "A=1\n",
+    );
     env.copy_fixture("deployments/smoke", ".config/containers/systemd");
     let plan = plan_json(&env, &[]);
     assert_eq!(plan["kind"], "leger");

@@ -32,8 +32,12 @@ fn http_get(port: u16, timeout: Duration) -> String {
 #[test]
 fn leger_sim_install_serves_page_and_plan_lists_volume() {
     let tb = Testbed::get();
-    tb.sh(&format!("{SIM} remove smoke --no-backup >/dev/null 2>&1; true"));
-    tb.ok(&format!("{SIM} install smoke /src/tests/fixtures/deployments/smoke"));
+    tb.sh(&format!(
+        "{SIM} remove smoke --no-backup >/dev/null 2>&1; true"
+    ));
+    tb.ok(&format!(
+        "{SIM} install smoke /src/tests/fixtures/deployments/smoke"
+    ));
     tb.ok("systemctl --user is-active smoke-web.service");
     tb.ok(
         "d=$(mktemp -d) && echo hello-from-smoke > $d/index.html && \
@@ -53,7 +57,10 @@ fn leger_sim_install_serves_page_and_plan_lists_volume() {
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(volumes, ["systemd-smoke-www"]);
-    assert_eq!(plan["volumes"][0]["used_by"], serde_json::json!(["smoke-web.service"]));
+    assert_eq!(
+        plan["volumes"][0]["used_by"],
+        serde_json::json!(["smoke-web.service"])
+    );
     // The volume plan names is the one Podman really has.
     tb.ok("podman volume exists systemd-smoke-www");
 
