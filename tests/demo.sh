@@ -16,8 +16,11 @@ run() { printf '$ %s\n' "$*"; "$TESTBED" exec -- "$@"; }
 inside() { "$TESTBED" exec -- sh -c "$1"; }
 page() { inside 'busybox wget -q -O - http://127.0.0.1:18181/ 2>/dev/null || true'; }
 
+# Leave the testbed as we found it: take it down only if we brought it up.
+if ! "$TESTBED" status >/dev/null 2>&1; then
+    trap '"$TESTBED" down' EXIT
+fi
 "$TESTBED" up
-trap '"$TESTBED" down' EXIT
 
 inside "$SIM remove smoke --no-backup >/dev/null 2>&1 || true"
 say "install the example deployment with leger (leger-sim does on disk what leger does)"

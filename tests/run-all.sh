@@ -25,16 +25,21 @@ ensure_nextest
 cargo nextest run --locked --no-run
 
 step "testbed up"
-trap 'tests/testbed/testbed.sh down' EXIT
+# Take it down afterwards only if this run brought it up (CI always does).
+was_up=false
+tests/testbed/testbed.sh status >/dev/null 2>&1 && was_up=true
+$was_up || trap 'tests/testbed/testbed.sh down' EXIT
 tests/testbed/testbed.sh up
 
 step "tests: unit, CLI, end-to-end"
 status=0
 cargo nextest run --locked --no-fail-fast 2>&1 | tee target/nextest.log || status=$?
 
-step "testbed down"
-trap - EXIT
-tests/testbed/testbed.sh down
+if ! $was_up; then
+    step "testbed down"
+    trap - EXIT
+    tests/testbed/testbed.sh down
+fi
 
 # The runner's own summary closes the output.
 step "summary"
