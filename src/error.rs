@@ -18,6 +18,9 @@ pub enum ErrorKind {
     Usage,
     /// Something failed that the user did not cause (a tool crashed, I/O): exit 3.
     Internal,
+    /// Stopped by SIGINT/SIGTERM at a safe point, after cleaning up: exit 130
+    /// (as a shell reports a command ended by Ctrl-C).
+    Interrupted,
 }
 
 impl ErrorKind {
@@ -27,6 +30,7 @@ impl ErrorKind {
             ErrorKind::User | ErrorKind::Config => 1,
             ErrorKind::Usage => 2,
             ErrorKind::Internal => 3,
+            ErrorKind::Interrupted => 130,
         }
     }
 }
@@ -72,6 +76,11 @@ impl Error {
     /// A failure the user did not cause.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// The operation stopped because of a signal (see [`crate::interrupt`]).
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Interrupted, message)
     }
 
     /// A command of the tree that a later release fills in.
@@ -142,6 +151,7 @@ mod tests {
         assert_eq!(Error::config("x").kind.exit_code(), 1);
         assert_eq!(Error::usage("x").kind.exit_code(), 2);
         assert_eq!(Error::internal("x").kind.exit_code(), 3);
+        assert_eq!(Error::interrupted("x").kind.exit_code(), 130);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Modules mirror the domain: [`quadlet`] (pure model of unit files),
 //! [`deployment`] (where deployments live), [`podman`], [`systemd`] and
 //! [`process`] (the only code that runs other programs), [`config`],
-//! [`cli`] and [`ui`].
+//! [`cli`] and [`ui`]; [`interrupt`] turns SIGINT/SIGTERM into a clean stop
+//! and [`fault`] is the fault-injection test hook.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,8 @@ pub mod config;
 pub mod context;
 pub mod deployment;
 pub mod error;
+pub mod fault;
+pub mod interrupt;
 pub mod layout;
 pub mod podman;
 pub mod process;

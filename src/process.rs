@@ -84,8 +84,19 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
     }
 }
 
+/// While leger-backup handles SIGINT/SIGTERM itself (see
+/// [`crate::interrupt`]), a child gets a process group of its own, so a
+/// Ctrl-C on the terminal does not kill, say, the `systemctl start` that
+/// cleans up after the interruption.
+fn isolate(cmd: &mut Command) {
+    if crate::interrupt::installed() {
+        std::os::unix::process::CommandExt::process_group(cmd, 0);
+    }
+}
+
 /// Run to completion, capturing output; the caller judges the exit status.
 pub fn run_unchecked(cmd: &mut Command) -> Result<Output> {
+    isolate(cmd);
     cmd.stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_error(cmd, e))
@@ -119,6 +130,7 @@ impl Streaming {
     }
 
     fn spawn(mut cmd: Command) -> Result<Streaming> {
+        isolate(&mut cmd);
         cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
         let stderr = child.stderr.take().map(|mut pipe| {

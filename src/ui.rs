@@ -56,6 +56,7 @@ pub fn print_error(err: &Error) {
         ErrorKind::Config => "error (config)",
         ErrorKind::Usage => "error (usage)",
         ErrorKind::User => "error",
+        ErrorKind::Interrupted => "interrupted",
     };
     eprintln!("{prefix}: {}", err.message);
     if let Some(hint) = &err.hint {

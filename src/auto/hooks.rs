@@ -154,6 +154,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         layout: layout.clone(),
         config,
     };
+    crate::backup::recovery::startup(&ctx, crate::backup::recovery::Mode::Command);
     let options = CreateOptions {
         reason: reason.to_owned(),
         live,

@@ -11,8 +11,9 @@
 //!   down, not coalesced, not rate-limited, not a shutdown, not caused by
 //!   leger-backup itself) and takes it.
 //! - [`hooks`] is what leger's `pre-remove` / `pre-apply` hooks run.
-//! - [`ops`] is the marker by which leger-backup's own operations tell the
-//!   stop hook "this stop is mine"; [`record`] keeps the last skip, failure
+//! - [`ops`] is how leger-backup's own operations tell the stop hook "this
+//!   stop is mine" (it reads their operation journal,
+//!   [`crate::backup::journal`]); [`record`] keeps the last skip, failure
 //!   and success per deployment for [`status`].
 
 pub mod config_edit;

@@ -1,5 +1,6 @@
 //! `status`: whether automatic backups are on for each deployment and
-//! through what, what the triggers last did, and what is kept. Read-only:
+//! through what, what the triggers last did, what is kept, and the
+//! interrupted restores waiting for `leger-backup recover`. Read-only:
 //! it writes nothing, not even the backup directory.
 
 use std::collections::BTreeMap;
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::backup::metadata::BackupType;
+use crate::backup::recovery::{self, Pending};
 use crate::context::Context;
 use crate::deployment;
 use crate::error::Result;
@@ -33,6 +35,8 @@ pub struct Status {
     pub backup_dir: PathBuf,
     /// Problem reading the backup directory, if any.
     pub backup_dir_error: Option<String>,
+    /// Restores that were interrupted and wait for `leger-backup recover`.
+    pub pending_recovery: Vec<Pending>,
     /// Installed deployments, then those that only have backups left.
     pub deployments: Vec<DeploymentStatus>,
 }
@@ -194,6 +198,7 @@ pub fn gather(ctx: &Context) -> Result<Status> {
         manager,
         backup_dir: ctx.backup_dir().to_owned(),
         backup_dir_error,
+        pending_recovery: recovery::pending(&layout.state_dir),
         deployments,
     })
 }
@@ -358,6 +363,21 @@ pub fn print(status: &Status) -> Result<()> {
     ));
     if let Some(err) = &status.backup_dir_error {
         out.push_str(&format!("                  NOT readable: {err}\n"));
+    }
+    if !status.pending_recovery.is_empty() {
+        out.push_str(&format!(
+            "\nPENDING RECOVERY: run `leger-backup{} recover`\n",
+            scope_flag(scope)
+        ));
+        for p in &status.pending_recovery {
+            out.push_str(&format!("  {}: {}\n", p.deployment, p.what));
+            out.push_str(&format!(
+                "  {:w$}  {}\n",
+                "",
+                p.action,
+                w = p.deployment.len()
+            ));
+        }
     }
     if status.deployments.is_empty() {
         out.push_str("\nno deployments and no backups\n");

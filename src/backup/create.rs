@@ -10,6 +10,12 @@
 //! [`create`] takes the deployment's lock; [`create_locked`] is the same
 //! backup for a caller that already holds it (a restore taking its safety
 //! backup), so both go through one code path.
+//!
+//! Every step that changes something is recorded first in the operation
+//! journal ([`crate::backup::journal`]), so a run killed half-way is cleaned
+//! up by the next one; SIGINT/SIGTERM stop the run at the next safe point
+//! (between volumes, or inside the streaming loop) through the ordinary
+//! error path ([`crate::interrupt`]).
 
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
@@ -20,9 +26,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::auto::ops::OperationMarker;
 use crate::backup::archive;
 use crate::backup::files;
+use crate::backup::journal::{Journal, Operation, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
     BackupType, Consistency, Installation, Metadata, ServiceEntry, VolumeEntry, FORMAT_VERSION,
@@ -30,7 +36,9 @@ use crate::backup::metadata::{
 use crate::backup::store::BackupStore;
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fault;
+use crate::interrupt;
 use crate::podman::{Podman, RootOwnership, VolumeInfo};
 use crate::systemd::Systemctl;
 use crate::ui;
@@ -190,20 +198,37 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
         ui::note(notice);
     }
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &deployment.name, opts.wait)?;
-    // Tells the stop hooks of the services stopped below that this stop is
-    // ours (see `auto::ops`).
-    let _marker = if opts.services_already_stopped {
-        None
-    } else {
-        Some(OperationMarker::begin(
-            &ctx.layout.state_dir,
-            &deployment.name,
-            "create",
-        )?)
-    };
+    // A journal a dead run left for this deployment is dealt with first
+    // (an interrupted restore must be recovered before anything else).
+    crate::backup::recovery::before_create(ctx, &deployment.name, opts.services_already_stopped)?;
+    // Declared after the lock, so it is removed before the lock is released.
+    // While it lives it also tells the stop hooks of the services stopped
+    // below that the stop is ours (see `auto::ops`); a stop hook's own
+    // backup does not claim that.
+    let mut journal = Journal::begin(
+        &ctx.layout.state_dir,
+        &deployment.name,
+        Operation::Create,
+        store.dir(),
+        !opts.services_already_stopped,
+    )?;
+    journal.update(|r| r.reason = Some(opts.reason.clone()))?;
+    interrupt::install()?;
     let subject = Subject::of_deployment(ctx, deployment)?;
     let progress = Progress::new(opts.progress);
-    let metadata = create_locked(ctx, &store, &subject, opts, None, &progress)?;
+    let metadata = create_locked(ctx, &store, &subject, opts, None, &progress, &mut journal)
+        .map_err(|e| {
+            let e = interrupt::explain(e);
+            if e.kind == ErrorKind::Interrupted {
+                e.context(format!("backup of {}", deployment.name))
+                    .with_hint(
+                        "no backup was kept and the services stopped for it were started again; \
+                     run the backup again when you are ready",
+                    )
+            } else {
+                e
+            }
+        })?;
     if metadata.backup_type == BackupType::Automatic && ctx.config.backup.auto_prune.value {
         auto_prune(ctx, &store, &metadata.deployment_name, &progress);
     }
@@ -239,6 +264,8 @@ fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &P
 /// `running` overrides which services count as running at backup time: a
 /// restore stops the services before taking its safety backup and passes
 /// what ran before, so that a rollback starts exactly those again.
+/// `journal` is the caller's operation journal: each step is recorded in
+/// it before it begins.
 pub(crate) fn create_locked(
     ctx: &Context,
     store: &BackupStore,
@@ -246,6 +273,7 @@ pub(crate) fn create_locked(
     opts: &CreateOptions,
     running: Option<&BTreeSet<String>>,
     progress: &Progress,
+    journal: &mut Journal,
 ) -> Result<Metadata> {
     check_reason(&opts.reason)?;
     for volume in &subject.volumes {
@@ -254,6 +282,13 @@ pub(crate) fn create_locked(
     let started = Instant::now();
     let created_at = Utc::now();
     let id = store.new_id(&subject.name, created_at)?;
+    journal.update(|r| {
+        r.writing = Some(id.clone());
+        if r.operation == Operation::Create {
+            r.backup_id = Some(id.clone());
+        }
+        r.step = Step::CopyingFiles;
+    })?;
     let pending = store.begin(&id)?;
     progress.step(format!(
         "backing up {} as {id} (reason: {})",
@@ -279,14 +314,14 @@ pub(crate) fn create_locked(
 
     // What each volume is, before anything stops: the less happens while
     // the services are down, the shorter the downtime.
-    let infos = inspect_volumes(&ctx.podman, &subject.volumes)?;
+    let volume_infos = inspect_volumes(&ctx.podman, &subject.volumes)?;
 
     // Stop the running services that mount an existing volume.
     let live = opts.live || !ctx.config.backup.stop_services.value;
     let mounting: BTreeSet<String> = subject
         .volumes
         .iter()
-        .zip(&infos)
+        .zip(&volume_infos)
         .filter(|(_, info)| info.is_some())
         .flat_map(|(v, _)| v.used_by.iter().cloned())
         .filter(|s| running.contains(s))
@@ -302,8 +337,34 @@ pub(crate) fn create_locked(
     } else {
         mounting
     };
+    interrupt::check()?;
+    if !to_stop.is_empty() {
+        // Recorded first: whoever finds this journal starts them again.
+        journal.update(|r| {
+            r.stopped = to_stop.clone();
+            r.step = Step::StoppingServices;
+        })?;
+    }
+    let stopped_any = !to_stop.is_empty();
     let mut guard = ServiceGuard::new(&ctx.systemctl, to_stop);
-    guard.stop(progress)?;
+    // Each volume root's mode and owner is read (a `podman unshare` each,
+    // ~50 ms: it sets up a user namespace) while the services stop, which
+    // takes longer: off the critical path, and out of the downtime's. A stop
+    // does not change a volume's root (it was read while they ran before).
+    let (roots, stopped) = std::thread::scope(|scope| {
+        let roots = scope.spawn(|| root_ownerships(&ctx.podman, &volume_infos));
+        let stopped = guard.stop(progress);
+        let roots = roots
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("reading a volume root panicked")));
+        (roots, stopped)
+    });
+    stopped?;
+    let infos: Vec<Inspected> = volume_infos
+        .into_iter()
+        .zip(roots?)
+        .map(|(info, root)| info.map(|info| (info, root)))
+        .collect();
 
     let compression = ctx.config.backup.compression.value;
     let level = ctx.config.backup.level.value;
@@ -337,6 +398,10 @@ pub(crate) fn create_locked(
         entry.driver = Some(info.driver.clone());
         entry.labels = info.labels.clone();
         entry.options = info.options.clone();
+        interrupt::check()?;
+        journal.step(Step::Exporting {
+            volume: spec.name.clone(),
+        })?;
         let rel =
             PathBuf::from("volumes").join(format!("{}.{}", spec.name, compression.extension()));
         let dir = pending.path().join("volumes");
@@ -361,10 +426,21 @@ pub(crate) fn create_locked(
         entry.sha256 = Some(stats.sha256);
         volumes.push(entry);
     }
+    fault::point("create:after-archive");
+    interrupt::check()?;
     // The data is safe; a failure to start again is reported after the
     // backup is made visible, not instead of it.
+    if stopped_any {
+        journal.step(Step::StartingServices)?;
+    }
     let started_again = guard.start(progress);
     let downtime = started_again.as_ref().ok().copied().flatten();
+    journal.update(|r| {
+        if stopped_any {
+            r.stopped.clear();
+        }
+        r.step = Step::Finalizing;
+    })?;
 
     let metadata = Metadata {
         id: id.clone(),
@@ -408,32 +484,44 @@ pub(crate) fn create_locked(
 /// owner; `None` when it does not exist.
 type Inspected = Option<(VolumeInfo, Option<RootOwnership>)>;
 
-/// Inspect every volume and read its root's mode and owner, in parallel:
-/// each is a podman call of its own (`podman unshare` sets up a user
-/// namespace every time).
-fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspected>> {
+/// Inspect every volume, in parallel (each is a podman call of its own);
+/// `None` for one that does not exist.
+fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Option<VolumeInfo>>> {
+    in_parallel(volumes, |volume| podman.volume_inspect(&volume.name))
+}
+
+/// Read the mode and owner of every existing volume's root, in parallel:
+/// `podman unshare` sets up a user namespace every time.
+fn root_ownerships(
+    podman: &Podman,
+    infos: &[Option<VolumeInfo>],
+) -> Result<Vec<Option<RootOwnership>>> {
+    in_parallel(infos, |info| match info {
+        Some(info) if !info.mountpoint.is_empty() => {
+            podman.root_ownership(&info.mountpoint).map(Some)
+        }
+        _ => Ok(None),
+    })
+}
+
+/// `f` of every item, each on a thread of its own; the first error wins.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = volumes
+        let handles: Vec<_> = items
             .iter()
-            .map(|volume| {
-                scope.spawn(move || -> Result<Inspected> {
-                    let Some(info) = podman.volume_inspect(&volume.name)? else {
-                        return Ok(None);
-                    };
-                    let root = if info.mountpoint.is_empty() {
-                        None
-                    } else {
-                        Some(podman.root_ownership(&info.mountpoint)?)
-                    };
-                    Ok(Some((info, root)))
-                })
+            .map(|item| {
+                let f = &f;
+                scope.spawn(move || f(item))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::internal("inspecting a volume panicked")))
+                    .unwrap_or_else(|_| Err(Error::internal("a podman query panicked")))
             })
             .collect()
     })
@@ -486,6 +574,10 @@ fn export_volume(
         .stdout()
         .ok_or_else(|| Error::internal("podman volume export: no stdout"))?;
     widen_pipe(stdout.as_raw_fd());
+    let stdout = Interruptible {
+        inner: stdout,
+        fault: fault::armed("create:during-export"),
+    };
     let written = archive::write_archive(stdout, dest, compression, level, threads, &mut |n| {
         bar.set(n)
     });
@@ -510,6 +602,29 @@ fn export_volume(
             bar.fail();
             Err(e.context(format!("exporting volume {name}")))
         }
+    }
+}
+
+/// The export stream, cut short when SIGINT/SIGTERM arrived: the read that
+/// the signal interrupted (`EINTR`, retried by the archive writer) comes
+/// back here and fails, so the archive writer stops and removes its file.
+/// It is also where the `create:during-export` fault point fires.
+struct Interruptible<R> {
+    inner: R,
+    fault: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Interruptible<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(signal) = interrupt::requested() {
+            return Err(std::io::Error::other(format!("interrupted by {signal}")));
+        }
+        let n = self.inner.read(buf)?;
+        if n > 0 && self.fault {
+            self.fault = false;
+            fault::point("create:during-export");
+        }
+        Ok(n)
     }
 }
 

@@ -6,9 +6,11 @@
 pub mod archive;
 pub mod create;
 pub mod files;
+pub mod journal;
 pub mod lock;
 pub mod metadata;
 pub mod prune;
+pub mod recovery;
 pub mod restore;
 pub mod store;
 pub mod verify;

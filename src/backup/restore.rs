@@ -15,6 +15,13 @@
 //! Steps 5-7 are [`put_back`]; a failure there runs [`put_back`] again with
 //! the safety backup (the rollback uses the very same code), so the state
 //! before the restore comes back, or the user is told exactly what to do.
+//!
+//! Each step is recorded in the operation journal before it begins
+//! ([`crate::backup::journal`]). A restore killed half-way is not guessed
+//! at: `leger-backup recover` ([`recover`]) puts the safety backup back
+//! through the same `put_back`. SIGINT/SIGTERM stop a restore at the next
+//! safe point: before anything was replaced it just ends (services started
+//! again), after that it rolls back like any other failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -24,10 +31,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::auto::ops::OperationMarker;
 use crate::backup::archive;
 use crate::backup::create::{self, CreateOptions, Progress, ServiceGuard, Subject, VolumeSpec};
 use crate::backup::files::{self, Roots};
+use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
@@ -35,6 +42,8 @@ use crate::backup::verify;
 use crate::context::Context;
 use crate::deployment::{self, Deployment};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fault;
+use crate::interrupt;
 use crate::podman::VolumeInfo;
 use crate::quadlet::Resolution;
 use crate::ui;
@@ -195,7 +204,7 @@ pub fn restore(
 
     // 2. Show the plan; confirm.
     let current = current_deployment(ctx, &name)?;
-    show_plan(ctx, &target, current.as_ref())?;
+    show_plan(ctx, &target, current.as_ref(), true)?;
     if !opts.assume_yes {
         let question = format!("Replace the current state of {name} with backup {id}?");
         if !ui::confirm(&question, "--yes")? {
@@ -204,9 +213,20 @@ pub fn restore(
     }
 
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &name, Duration::ZERO)?;
-    // The stop hooks of the services stopped below must not back up a
-    // half-restored deployment (see `auto::ops`).
-    let _marker = OperationMarker::begin(&ctx.layout.state_dir, &name, "restore")?;
+    // A journal a dead run left for this deployment is dealt with first.
+    crate::backup::recovery::before_restore(ctx, &name)?;
+    // Declared after the lock, so it is removed before the lock is released.
+    // While it lives it also keeps the stop hooks of the services stopped
+    // below from backing up a half-restored deployment (see `auto::ops`).
+    let mut journal = Journal::begin(
+        &ctx.layout.state_dir,
+        &name,
+        Operation::Restore,
+        store.dir(),
+        true,
+    )?;
+    journal.update(|r| r.backup_id = Some(id.to_owned()))?;
+    interrupt::install()?;
     // The deployment may have changed while the question was open.
     let current = current_deployment(ctx, &name)?;
     let existed = current.is_some();
@@ -226,6 +246,11 @@ pub fn restore(
     // backup (consistent, and one downtime instead of two).
     let units: Vec<String> = own_services.iter().cloned().collect();
     let running = create::running_services(&ctx.systemctl, &units)?;
+    interrupt::check().map_err(|e| nothing_changed(id, e))?;
+    journal.update(|r| {
+        r.stopped = running.iter().cloned().collect();
+        r.step = Step::StoppingServices;
+    })?;
     let down_since = Instant::now();
     let mut guard = ServiceGuard::new(&ctx.systemctl, running.iter().cloned().collect());
     guard.stop(&progress)?;
@@ -243,18 +268,56 @@ pub fn restore(
             services_already_stopped: true,
             progress: true,
         };
-        let safety = create::create_locked(ctx, store, &subject, &opts, Some(&running), &progress)
-            .map_err(|e| {
+        journal.update(|r| {
+            r.safety = Some(Safety::Taking { id: String::new() });
+            r.step = Step::SafetyBackup;
+        })?;
+        let safety = create::create_locked(
+            ctx,
+            store,
+            &subject,
+            &opts,
+            Some(&running),
+            &progress,
+            &mut journal,
+        )
+        .map_err(|e| {
+            let e = interrupt::explain(e);
+            if e.kind == ErrorKind::Interrupted {
+                nothing_changed(id, e)
+            } else {
                 e.context("the safety backup of the current state failed; nothing was restored")
-            })?;
+            }
+        })?;
+        journal.update(|r| {
+            r.safety = Some(Safety::Taken {
+                id: safety.id.clone(),
+            });
+            r.writing = None;
+            r.step = Step::SafetyTaken;
+        })?;
         progress.step(format!("safety backup {} taken", safety.id));
         Some(safety.id)
     } else {
+        journal.update(|r| r.safety = Some(Safety::NotNeeded))?;
         progress.step("nothing of the deployment exists: no safety backup needed");
         None
     };
+    fault::point("restore:after-safety");
+    // The last moment to stop without changing anything: the guard starts
+    // the services again.
+    interrupt::check().map_err(|e| {
+        let e = nothing_changed(id, e);
+        match &safety {
+            Some(s) => e.with_hint(format!(
+                "the safety backup {s} of the current state is kept; restore {id} again when you are ready"
+            )),
+            None => e,
+        }
+    })?;
     // From here on put_back (or the rollback) decides what runs.
     guard.hand_over();
+    journal.update(|r| r.touched = true)?;
 
     // 5-7.
     let start = if opts.no_start {
@@ -264,18 +327,24 @@ pub fn restore(
     } else {
         Start::All
     };
-    let result = put_back(ctx, &target, start, &progress);
+    let result = put_back(ctx, &target, start, &progress, &mut journal, true);
     let started_units = match result {
         Ok(units) => units,
         Err(cause) => {
-            return Err(roll_back(
+            let err = roll_back(
                 ctx,
                 store,
                 &target,
                 safety.as_deref(),
                 cause,
                 &progress,
-            ))
+                &mut journal,
+            );
+            if journal.record().rollback_failed.is_some() {
+                // `recover` retries the rollback; `status` shows it.
+                journal.keep();
+            }
+            return Err(err);
         }
     };
     let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
@@ -322,6 +391,195 @@ pub fn restore(
         legacy,
         downtime_seconds: downtime,
     })
+}
+
+/// The error of a restore stopped by a signal before it replaced anything.
+fn nothing_changed(id: &str, err: Error) -> Error {
+    let what = match interrupt::requested() {
+        Some(signal) => interrupt::error(signal).message,
+        None => interrupt::explain(err).message,
+    };
+    Error::interrupted(format!(
+        "restore of {id} {what}, before anything was replaced: nothing was changed"
+    ))
+}
+
+/// How `recover` ended for one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recovery {
+    /// The restore had replaced nothing: its services were started again.
+    NothingReplaced,
+    /// Rolled back to the safety backup.
+    RolledBack,
+    /// Nothing of the deployment existed before: what the restore put in
+    /// place was removed.
+    Removed,
+}
+
+/// What `recover` did for one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovered {
+    /// The deployment.
+    pub deployment: String,
+    /// The backup the interrupted restore was putting back.
+    pub backup: Option<String>,
+    /// Its safety backup (the state put back).
+    pub safety_backup: Option<String>,
+    /// What was done.
+    pub outcome: Recovery,
+    /// Services started afterwards.
+    pub started: Vec<String>,
+}
+
+/// Finish a restore that a dead process left half-done, as its journal
+/// `record` says (the caller holds the deployment lock): put the safety
+/// backup back through `put_back`, as the rollback of a failed restore
+/// does; or, when the restore had replaced nothing yet, only start the
+/// services it stopped. When the safety backup cannot be used, nothing is
+/// changed and the error says what to do.
+pub fn recover(
+    ctx: &Context,
+    store: &BackupStore,
+    record: Record,
+    assume_yes: bool,
+) -> Result<Recovered> {
+    let name = record.deployment.clone();
+    let progress = Progress::new(true);
+    let what = crate::backup::recovery::describe(&record);
+    let mut outcome = Recovered {
+        deployment: name.clone(),
+        backup: record.backup_id.clone(),
+        safety_backup: record.safety_id().map(str::to_owned),
+        outcome: Recovery::NothingReplaced,
+        started: Vec::new(),
+    };
+    if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
+        progress.step(format!("removed the unfinished safety backup {removed}"));
+    }
+    if !record.touched && record.rollback_failed.is_none() {
+        ui::note(format!(
+            "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
+        ));
+        let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+        interrupt::install()?;
+        if !record.stopped.is_empty() {
+            progress.step(format!("starting {} again", record.stopped.join(", ")));
+            journal.step(Step::StartingServices)?;
+            let started = ctx.systemctl.start(&record.stopped).and_then(|()| {
+                ctx.systemctl.wait_active(
+                    &record.stopped,
+                    ctx.config.backup.start_timeout.value.duration(),
+                )
+            });
+            if let Err(e) = started {
+                // Still pending: `recover` can try again once fixed.
+                journal.keep();
+                return Err(e.context(format!("starting the services of {name} again")));
+            }
+            outcome.started = record.stopped.clone();
+        }
+        return Ok(outcome);
+    }
+    let undo_hint = |e: Error| {
+        let retry = match &record.backup_id {
+            Some(b) => format!("`leger-backup restore {b}` (the backup it was restoring)"),
+            None => "`leger-backup restore <ID>`".to_owned(),
+        };
+        e.with_hint(format!(
+            "nothing was changed. {name} may be half-restored: put a known state back with {retry} \
+             or another backup from `leger-backup list`"
+        ))
+    };
+    let (target, start, question) = match &record.safety {
+        Some(Safety::Taken { id }) => {
+            let backup = store.load(id).map_err(|e| {
+                undo_hint(Error::user(format!(
+                    "{what}, and its safety backup {id} cannot be used: {}",
+                    e.message
+                )))
+            })?;
+            progress.step(format!("verifying the safety backup {id}"));
+            verify_backup(&backup).map_err(|e| {
+                undo_hint(Error::user(format!(
+                    "{what}, and its safety backup {id} is damaged: {}",
+                    e.message
+                )))
+            })?;
+            outcome.outcome = Recovery::RolledBack;
+            (
+                Target::of(backup)?,
+                Start::WasRunning,
+                format!("Roll {name} back to {id}, its state before the interrupted restore?"),
+            )
+        }
+        Some(Safety::NotNeeded) => {
+            let failed = record
+                .backup_id
+                .as_deref()
+                .ok_or_else(|| Error::user("the journal names no backup"))
+                .and_then(|b| store.load(b))
+                .map_err(|e| {
+                    undo_hint(Error::user(format!(
+                        "{what}; nothing of {name} existed before it, but what it put in place \
+                         cannot be told: {}",
+                        e.message
+                    )))
+                })?;
+            outcome.outcome = Recovery::Removed;
+            (
+                Target::nothing(store, &failed.metadata),
+                Start::Nothing,
+                format!(
+                    "Remove what the interrupted restore put in place (nothing of {name} existed before it)?"
+                ),
+            )
+        }
+        _ => {
+            return Err(undo_hint(Error::user(format!(
+                "{what}, and it has no complete safety backup"
+            ))))
+        }
+    };
+    ui::note(format!("{what}."));
+    let current = current_deployment(ctx, &name)?;
+    show_plan(ctx, &target, current.as_ref(), false)?;
+    if !assume_yes && !ui::confirm(&question, "--yes")? {
+        return Err(
+            Error::user("recover cancelled; nothing was changed").with_hint(
+                "`leger-backup status` keeps showing the interrupted restore until it is recovered",
+            ),
+        );
+    }
+    let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+    journal.update(|r| {
+        r.rolling_back = Some("the restore was interrupted".to_owned());
+        r.rollback_failed = None;
+    })?;
+    // Signals are handled (and ignored: a rollback is not interrupted).
+    interrupt::install()?;
+    match put_back(ctx, &target, start, &progress, &mut journal, false) {
+        Ok(started) => {
+            outcome.started = started;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let _ = journal.update(|r| r.rollback_failed = Some(e.message.clone()));
+            journal.keep();
+            Err(e.context(format!("rolling {name} back failed")).with_hint(
+                match &outcome.safety_backup {
+                    Some(id) => format!(
+                    "every backup is kept; fix the cause and run `leger-backup recover` again, or \
+                     `leger-backup restore {id}`"
+                ),
+                    None => {
+                        "every backup is kept; fix the cause and run `leger-backup recover` again"
+                            .to_owned()
+                    }
+                },
+            ))
+        }
+    }
 }
 
 /// Step 1: every checksum and every archive, before anything live changes.
@@ -473,8 +731,14 @@ fn check_no_foreign_files(ctx: &Context, target: &Target) -> Result<()> {
     .with_hint("remove or rename the other deployment's files first"))
 }
 
-/// Step 2: what will happen, on stderr.
-fn show_plan(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Result<()> {
+/// Step 2: what will happen, on stderr. `safety`: a safety backup is taken
+/// first (a restore; not `recover`, which puts a safety backup back).
+fn show_plan(
+    ctx: &Context,
+    target: &Target,
+    current: Option<&Deployment>,
+    safety: bool,
+) -> Result<()> {
     let m = target.metadata();
     let mut lines = vec![format!(
         "restore {} ({}, reason {:?}, taken {})",
@@ -489,8 +753,10 @@ fn show_plan(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Re
     lines.push(format!(
         "  deployment {}: {}",
         m.deployment_name,
-        if current.is_some() {
+        if current.is_some() && safety {
             "installed; its current state is backed up first (the undo)"
+        } else if current.is_some() {
+            "installed; replaced"
         } else {
             "not installed; it is installed from the backup"
         }
@@ -564,13 +830,24 @@ fn show_plan(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Re
 }
 
 /// Steps 5-7: put `target` back and start its services. The same code
-/// restores a backup and rolls back to the safety backup.
+/// restores a backup and rolls back to the safety backup. Each step is
+/// recorded in `journal` first. `interruptible`: a signal stops it at the
+/// next safe point (a restore); otherwise it goes on (a rollback).
 fn put_back(
     ctx: &Context,
     target: &Target,
     start: Start,
     progress: &Progress,
+    journal: &mut Journal,
+    interruptible: bool,
 ) -> Result<Vec<String>> {
+    let check = || {
+        if interruptible {
+            interrupt::check()
+        } else {
+            Ok(())
+        }
+    };
     let m = target.metadata();
     let name = &m.deployment_name;
     let current = current_deployment(ctx, name)?;
@@ -615,6 +892,8 @@ fn put_back(
         None => Vec::new(),
     };
     let plan = files::plan_restore(&target.entries, &roots, &current_files)?;
+    check()?;
+    journal.step(Step::ReplacingFiles)?;
     progress.step(format!(
         "putting back {} files{}",
         plan.write.len(),
@@ -637,6 +916,9 @@ fn put_back(
     }
     files::remove_empty_roots(&own_roots);
     ctx.systemctl.daemon_reload()?;
+    if interruptible {
+        fault::point("restore:after-files");
+    }
 
     // 6. Volumes.
     // leger's own backups record neither services nor how volumes are made:
@@ -651,9 +933,24 @@ fn put_back(
         .map(legacy_volume_services)
         .unwrap_or_default();
     for volume in &m.volumes {
-        restore_volume(ctx, target, volume, &legacy_services, progress)
-            .map_err(|e| e.context(format!("volume {}", volume.name)))?;
+        check()?;
+        journal.step(Step::ReplacingVolume {
+            volume: volume.name.clone(),
+        })?;
+        restore_volume(
+            ctx,
+            target,
+            volume,
+            &legacy_services,
+            progress,
+            interruptible,
+        )
+        .map_err(|e| e.context(format!("volume {}", volume.name)))?;
     }
+    if interruptible {
+        fault::point("restore:before-start");
+    }
+    check()?;
 
     // 7. Start and wait.
     let to_start: Vec<String> = match (start, &legacy) {
@@ -669,6 +966,7 @@ fn put_back(
             .collect(),
     };
     if !to_start.is_empty() {
+        journal.step(Step::StartingRestored)?;
         progress.step(format!("starting {}", to_start.join(", ")));
         ctx.systemctl.start(&to_start)?;
         ctx.systemctl
@@ -710,6 +1008,7 @@ fn restore_volume(
     volume: &VolumeEntry,
     legacy_services: &BTreeMap<String, String>,
     progress: &Progress,
+    interruptible: bool,
 ) -> Result<()> {
     create::check_volume_name(&volume.name)?;
     let name = &volume.name;
@@ -777,6 +1076,7 @@ fn restore_volume(
         compression,
         volume.sha256.as_deref(),
         progress,
+        interruptible,
     )?;
     match volume.root {
         Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
@@ -789,7 +1089,7 @@ fn restore_volume(
 
 /// Stream an archive through the decompressor into `podman volume import
 /// NAME -`, then check that every byte of the archive was read and matches
-/// its recorded checksum.
+/// its recorded checksum. `interruptible`: a signal stops the copy.
 fn import_archive(
     ctx: &Context,
     name: &str,
@@ -797,7 +1097,9 @@ fn import_archive(
     compression: crate::config::Compression,
     expected_sha256: Option<&str>,
     progress: &Progress,
+    interruptible: bool,
 ) -> Result<()> {
+    let mut fault_armed = interruptible && fault::armed("restore:during-import");
     let bar = progress.bar("importing", name);
     let reader = archive::open_archive(path, compression)?;
     let mut import = ctx.podman.volume_import(name)?;
@@ -813,6 +1115,12 @@ fn import_archive(
         let mut total = 0u64;
         let mut written: Result<()> = Ok(());
         for chunk in rx {
+            if interruptible {
+                if let Err(e) = interrupt::check() {
+                    written = Err(e);
+                    break;
+                }
+            }
             match stdin.write_all(&chunk) {
                 Ok(()) => {}
                 // podman stopped reading: its exit status says why (or,
@@ -827,6 +1135,10 @@ fn import_archive(
             }
             total += chunk.len() as u64;
             bar.set(total);
+            if fault_armed {
+                fault_armed = false;
+                fault::point("restore:during-import");
+            }
         }
         // Leaving the loop drops the receiver, which ends the decoder.
         let (reader, decoded) = decoder.join().expect("the decompression thread panicked");
@@ -886,7 +1198,9 @@ fn decompress_into(
 }
 
 /// Step 8: put the safety backup back (or remove what the restore created
-/// when nothing existed before), and build the error the user sees.
+/// when nothing existed before), and build the error the user sees. A
+/// rollback is never interrupted. When it fails too, `journal` records it
+/// and the caller keeps the journal for `recover`.
 fn roll_back(
     ctx: &Context,
     store: &BackupStore,
@@ -894,16 +1208,33 @@ fn roll_back(
     safety: Option<&str>,
     cause: Error,
     progress: &Progress,
+    journal: &mut Journal,
 ) -> Error {
+    let mut cause = interrupt::explain(cause);
+    let interrupted = cause.kind == ErrorKind::Interrupted;
+    if let (true, Some(signal)) = (interrupted, interrupt::requested()) {
+        // Where it stopped is in the progress above; say what happened.
+        cause.message = interrupt::error(signal).message;
+    }
     let failed_id = failed.metadata().id.clone();
-    ui::warn(format!("restore of {failed_id} failed: {cause}"));
+    if interrupted {
+        ui::warn(format!(
+            "restore of {failed_id} {}: rolling back to the state before it \
+             (another signal does not stop this)",
+            cause.message
+        ));
+    } else {
+        ui::warn(format!("restore of {failed_id} failed: {cause}"));
+    }
+    // Best effort: the rollback matters more than its record.
+    let _ = journal.update(|r| r.rolling_back = Some(cause.message.clone()));
     let rollback = match safety {
         Some(id) => {
             progress.step(format!("rolling back to the safety backup {id}"));
             store
                 .load(id)
                 .and_then(Target::of)
-                .and_then(|t| put_back(ctx, &t, Start::WasRunning, progress))
+                .and_then(|t| put_back(ctx, &t, Start::WasRunning, progress, journal, false))
         }
         None => {
             progress.step("rolling back: removing what the restore put in place");
@@ -912,6 +1243,8 @@ fn roll_back(
                 &Target::nothing(store, failed.metadata()),
                 Start::Nothing,
                 progress,
+                journal,
+                false,
             )
         }
     };
@@ -921,12 +1254,23 @@ fn roll_back(
                 ErrorKind::Usage => ErrorKind::User,
                 other => other,
             };
-            let mut err = Error::user(format!(
-                "restore failed, rolled back to the previous state: {}",
-                cause.message
-            ));
+            let mut err = if interrupted {
+                Error::user(format!(
+                    "restore of {failed_id} {}, rolled back to the previous state",
+                    cause.message
+                ))
+            } else {
+                Error::user(format!(
+                    "restore failed, rolled back to the previous state: {}",
+                    cause.message
+                ))
+            };
             err.kind = kind;
-            let mut hint = cause.hint.unwrap_or_default();
+            let mut hint = if interrupted {
+                String::new()
+            } else {
+                cause.hint.unwrap_or_default()
+            };
             if let Some(id) = safety {
                 if !hint.is_empty() {
                     hint.push_str("; ");
@@ -942,14 +1286,17 @@ fn roll_back(
             }
         }
         Err(second) => {
+            let _ = journal.update(|r| r.rollback_failed = Some(second.message.clone()));
             let manual = match safety {
                 Some(id) => format!(
-                    "every backup is kept. See `leger-backup list`, then put the previous state \
-                     back with `leger-backup restore {id}` (or retry `leger-backup restore {failed_id}`)"
+                    "every backup is kept. `leger-backup recover` tries the rollback again; or see \
+                     `leger-backup list`, then put the previous state back with \
+                     `leger-backup restore {id}` (or retry `leger-backup restore {failed_id}`)"
                 ),
                 None => format!(
-                    "every backup is kept. Nothing existed before the restore: remove the \
-                     deployment's files and volumes by hand, or retry `leger-backup restore {failed_id}`"
+                    "every backup is kept. Nothing existed before the restore: `leger-backup recover` \
+                     tries again to remove what it put in place; or remove the deployment's files and \
+                     volumes by hand, or retry `leger-backup restore {failed_id}`"
                 ),
             };
             Error::internal(format!(

@@ -487,6 +487,7 @@ impl PendingBackup {
         file.sync_all()?;
         drop(file);
         sync_dir(&self.path)?;
+        crate::fault::point("create:before-rename");
         let dest = self.store_dir.join(&self.id);
         rename_noreplace(&self.path, &dest).map_err(|e| {
             Error::internal(format!(

@@ -5,15 +5,18 @@ use serde_json::{Map, Value};
 
 use super::args::ListArgs;
 use super::GlobalArgs;
-use crate::backup::store::{BackupStore, Listed};
+use crate::backup::recovery;
+use crate::backup::store::{resolve_inside, BackupStore, Listed};
 use crate::context::Context;
 use crate::error::Result;
 use crate::ui;
 
 /// Load the context and open the backup directory (created 0700 if absent,
-/// refused if others could write to it).
+/// refused if others could write to it), after dealing with operations that
+/// died half-way ([`recovery::startup`]).
 pub(super) fn open_store(global: &GlobalArgs) -> Result<(Context, BackupStore)> {
     let ctx = Context::load(global.scope())?;
+    recovery::startup(&ctx, recovery::Mode::Command);
     let store = BackupStore::open(ctx.backup_dir())?;
     Ok((ctx, store))
 }
@@ -69,6 +72,7 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
                 .as_deref()
                 .map_or(true, |d| belongs_to(e, d))
         })
+        .map(check_archives)
         .collect();
     if global.json {
         let items = listed.iter().map(listed_json).collect::<Result<Vec<_>>>()?;
@@ -128,6 +132,52 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A backup whose metadata is sound but one of whose archives is missing,
+/// leaves the backup directory, or is not the recorded length (truncated,
+/// or grown) is listed as invalid: cheap checks (one `stat` per archive),
+/// so `list` never shows as valid a backup that cannot be restored for
+/// these reasons. Reading every byte is `verify`'s job.
+fn check_archives(mut entry: Listed) -> Listed {
+    let Ok(m) = &entry.metadata else {
+        return entry;
+    };
+    let prefix = format!("{}: ", entry.path.display());
+    let mut problem = None;
+    for v in &m.volumes {
+        let Some(rel) = &v.archive_path else {
+            continue;
+        };
+        let found = resolve_inside(&entry.path, rel).and_then(|path| {
+            std::fs::metadata(&path)
+                .map_err(|e| crate::Error::user(format!("{}: {e}", rel.display())))
+        });
+        problem = match found {
+            Err(e) => Some(
+                e.message
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&e.message)
+                    .to_owned(),
+            ),
+            Ok(meta) if !meta.is_file() => Some(format!("{} is not a file", rel.display())),
+            // leger's own backups record no exact length.
+            Ok(meta) if !m.is_legacy() && meta.len() != v.size => Some(format!(
+                "{} is {} bytes, the metadata says {} (truncated or changed)",
+                rel.display(),
+                meta.len(),
+                v.size
+            )),
+            Ok(_) => None,
+        };
+        if problem.is_some() {
+            break;
+        }
+    }
+    if let Some(p) = problem {
+        entry.metadata = Err(p);
+    }
+    entry
 }
 
 /// `manual` / `automatic`.

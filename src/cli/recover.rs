@@ -1,11 +1,115 @@
-//! `recover`.
+//! `recover`: finish the restores that died half-way (see
+//! [`crate::backup::recovery`] and [`crate::backup::restore::recover`]).
+
+use std::time::Duration;
 
 use super::args::RecoverArgs;
 use super::GlobalArgs;
+use crate::auto::scope_flag;
+use crate::backup::journal::{self, Operation};
+use crate::backup::lock::DeploymentLock;
+use crate::backup::recovery;
+use crate::backup::restore::{self, Recovered, Recovery};
+use crate::backup::store::BackupStore;
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::ui;
 
-/// Run `recover`.
+/// Run `recover`: each interrupted restore is rolled back to its safety
+/// backup (after confirmation unless `--yes`); interrupted creates are
+/// cleaned up as by any command.
 pub fn run(global: &GlobalArgs, args: RecoverArgs) -> Result<()> {
-    let _ = (global, args);
-    Err(Error::not_implemented("recover"))
+    let ctx = Context::load(global.scope())?;
+    recovery::startup(&ctx, recovery::Mode::Recover);
+    let state_dir = &ctx.layout.state_dir;
+    let interrupted: Vec<String> = journal::list(state_dir)
+        .into_iter()
+        .filter_map(|(name, r)| r.ok().map(|r| (name, r)))
+        .filter(|(_, r)| r.operation == Operation::Restore && !r.alive())
+        .map(|(name, _)| name)
+        .collect();
+    if interrupted.is_empty() {
+        if global.json {
+            return ui::print_json(&Vec::<Recovered>::new());
+        }
+        ui::note("nothing to recover: no restore was interrupted");
+        return Ok(());
+    }
+    let store = BackupStore::open(ctx.backup_dir())?;
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for name in interrupted {
+        match recover_one(&ctx, &store, &name, args.yes) {
+            Ok(Some(outcome)) => {
+                ui::note(summary(&ctx, &outcome));
+                done.push(outcome);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                ui::print_error(&e);
+                failures.push(name);
+            }
+        }
+    }
+    if global.json {
+        ui::print_json(&done)?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(
+            Error::user(format!("could not recover {}", failures.join(", "))).with_hint(
+                "see the errors above; `leger-backup status` shows what is still pending",
+            ),
+        )
+    }
+}
+
+/// Recover one deployment under its lock; `None` when another process got
+/// to it first.
+fn recover_one(
+    ctx: &Context,
+    store: &BackupStore,
+    name: &str,
+    yes: bool,
+) -> Result<Option<Recovered>> {
+    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
+    let Some(record) = journal::read(&ctx.layout.state_dir, name)? else {
+        return Ok(None);
+    };
+    if record.operation != Operation::Restore || record.alive() {
+        return Ok(None);
+    }
+    restore::recover(ctx, store, record, yes).map(Some)
+}
+
+fn summary(ctx: &Context, r: &Recovered) -> String {
+    let started = if r.started.is_empty() {
+        String::new()
+    } else {
+        format!("; started {}", r.started.join(", "))
+    };
+    let retry = match &r.backup {
+        Some(b) => format!(
+            ". To restore {b} after all: `leger-backup{} restore {b}`",
+            scope_flag(ctx.layout.scope)
+        ),
+        None => String::new(),
+    };
+    match r.outcome {
+        Recovery::NothingReplaced => format!(
+            "recovered {}: the interrupted restore had replaced nothing{started}{retry}",
+            r.deployment
+        ),
+        Recovery::RolledBack => format!(
+            "recovered {}: rolled back to {}, its state before the interrupted restore{started}{retry}",
+            r.deployment,
+            r.safety_backup.as_deref().unwrap_or("the safety backup")
+        ),
+        Recovery::Removed => format!(
+            "recovered {}: removed what the interrupted restore had put in place \
+             (nothing of it existed before){retry}",
+            r.deployment
+        ),
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::args::RestoreArgs;
 use super::GlobalArgs;
+use crate::backup::recovery;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::backup::store::{validate_id, BackupStore};
 use crate::context::Context;
@@ -13,6 +14,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
     // Checked before any file system access.
     validate_id(&args.id)?;
     let ctx = Context::load(global.scope())?;
+    recovery::startup(&ctx, recovery::Mode::Command);
     let store = BackupStore::open(ctx.backup_dir())?;
     let opts = RestoreOptions {
         no_start: args.no_start,

@@ -2,6 +2,7 @@
 
 use super::GlobalArgs;
 use crate::auto::status;
+use crate::backup::recovery;
 use crate::context::Context;
 use crate::error::Result;
 use crate::ui;
@@ -9,6 +10,9 @@ use crate::ui;
 /// Run `status`.
 pub fn run(global: &GlobalArgs) -> Result<()> {
     let ctx = Context::load(global.scope())?;
+    // Clean up after operations that died; interrupted restores stay
+    // pending and are shown below.
+    recovery::startup(&ctx, recovery::Mode::Command);
     let status = status::gather(&ctx)?;
     if global.json {
         ui::print_json(&status)

@@ -5,6 +5,7 @@ use super::args::StopHookArgs;
 use super::GlobalArgs;
 use crate::auto::dropin;
 use crate::auto::stop_hook::{self, HookOutcome, Policy, SystemEnv};
+use crate::backup::recovery;
 use crate::config::Config;
 use crate::context::Context;
 use crate::deployment;
@@ -68,6 +69,9 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
         layout: layout.clone(),
         config,
     };
+    // A stop hook killed by TimeoutStopSec= is cleaned up by the next one
+    // (services are never started from a stop hook).
+    recovery::startup(&ctx, recovery::Mode::StopHook);
     let env = SystemEnv {
         ctx: &ctx,
         deployment: &deployment,

@@ -14,6 +14,9 @@
 #                with zstd -3), half random bytes (incompressible)
 #   BENCH_RUNS   timed runs of each measurement, default 3; the best is kept
 #                (wall time), and the highest peak RSS of all runs
+#   BENCH_COOLDOWN  seconds to pause (after a sync) before each import
+#                measurement; default 65 on ext4 without a journal (see
+#                cooldown below), 0 elsewhere
 #   BENCH_KEEP=1 keep the volume bench-data and the deployment `bench`
 #                afterwards (a later run with the same BENCH_MB reuses the
 #                volume instead of generating it again); default: remove all
@@ -325,6 +328,15 @@ run_create() {
         die "$SERVICE is not running after create"
 }
 
+# create --live: the same backup without stopping and starting the service,
+# to tell the streaming's own overhead from the downtime steps'.
+run_create_live() {
+    timed live sh -c 'exec leger-backup --json create "$1" --live --reason bench >"$2"' \
+        sh "$DEPLOYMENT" "$WORK/live.json"
+    record_phase live_export "$(phase "$WORK/live.log" 'exporting volume' "volume $VOLUME: ")"
+    leger-backup delete "$(jq -r .id "$WORK/live.json")" --yes >/dev/null 2>&1
+}
+
 run_restore() {
     local id=$1
     timed restore sh -c 'exec leger-backup restore "$1" --yes --no-start >/dev/null' sh "$id"
@@ -335,8 +347,34 @@ run_restore() {
     # The safety backup stays (it is the undo); not here.
     local b
     for b in $(bench_backups); do
-        [[ $b == "$id" ]] || leger-backup delete "$b" --yes >/dev/null
+        [[ $b == "$id" ]] || leger-backup delete "$b" --yes >/dev/null 2>&1
     done
+}
+
+# ext4 without a journal (the testbed's disk here) skips, when it allocates
+# an inode, those freed in the last 60 s (360 s while their inode table
+# block is dirty), reading each: right after volumes of 20,000 files were
+# deleted, creating 20,000 files gets slower with every round (an import
+# went from 2.4 s to 11 s, nearly all of it system time). So before each
+# import measurement: sync, and wait out the window of earlier rounds'
+# deletions. BENCH_COOLDOWN overrides the pause (seconds).
+cooldown() {
+    ((COOLDOWN > 0)) || return 0
+    sync
+    say "  waiting $COOLDOWN s for ext4 to forget earlier deletions (BENCH_COOLDOWN)"
+    sleep "$COOLDOWN"
+}
+
+# The pause [cooldown] needs: 65 s on ext4 without a journal, else none.
+default_cooldown() {
+    local dir=$HOME/.local/share/containers/storage/volumes fstype source
+    read -r fstype source < <(findmnt -n -o FSTYPE,SOURCE -T "$dir") || true
+    source=${source%%[*}
+    if [[ $fstype == ext4 ]] && ! compgen -G "/proc/fs/jbd2/${source##*/}-*" >/dev/null; then
+        echo 65
+    else
+        echo 0
+    fi
 }
 
 fresh_restore_volume() {
@@ -372,6 +410,7 @@ inside_main() {
     trap 'exit 2' INT TERM
     mkdir -p "$WORK"
     rm -f "$WORK/.kept"
+    COOLDOWN=${BENCH_COOLDOWN:-$(default_cooldown)}
     make_volume
     install_deployment
     local cores
@@ -387,13 +426,14 @@ inside_main() {
     # Round robin, so that the machine's drift hits all alike.
     local run
     for ((run = 1; run <= BENCH_RUNS; run++)); do
-        say "round $run/$BENCH_RUNS: export floor, export | zstd, create"
+        say "round $run/$BENCH_RUNS: export floor, export | zstd, create, create --live"
         timed floor sh -c 'podman volume export "$1" >/dev/null' sh "$VOLUME"
         rm -f "$WORK/f.zst"
         timed zstd sh -c 'podman volume export "$1" | zstd -q -3 -T0 >"$2"' sh "$VOLUME" "$WORK/f.zst"
         ZSTD_SIZE=$(stat -c %s "$WORK/f.zst")
-        [[ -z ${LAST_BACKUP:-} ]] || leger-backup delete "$LAST_BACKUP" --yes >/dev/null
+        [[ -z ${LAST_BACKUP:-} ]] || leger-backup delete "$LAST_BACKUP" --yes >/dev/null 2>&1
         run_create
+        run_create_live
     done
     say "export | gzip -6 (one run)"
     timed gzip sh -c 'podman volume export "$1" | gzip -6 >"$2"' sh "$VOLUME" "$WORK/f.gz"
@@ -402,12 +442,18 @@ inside_main() {
     rm -f "$WORK/f.gz"
 
     # Restores: the service is stopped first (untimed), as --no-start
-    # leaves it, so that every run does the same work.
+    # leaves it, so that every run does the same work. bench-restore gets a
+    # copy first, so that every unzstd run, like every restore, comes right
+    # after a volume of 20,000 files was deleted.
     systemctl --user stop "$SERVICE"
+    fresh_restore_volume
+    zstd -q -d <"$WORK/f.zst" | podman volume import "$RESTORE_VOLUME" -
     for ((run = 1; run <= BENCH_RUNS; run++)); do
         say "round $run/$BENCH_RUNS: zstd -d | import, restore"
+        cooldown
         fresh_restore_volume
         timed unzstd sh -c 'zstd -q -d <"$1" | podman volume import "$2" -' sh "$WORK/f.zst" "$RESTORE_VOLUME"
+        cooldown
         run_restore "$LAST_BACKUP"
     done
     # The restored volume is the backed-up one.
@@ -422,11 +468,12 @@ inside_main() {
     echo "| measurement | wall s | MB/s | peak RSS MB | output MB |"
     echo "| --- | ---: | ---: | ---: | ---: |"
     local name out
-    for name in floor zstd gzip create unzstd restore; do
+    for name in floor zstd gzip create live unzstd restore; do
         case $name in
         zstd) out=$(calc "$ZSTD_SIZE / 1e6") ;;
         gzip) out=$(calc "$gzip_size / 1e6") ;;
         create) out=$(calc "$CREATE_SIZE / 1e6") ;;
+        live) out=$(calc "$(jq -r '[.metadata.volumes[] | .size] | add' "$WORK/live.json") / 1e6") ;;
         *) out=- ;;
         esac
         printf '| %-7s | %6.2f | %5.0f | %4d | %s |\n' "$name" "${WALL[$name]}" \
@@ -435,6 +482,7 @@ inside_main() {
     echo
     echo "create phases (best): to first line ${PHASE[create_start]:-?} s, stop ${PHASE[create_stop]:-?} s," \
         "export+compress+hash ${PHASE[create_export]:-?} s, restart+fsync+finalize ${PHASE[create_restart]:-?} s"
+    echo "create --live: export+compress+hash ${PHASE[live_export]:-?} s"
     echo "restore phases (best): verify ${PHASE[restore_verify]:-?} s, safety backup ${PHASE[restore_safety]:-?} s," \
         "import ${PHASE[restore_import]:-?} s"
     echo
@@ -476,7 +524,7 @@ host_main() {
     "$testbed" exec -- sh -c "cat > $inner && chmod 700 $inner" <"${BASH_SOURCE[0]}"
     local status=0
     "$testbed" exec -- env BENCH_MB="$BENCH_MB" BENCH_RUNS="$BENCH_RUNS" \
-        BENCH_KEEP="$BENCH_KEEP" bash "$inner" "${1:---inside}" || status=$?
+        BENCH_KEEP="$BENCH_KEEP" BENCH_COOLDOWN="${BENCH_COOLDOWN:-}" bash "$inner" "${1:---inside}" || status=$?
     "$testbed" exec -- rm -f "$inner" || true
     return "$status"
 }

@@ -5,3 +5,4 @@ mod backups;
 mod basics;
 mod packaging;
 mod plan;
+mod recovery;

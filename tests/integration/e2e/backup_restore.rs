@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::support::deploy::{assert_same, timed, MANIFEST_SH};
 use crate::support::testbed::Testbed;
 
 const SIM: &str = "/src/tests/support/leger-sim";
@@ -21,32 +22,16 @@ const NAME: &str = "notes";
 const PORT: u16 = 28473;
 const SERVICES: &str = "notes-web.service notes-worker.service";
 
-/// Shell functions every step uses (run as the test user in the testbed).
+/// Shell functions every step uses (run as the test user in the testbed),
+/// after [`MANIFEST_SH`].
 const PRELUDE: &str = r#"
 set -eu
 VOLS="leger-e2e-notes-pages systemd-notes-data leger-e2e-notes-plain"
 BACKUPS=$HOME/.local/share/bluebuild-quadlets/backups
-mp() { podman volume inspect --format '{{.Mountpoint}}' "$1"; }
 # Every entry of every volume, root included, as seen in the user namespace.
-manifest() {
-  for v in $VOLS; do
-    if ! podman volume exists "$v"; then echo "== $v absent"; continue; fi
-    echo "== $v labels $(podman volume inspect --format '{{json .Labels}}' "$v")"
-    podman unshare sh -c 'cd "$1" && find . -printf "%p %y %m %U %G %l\n" | LC_ALL=C sort &&
-      find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum' sh "$(mp "$v")"
-  done
-}
+manifest() { volume_manifest $VOLS; }
 # The deployment's files: leger's active directory and the installed quadlets.
-files_manifest() {
-  a=$HOME/.local/share/bluebuild-quadlets/active/notes
-  q=$HOME/.config/containers/systemd
-  echo "== active"
-  if [ -d "$a" ]; then (cd "$a" && find . -printf "%p %y %m %l\n" | LC_ALL=C sort &&
-    find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum); fi
-  echo "== installed"
-  (cd "$q" && find . -path './notes*' -printf "%p %y %m %l\n" | LC_ALL=C sort &&
-    find . -path './notes*' -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
-}
+files_manifest() { deployment_files_manifest notes; }
 count_backups() { ls -1 "$BACKUPS" 2>/dev/null | grep -c '^notes-' || true; }
 "#;
 
@@ -106,7 +91,7 @@ echo stale > "$L/stale-file"
 "#;
 
 fn script(body: &str) -> String {
-    format!("{PRELUDE}\n{body}")
+    format!("{MANIFEST_SH}\n{PRELUDE}\n{body}")
 }
 
 /// GET `path` from the host, retrying while the server starts.
@@ -153,37 +138,6 @@ fn succeeds(tb: &Testbed, body: &str) -> (String, String) {
         out.status
     );
     (stdout, stderr)
-}
-
-fn assert_same(what: &str, expected: &str, actual: &str) {
-    if expected != actual {
-        let diff: Vec<String> = diff_lines(expected, actual);
-        panic!("{what} differs:\n{}", diff.join("\n"));
-    }
-}
-
-/// Lines only in one of the two texts, marked - (expected) and + (actual).
-fn diff_lines(expected: &str, actual: &str) -> Vec<String> {
-    let e: Vec<&str> = expected.lines().collect();
-    let a: Vec<&str> = actual.lines().collect();
-    let mut out: Vec<String> = e
-        .iter()
-        .filter(|l| !a.contains(l))
-        .map(|l| format!("- {l}"))
-        .collect();
-    out.extend(
-        a.iter()
-            .filter(|l| !e.contains(l))
-            .map(|l| format!("+ {l}")),
-    );
-    out
-}
-
-fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
-    let t0 = Instant::now();
-    let value = f();
-    eprintln!("[timing] {label}: {:.2} s", t0.elapsed().as_secs_f64());
-    value
 }
 
 #[test]

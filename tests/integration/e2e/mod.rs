@@ -2,6 +2,7 @@
 
 mod auto;
 mod backup_restore;
+mod faults;
 mod quadlet_differential;
 mod rpm;
 mod smoke;
