@@ -392,4 +392,20 @@ mod tests {
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5y"), None);
     }
+
+    proptest::proptest! {
+        /// A damaged config file is an error, never a crash of the generator
+        /// or a hook.
+        #[test]
+        fn loader_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse(&text);
+        }
+
+        /// Arbitrary text inside our sections: an error or a config, no panic.
+        #[test]
+        fn loader_never_panics_inside_sections(body in "[ -~\n]{0,200}") {
+            let _ = parse(&format!("backup:\n  {body}\nauto:\n  {body}\n"));
+        }
+    }
 }

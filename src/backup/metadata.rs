@@ -329,4 +329,28 @@ mod tests {
         let err = Metadata::parse(json, Path::new("m.json")).unwrap_err();
         assert!(err.message.contains("format_version 99"), "{}", err.message);
     }
+
+    proptest::proptest! {
+        /// Metadata is untrusted input: arbitrary bytes give an error naming
+        /// the file, never a panic.
+        #[test]
+        fn loader_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1024)) {
+            if let Err(e) = Metadata::parse(&bytes, Path::new("m.json")) {
+                proptest::prop_assert!(e.message.contains("m.json"));
+            }
+        }
+
+        /// Valid JSON of the right shape with hostile strings in its paths.
+        #[test]
+        fn hostile_paths_never_pass(path in "(/|\\.\\./|[a-z]{1,3}/){1,4}[a-z.]{0,6}") {
+            let json = format!(
+                r#"{{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"m","size":0,"quadlet_files":[],"format_version":1,"volumes":[{{"name":"v","archive_path":{},"size":0}}]}}"#,
+                serde_json::to_string(&path).unwrap()
+            );
+            let result = Metadata::parse(json.as_bytes(), Path::new("m.json"));
+            if path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                proptest::prop_assert!(result.is_err());
+            }
+        }
+    }
 }
