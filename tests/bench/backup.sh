@@ -8,12 +8,15 @@
 # and the binary installed: cargo build --release && tests/testbed/testbed.sh install):
 #   tests/bench/backup.sh                 700 MB volume, best of 3
 #   BENCH_MB=3000 tests/bench/backup.sh   3 GB volume (the memory check)
+#   tests/bench/backup.sh cleanup         remove what a run left (BENCH_KEEP=1)
 # Environment:
 #   BENCH_MB     volume size in MB (10^6 bytes), default 700: 20,000 small
 #                files (~82 MB), the rest half log-like text (compresses ~3.6x
 #                with zstd -3), half random bytes (incompressible)
 #   BENCH_RUNS   timed runs of each measurement, default 3; the best is kept
 #                (wall time), and the highest peak RSS of all runs
+#   BENCH_RESTORE_RUNS  runs of the import measurements (zstd -d | import,
+#                restore), default BENCH_RUNS; each pauses BENCH_COOLDOWN
 #   BENCH_COOLDOWN  seconds to pause (after a sync) before each import
 #                measurement; default 65 on ext4 without a journal (see
 #                cooldown below), 0 elsewhere
@@ -24,9 +27,12 @@
 # Everything runs inside the testbed as its test user, in one run, caches
 # warm: the deployment `bench` (a plain Quadlet directory
 # ~/.config/containers/systemd/bench/ with one container mounting the
-# volume bench-data), the volume bench-restore, the work directory
+# volume bench-data), the volumes bench-restore-N, the work directory
 # ~/bench-work and the backups of `bench` are this script's and are removed
-# at the end; nothing else in the (shared) testbed is touched.
+# at the end; nothing else in the (shared) testbed is touched by the script
+# itself (but every leger-backup command starts with its crash recovery,
+# which finishes any interrupted operation of the test user it finds:
+# avoid running this alongside tests that interrupt leger-backup on purpose).
 #
 # What is measured (wall time: best of BENCH_RUNS; peak RSS: /usr/bin/time's
 # maximum resident set size, which is the largest of the process and the
@@ -36,7 +42,9 @@
 #   gzip     podman volume export bench-data | gzip -6 > f.gz     (one run)
 #   create   leger-backup create bench --reason bench  (service running:
 #            includes stopping and starting it, hashing, metadata, fsync)
-#   unzstd   zstd -d < f.zst | podman volume import bench-restore -
+#   live     leger-backup create bench --live  (the same without stopping
+#            and starting the service: the backup's own streaming overhead)
+#   unzstd   zstd -d < f.zst | podman volume import bench-restore-N -
 #            (into a fresh empty volume each run)
 #   restore  leger-backup restore ID --yes --no-start  (service stopped
 #            beforehand; by design it verifies the whole backup, takes a
@@ -53,6 +61,7 @@ set -euo pipefail
 
 BENCH_MB=${BENCH_MB:-700}
 BENCH_RUNS=${BENCH_RUNS:-3}
+RESTORE_RUNS=${BENCH_RESTORE_RUNS:-$BENCH_RUNS}
 BENCH_KEEP=${BENCH_KEEP:-0}
 
 VOLUME=bench-data
@@ -73,6 +82,7 @@ say() { printf 'bench: %s\n' "$*" >&2; }
 
 if ! [[ $BENCH_MB =~ ^[0-9]+$ ]] || ((BENCH_MB < 200)); then die "BENCH_MB must be a number >= 200"; fi
 if ! [[ $BENCH_RUNS =~ ^[0-9]+$ ]] || ((BENCH_RUNS < 1)); then die "BENCH_RUNS must be >= 1"; fi
+if ! [[ $RESTORE_RUNS =~ ^[0-9]+$ ]] || ((RESTORE_RUNS < 1)); then die "BENCH_RESTORE_RUNS must be >= 1"; fi
 
 # ===========================================================================
 # Inside the testbed (as the test user): `backup.sh --inside`, `--cleanup`
@@ -105,7 +115,8 @@ cleanup_inside() {
     for id in $(bench_backups); do
         leger-backup delete "$id" --yes >/dev/null 2>&1
     done
-    podman volume rm -f "$RESTORE_VOLUME" >/dev/null 2>&1
+    # shellcheck disable=SC2046 # one name a line, none with spaces
+    podman volume rm -f $(restore_volumes) >/dev/null 2>&1
     if [[ $BENCH_KEEP != 1 ]]; then
         rm -rf "$QUADLET_DIR"
         systemctl --user daemon-reload
@@ -254,12 +265,13 @@ UNIT
     fi
 }
 
-# Results: FIG_<name>_wall (best), FIG_<name>_rss (KB, highest).
-declare -A WALL RSS
+# Results per measurement: WALL (best), RSS (KB, highest), ALL (every wall time).
+declare -A WALL RSS ALL OWN
 
 # record NAME WALL RSS_KB: keep the best wall time and the highest RSS.
 record() {
     local name=$1 wall=$2 rss=$3
+    ALL[$name]+="$wall "
     if [[ -z ${WALL[$name]:-} ]] || le "$wall" "${WALL[$name]}"; then
         WALL[$name]=$wall
     fi
@@ -283,17 +295,51 @@ timed() {
     printf '%s START\n' "$start" >"$log"
     while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done <"$fifo" >>"$log" &
     stamper=$!
-    if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" 2>"$fifo"; then
+    /usr/bin/time -f '%e %M' -o "$tf" "$@" 2>"$fifo" &
+    local tpid=$! sampler
+    hwm_sampler "$tpid" >"$WORK/hwm" &
+    sampler=$!
+    if ! wait "$tpid"; then
         wait "$stamper" || true
         cat "$log" >&2
         die "$name failed: $*"
     fi
     end=$EPOCHREALTIME
-    wait "$stamper" || true
+    wait "$stamper" "$sampler" || true
     rm -f "$fifo"
-    local rss
+    local rss own
     rss=$(awk 'END { print $2 }' "$tf")
+    own=$(cat "$WORK/hwm")
+    if [[ -z ${OWN[$name]:-} ]] || ((own > OWN[$name])); then
+        OWN[$name]=$own
+    fi
     record "$name" "$(calc "$end - $start")" "$rss"
+}
+
+# hwm_sampler PID: print the peak RSS (VmHWM, KB) of the child of PID (the
+# command /usr/bin/time runs: leger-backup itself, through `exec`), read
+# every 50 ms until PID is gone. Builtins only, not to disturb the timing.
+hwm_sampler() {
+    local tpid=$1 cpid="" key value rest hwm=0 tick
+    exec {tick}<> <(:) # nobody writes to it: `read -t` on it is a sleep
+    while [[ -e /proc/$tpid ]]; do
+        if [[ -z $cpid ]]; then
+            # (no newline at the end of that file: read "fails", yet reads)
+            read -r cpid rest 2>/dev/null </proc/"$tpid"/task/"$tpid"/children || true
+        fi
+        if [[ -n $cpid ]]; then
+            while read -r key value rest; do
+                if [[ $key == VmHWM: ]]; then hwm=$value; fi
+            done 2>/dev/null </proc/"$cpid"/status
+        fi
+        read -r -t 0.05 -u "$tick" rest || true
+    done
+    echo "$hwm"
+}
+
+# The median of the space-separated numbers in $1.
+median() {
+    tr -s ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # Seconds between the first log line matching $2 and the first later line
@@ -357,7 +403,11 @@ run_restore() {
 # deleted, creating 20,000 files gets slower with every round (an import
 # went from 2.4 s to 11 s, nearly all of it system time). So before each
 # import measurement: sync, and wait out the window of earlier rounds'
-# deletions. BENCH_COOLDOWN overrides the pause (seconds).
+# deletions; and `zstd -d | import` goes into a new volume each round
+# (bench-restore-N, all removed at the end), as the issue defines it, with
+# nothing deleted just before. A restore has to delete the live volume
+# before importing: that cost, and the slower import after it on such a
+# file system, are the restore's own. BENCH_COOLDOWN overrides the pause.
 cooldown() {
     ((COOLDOWN > 0)) || return 0
     sync
@@ -377,9 +427,9 @@ default_cooldown() {
     fi
 }
 
-fresh_restore_volume() {
-    podman volume rm -f "$RESTORE_VOLUME" >/dev/null
-    podman volume create "$RESTORE_VOLUME" >/dev/null
+# The volumes `zstd -d | import` went into.
+restore_volumes() {
+    podman volume ls -q | grep -E "^$RESTORE_VOLUME-[0-9]+\$" || true
 }
 
 # ratio NAME A B LIMIT DIRECTION: print "A/B = r (target <= / >= LIMIT) PASS|MISS".
@@ -404,7 +454,7 @@ inside_main() {
     # else of that name is someone else's.
     if [[ ! -e $WORK/.kept ]] && { systemctl --user is-active --quiet "$SERVICE" ||
         [[ -e $QUADLET_DIR ]] || [[ -n $(bench_backups) ]]; }; then
-        die "a deployment or backups named $DEPLOYMENT exist (another benchmark running?); clean up with BENCH_KEEP=0 $0 --cleanup"
+        die "a deployment or backups named $DEPLOYMENT exist (another benchmark running?); remove them with: tests/bench/backup.sh cleanup"
     fi
     trap cleanup_inside EXIT
     trap 'exit 2' INT TERM
@@ -442,17 +492,13 @@ inside_main() {
     rm -f "$WORK/f.gz"
 
     # Restores: the service is stopped first (untimed), as --no-start
-    # leaves it, so that every run does the same work. bench-restore gets a
-    # copy first, so that every unzstd run, like every restore, comes right
-    # after a volume of 20,000 files was deleted.
+    # leaves it, so that every run does the same work.
     systemctl --user stop "$SERVICE"
-    fresh_restore_volume
-    zstd -q -d <"$WORK/f.zst" | podman volume import "$RESTORE_VOLUME" -
-    for ((run = 1; run <= BENCH_RUNS; run++)); do
-        say "round $run/$BENCH_RUNS: zstd -d | import, restore"
+    for ((run = 1; run <= RESTORE_RUNS; run++)); do
+        say "round $run/$RESTORE_RUNS: zstd -d | import, restore"
         cooldown
-        fresh_restore_volume
-        timed unzstd sh -c 'zstd -q -d <"$1" | podman volume import "$2" -' sh "$WORK/f.zst" "$RESTORE_VOLUME"
+        podman volume create "$RESTORE_VOLUME-$run" >/dev/null
+        timed unzstd sh -c 'zstd -q -d <"$1" | podman volume import "$2" -' sh "$WORK/f.zst" "$RESTORE_VOLUME-$run"
         cooldown
         run_restore "$LAST_BACKUP"
     done
@@ -463,10 +509,10 @@ inside_main() {
 
     local mb=$((tar_bytes / 1000000))
     echo
-    echo "## leger-backup benchmark: $mb MB volume (tar stream), best of $BENCH_RUNS, $cores cores"
+    echo "## leger-backup benchmark: $mb MB volume (tar stream), best of $BENCH_RUNS (imports: $RESTORE_RUNS), $cores cores"
     echo
-    echo "| measurement | wall s | MB/s | peak RSS MB | output MB |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| measurement | best s | median s | runs | MB/s (best) | peak RSS MB | output MB |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     local name out
     for name in floor zstd gzip create live unzstd restore; do
         case $name in
@@ -476,7 +522,8 @@ inside_main() {
         live) out=$(calc "$(jq -r '[.metadata.volumes[] | .size] | add' "$WORK/live.json") / 1e6") ;;
         *) out=- ;;
         esac
-        printf '| %-7s | %6.2f | %5.0f | %4d | %s |\n' "$name" "${WALL[$name]}" \
+        printf '| %-7s | %6.2f | %6.2f | %d | %5.0f | %4d | %s |\n' "$name" "${WALL[$name]}" \
+            "$(median "${ALL[$name]}")" "$(wc -w <<<"${ALL[$name]}")" \
             "$(calc "$tar_bytes / 1e6 / ${WALL[$name]}")" $((RSS[$name] / 1024)) "$out"
     done
     echo
@@ -501,6 +548,8 @@ inside_main() {
     echo
     echo "(peak RSS is /usr/bin/time's: the largest of the process and its children," \
         "podman included; podman volume export alone: $((RSS[floor] / 1024)) MB)"
+    echo "(leger-backup's own peak RSS, VmHWM sampled every 50 ms: create $((OWN[create] / 1024)) MB," \
+        "create --live $((OWN[live] / 1024)) MB, restore $((OWN[restore] / 1024)) MB)"
     return "$MISSED"
 }
 
@@ -523,7 +572,7 @@ host_main() {
     local inner=/home/tester/.bench-backup.sh
     "$testbed" exec -- sh -c "cat > $inner && chmod 700 $inner" <"${BASH_SOURCE[0]}"
     local status=0
-    "$testbed" exec -- env BENCH_MB="$BENCH_MB" BENCH_RUNS="$BENCH_RUNS" \
+    "$testbed" exec -- env BENCH_MB="$BENCH_MB" BENCH_RUNS="$BENCH_RUNS" BENCH_RESTORE_RUNS="$RESTORE_RUNS" \
         BENCH_KEEP="$BENCH_KEEP" BENCH_COOLDOWN="${BENCH_COOLDOWN:-}" bash "$inner" "${1:---inside}" || status=$?
     "$testbed" exec -- rm -f "$inner" || true
     return "$status"
@@ -539,7 +588,7 @@ case ${1:-} in
             sed -n '2,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
-        host-cleanup) host_main --cleanup ;;
+        cleanup) host_main --cleanup ;;
         *) die "unknown argument $1 (try --help)" ;;
         esac
     else
