@@ -18,7 +18,7 @@ test:
 
 ## Unit and CLI tests only (no podman, no systemd, no root).
 unit:
-	$(CARGO) nextest run --locked -E 'not test(/^e2e::/)'
+	$(CARGO) nextest run --locked -E 'not test(/^e2e::/) and not test(/^cli::packaging::/)'
 
 lint:
 	$(CARGO) fmt --all -- --check
