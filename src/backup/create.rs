@@ -295,11 +295,25 @@ pub(crate) fn create_locked(
         subject.name, opts.reason
     ));
 
-    // Which services run now (or ran before a restore stopped them).
-    let running: BTreeSet<String> = match running {
-        Some(set) => set.clone(),
-        None => running_services(&ctx.systemctl, &all_services(subject))?,
-    };
+    // Which services run now (or ran before a restore stopped them), the
+    // deployment's files and what each volume is: all before anything
+    // stops (the less happens while the services are down, the shorter the
+    // downtime), side by side, as each query is a process of its own.
+    let (running, files, volume_infos) = std::thread::scope(|scope| {
+        let running = scope.spawn(|| match running {
+            Some(set) => Ok(set.clone()),
+            None => running_services(&ctx.systemctl, &all_services(subject)),
+        });
+        let infos = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
+        let files = files::copy_into_backup(&subject.files, pending.path());
+        (
+            joined(running, "reading the services' states"),
+            files,
+            joined(infos, "inspecting the volumes"),
+        )
+    });
+    let (running, files, volume_infos) = (running?, files?, volume_infos?);
+    progress.step(format!("copied {} files", files.len()));
     let services: Vec<ServiceEntry> = subject
         .services
         .iter()
@@ -308,13 +322,6 @@ pub(crate) fn create_locked(
             was_running: running.contains(name),
         })
         .collect();
-
-    let files = files::copy_into_backup(&subject.files, pending.path())?;
-    progress.step(format!("copied {} files", files.len()));
-
-    // What each volume is, before anything stops: the less happens while
-    // the services are down, the shorter the downtime.
-    let volume_infos = inspect_volumes(&ctx.podman, &subject.volumes)?;
 
     // Stop the running services that mount an existing volume.
     let live = opts.live || !ctx.config.backup.stop_services.value;
@@ -354,10 +361,7 @@ pub(crate) fn create_locked(
     let (roots, stopped) = std::thread::scope(|scope| {
         let roots = scope.spawn(|| root_ownerships(&ctx.podman, &volume_infos));
         let stopped = guard.stop(progress);
-        let roots = roots
-            .join()
-            .unwrap_or_else(|_| Err(Error::internal("reading a volume root panicked")));
-        (roots, stopped)
+        (joined(roots, "reading the volume roots"), stopped)
     });
     stopped?;
     let infos: Vec<Inspected> = volume_infos
@@ -519,12 +523,17 @@ fn in_parallel<T: Sync, R: Send>(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::internal("a podman query panicked")))
-            })
+            .map(|h| joined(h, "a podman query"))
             .collect()
     })
+}
+
+/// The result of a scoped thread; its panic becomes an internal error
+/// naming `what` it was doing.
+fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -> Result<R> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(Error::internal(format!("{what} panicked"))))
 }
 
 /// Every service whose state matters: the deployment's and those mounting
