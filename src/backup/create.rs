@@ -509,7 +509,7 @@ fn root_ownerships(
 }
 
 /// `f` of every item, each on a thread of its own; the first error wins.
-fn in_parallel<T: Sync, R: Send>(
+pub(crate) fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     f: impl Fn(&T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {

@@ -196,15 +196,30 @@ pub fn restore(
     }
     let progress = Progress::new(true);
 
-    // 1. Verify everything before anything live is touched.
+    // 1. Verify everything before anything live is touched. Reading the
+    // whole backup takes a while: meanwhile the plan is drawn up, which
+    // only asks podman and systemd (read-only) what exists and runs.
     let legacy = metadata.is_legacy();
     progress.step(format!("verifying {id}"));
-    verify_backup(&backup)?;
-    let target = Target::of(backup)?;
+    let (verified, planned) = std::thread::scope(|scope| {
+        let verified = scope.spawn(|| verify_backup(&backup));
+        let planned = Target::of(backup.clone()).and_then(|target| {
+            let current = current_deployment(ctx, &name)?;
+            let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
+            Ok((target, plan))
+        });
+        let verified = verified
+            .join()
+            .unwrap_or_else(|_| Err(Error::internal("verifying the backup panicked")));
+        (verified, planned)
+    });
+    verified?;
+    let (target, plan) = planned?;
 
     // 2. Show the plan; confirm.
-    let current = current_deployment(ctx, &name)?;
-    show_plan(ctx, &target, current.as_ref(), true)?;
+    for line in plan {
+        ui::note(line);
+    }
     if !opts.assume_yes {
         let question = format!("Replace the current state of {name} with backup {id}?");
         if !ui::confirm(&question, "--yes")? {
@@ -256,10 +271,10 @@ pub fn restore(
     guard.stop(&progress)?;
 
     // 4. Safety backup of the current state, when there is one.
-    let mut any_volume = false;
-    for volume in &subject.volumes {
-        any_volume |= ctx.podman.volume_exists(&volume.name)?;
-    }
+    let any_volume = create::in_parallel(&subject.volumes, |volume| {
+        ctx.podman.volume_exists(&volume.name)
+    })?
+    .contains(&true);
     let safety = if existed || any_volume {
         let opts = CreateOptions {
             reason: "pre-restore".to_owned(),
@@ -663,10 +678,8 @@ fn check_not_in_use(
     own_services: &BTreeSet<String>,
 ) -> Result<()> {
     let mut users = Vec::new();
+    // (No container uses a volume that does not exist: no need to ask.)
     for volume in volumes {
-        if !ctx.podman.volume_exists(volume)? {
-            continue;
-        }
         for container in ctx.podman.containers_using_volume(volume)? {
             let own = container
                 .systemd_unit()
@@ -739,6 +752,19 @@ fn show_plan(
     current: Option<&Deployment>,
     safety: bool,
 ) -> Result<()> {
+    for line in plan_lines(ctx, target, current, safety)? {
+        ui::note(line);
+    }
+    Ok(())
+}
+
+/// The lines [`show_plan`] prints; only reads (files, podman, systemd).
+fn plan_lines(
+    ctx: &Context,
+    target: &Target,
+    current: Option<&Deployment>,
+    safety: bool,
+) -> Result<Vec<String>> {
     let m = target.metadata();
     let mut lines = vec![format!(
         "restore {} ({}, reason {:?}, taken {})",
@@ -823,10 +849,7 @@ fn show_plan(
             running.iter().cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-    for line in lines {
-        ui::note(line);
-    }
-    Ok(())
+    Ok(lines)
 }
 
 /// Steps 5-7: put `target` back and start its services. The same code
