@@ -94,6 +94,31 @@ fn isolate(cmd: &mut Command) {
     }
 }
 
+/// A streamed program is killed when leger-backup dies (`PR_SET_PDEATHSIG`):
+/// a `podman volume export` whose reader is gone does not exit on its own —
+/// it stops reading its `storage-tar` helper and waits for it, which waits
+/// to write, forever, holding the volume's files open. Our own errors end
+/// the program through [`Streaming::abort`]; this covers SIGKILL and the
+/// OOM killer. (The signal follows the *thread* that spawned the program:
+/// streams are spawned and consumed on one thread.)
+fn die_with_us(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid();
+    // SAFETY: between fork and exec the closure makes only async-signal-safe
+    // system calls (prctl, getppid) and does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
+            // Died between fork and prctl: nobody is left to read.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Run to completion, capturing output; the caller judges the exit status.
 pub fn run_unchecked(cmd: &mut Command) -> Result<Output> {
     isolate(cmd);
@@ -131,6 +156,7 @@ impl Streaming {
 
     fn spawn(mut cmd: Command) -> Result<Streaming> {
         isolate(&mut cmd);
+        die_with_us(&mut cmd);
         cmd.stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(&cmd, e))?;
         let stderr = child.stderr.take().map(|mut pipe| {

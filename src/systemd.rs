@@ -97,6 +97,12 @@ impl Systemctl {
         Ok(state.trim() == "loaded")
     }
 
+    /// A unit's `SubState`: while it is deactivating, `stop-sigterm` and the
+    /// like (its main process is still there) or `stop-post` (it is gone).
+    pub fn sub_state(&self, unit: &str) -> Result<String> {
+        self.run(&["show", "--property=SubState", "--value", unit])
+    }
+
     /// Whether a unit is active (or reloading, or activating).
     pub fn is_running(&self, unit: &str) -> Result<bool> {
         let states = self.active_states(&[unit.to_owned()])?;

@@ -29,8 +29,6 @@ use crate::config::Seconds;
 use crate::context::Context;
 use crate::deployment::Deployment;
 use crate::error::{Error, Result};
-use crate::layout::Scope;
-use crate::process;
 
 use super::history::{self, Summary};
 use super::lockfile;
@@ -313,7 +311,7 @@ impl Env for SystemEnv<'_> {
         let mut states = Vec::with_capacity(units.len());
         for (unit, active) in units.iter().zip(active) {
             let sub = if active == "deactivating" {
-                sub_state(self.ctx.layout.scope, unit)?
+                self.ctx.systemctl.sub_state(unit)?
             } else {
                 String::new()
             };
@@ -361,17 +359,6 @@ impl Env for SystemEnv<'_> {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
-}
-
-/// `SubState` of a unit (e.g. `stop-sigterm` vs `stop-post` while it is
-/// deactivating): whether its main process is still there.
-fn sub_state(scope: Scope, unit: &str) -> Result<String> {
-    let mut cmd = std::process::Command::new("systemctl");
-    if scope == Scope::User {
-        cmd.arg("--user");
-    }
-    cmd.args(["show", "--property=SubState", "--value", unit]);
-    process::run_stdout(&mut cmd)
 }
 
 /// Log an outcome to stderr (the journal, under the unit) and record it.

@@ -172,6 +172,18 @@ fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64)> {
         .create_new(true)
         .mode(0o600)
         .open(dest)?;
+    Ok(copy_hashed(&mut input, &mut out)?)
+}
+
+/// sha256 and size of a file's content.
+pub fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let mut input = fs::File::open(path)?;
+    Ok(copy_hashed(&mut input, &mut std::io::sink())?)
+}
+
+/// Copy `input` to `out` to its end; the sha256 (hex) and size of what
+/// passed. One read of each file both stores and checksums it.
+fn copy_hashed(input: &mut impl Read, out: &mut impl Write) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut size = 0u64;
@@ -182,23 +194,6 @@ fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64)> {
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
-}
-
-/// sha256 and size of a file's content.
-pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut input = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
         size += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), size))
@@ -389,21 +384,10 @@ fn write_one(entry: &FileEntry, stored: &Path, target: &Path) -> Result<()> {
                     .mode(0o600)
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&tmp)?;
-                let mut hasher = Sha256::new();
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut size = 0u64;
-                loop {
-                    let n = input.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    out.write_all(&buf[..n])?;
-                    size += n as u64;
-                }
+                let hashed = copy_hashed(&mut input, &mut out)?;
                 out.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
                 out.sync_all()?;
-                (hex::encode(hasher.finalize()), size)
+                hashed
             }
         };
         if !entry.sha256.is_empty() && (sha != entry.sha256 || size != entry.size) {

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::support::{repo_root, stderr, stdout};
+use crate::support::packaging::{checked, without_cargo_env};
+use crate::support::{repo_root, stdout};
 
 /// Every file (and symlink) the package installs.
 const PAYLOAD: &[&str] = &[
@@ -35,42 +36,14 @@ const EXECUTABLES: &[&str] = &[
     "/usr/lib/leger/hooks/pre-apply.d/50-leger-backup",
 ];
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
 /// Runs `make rpm` and returns the one package it left in target/rpm/.
 fn make_rpm() -> PathBuf {
     let mut make = Command::new("make");
     make.args(["--no-print-directory", "rpm"])
         .current_dir(repo_root());
     // The variables cargo sets for this test binary are not the build's.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_BIN_")
-            || matches!(
-                &*key,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            make.env_remove(&*key);
-        }
-    }
-    run(&mut make);
+    without_cargo_env(&mut make);
+    checked(&mut make);
     let dir = repo_root().join("target/rpm");
     let prefix = format!("leger-backup-{}-", env!("CARGO_PKG_VERSION"));
     let rpms: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -104,13 +77,15 @@ struct Entry {
 
 /// path -> (permissions as `ls -l` shows them, symlink target).
 fn entries(rpm: &Path) -> std::collections::BTreeMap<String, Entry> {
-    let out = run(Command::new("rpm")
-        .args([
-            "-qp",
-            "--qf",
-            "[%{FILENAMES}\t%{FILEMODES:perms}\t%{FILELINKTOS}\n]",
-        ])
-        .arg(rpm));
+    let out = checked(
+        Command::new("rpm")
+            .args([
+                "-qp",
+                "--qf",
+                "[%{FILENAMES}\t%{FILEMODES:perms}\t%{FILELINKTOS}\n]",
+            ])
+            .arg(rpm),
+    );
     stdout(&out)
         .lines()
         .map(|line| {
@@ -144,7 +119,7 @@ fn make_rpm_builds_the_package_with_exactly_the_payload() {
 
     // `rpm -qlp`: every payload path, and beyond them only directories on
     // the way to them (owned by the package, like /usr/lib/leger/hooks).
-    let listed: BTreeSet<String> = stdout(&run(Command::new("rpm").arg("-qlp").arg(&rpm)))
+    let listed: BTreeSet<String> = stdout(&checked(Command::new("rpm").arg("-qlp").arg(&rpm)))
         .lines()
         .map(str::to_owned)
         .collect();
@@ -180,16 +155,18 @@ fn make_rpm_builds_the_package_with_exactly_the_payload() {
     }
 
     // Image builds have no running systemd: no scriptlets at all.
-    let scripts = stdout(&run(Command::new("rpm")
-        .args(["-qp", "--scripts"])
-        .arg(&rpm)));
+    let scripts = stdout(&checked(
+        Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm),
+    ));
     assert!(
         scripts.trim().is_empty(),
         "the package has scriptlets:\n{scripts}"
     );
-    let license = stdout(&run(Command::new("rpm")
-        .args(["-qp", "--qf", "%{LICENSE}"])
-        .arg(&rpm)));
+    let license = stdout(&checked(
+        Command::new("rpm")
+            .args(["-qp", "--qf", "%{LICENSE}"])
+            .arg(&rpm),
+    ));
     assert_eq!(license, "Apache-2.0");
 }
 
@@ -197,17 +174,19 @@ fn make_rpm_builds_the_package_with_exactly_the_payload() {
 fn rpm_payload_is_what_the_repository_generates() {
     let rpm = make_rpm();
     let root = tempfile::tempdir().unwrap();
-    run(Command::new("sh")
-        .arg("-c")
-        .arg(r#"rpm2cpio "$1" | cpio -idm --quiet --no-absolute-filenames"#)
-        .arg("sh")
-        .arg(&rpm)
-        .current_dir(root.path()));
+    checked(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"rpm2cpio "$1" | cpio -idm --quiet --no-absolute-filenames"#)
+            .arg("sh")
+            .arg(&rpm)
+            .current_dir(root.path()),
+    );
     let file = |p: &str| root.path().join(p.trim_start_matches('/'));
     let read = |p: &str| std::fs::read(file(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
 
     // The binary runs, and the generator links resolve to it.
-    let version = run(Command::new(file("/usr/bin/leger-backup")).arg("--version"));
+    let version = checked(Command::new(file("/usr/bin/leger-backup")).arg("--version"));
     assert!(
         stdout(&version).contains(env!("CARGO_PKG_VERSION")),
         "{}",
@@ -222,9 +201,11 @@ fn rpm_payload_is_what_the_repository_generates() {
     }
 
     // Generated at build time from the clap definitions.
-    let man = run(Command::new("gzip")
-        .arg("-dc")
-        .arg(file("/usr/share/man/man1/leger-backup.1.gz")));
+    let man = checked(
+        Command::new("gzip")
+            .arg("-dc")
+            .arg(file("/usr/share/man/man1/leger-backup.1.gz")),
+    );
     assert!(
         stdout(&man).contains(".TH leger-backup 1"),
         "man page:\n{}",

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::support::deploy::LegerConfig;
 use crate::support::testbed::Testbed;
 
 /// Shell functions for every step (run as the test user in the testbed).
@@ -118,48 +119,8 @@ fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
     value
 }
 
-/// leger's config.yaml set for one test and put back afterwards.
-struct Config<'a> {
-    tb: &'a Testbed,
-    saved: Option<String>,
-}
-
+/// leger's config file, relative to HOME.
 const CONFIG: &str = ".config/leger/config.yaml";
-
-impl<'a> Config<'a> {
-    fn set(tb: &'a Testbed, yaml: &str) -> Config<'a> {
-        let saved = tb
-            .sh(&format!("cat ~/{CONFIG}"))
-            .status
-            .success()
-            .then(|| tb.ok(&format!("cat ~/{CONFIG}")));
-        let guard = Config { tb, saved };
-        guard.write(yaml);
-        guard
-    }
-
-    fn write(&self, yaml: &str) {
-        let out = self.tb.exec(&[
-            "sh",
-            "-c",
-            "mkdir -p ~/.config/leger && printf '%s' \"$1\" > ~/.config/leger/config.yaml",
-            "sh",
-            yaml,
-        ]);
-        assert!(out.status.success(), "writing config.yaml");
-    }
-}
-
-impl Drop for Config<'_> {
-    fn drop(&mut self) {
-        match &self.saved {
-            Some(text) => self.write(text),
-            None => {
-                self.tb.sh(&format!("rm -f ~/{CONFIG}"));
-            }
-        }
-    }
-}
 
 /// The shipped leger hooks installed in the user's hook directory (one of
 /// the three leger-sim searches), removed afterwards.
@@ -210,7 +171,7 @@ fn stopping_a_deployment_takes_one_backup_with_its_services_down() {
     let tb = Testbed::get();
     let name = "autostop";
     ok(&tb, &format!("cleanup {name}"));
-    let _config = Config::set(&tb, "auto:\n  min_interval: 10m\n  coalesce_seconds: 60\n");
+    let _config = LegerConfig::set(&tb, "auto:\n  min_interval: 10m\n  coalesce_seconds: 60\n");
     ok(&tb, &format!("install {name}"));
     let unit = ok(&tb, &format!("systemctl --user cat {name}-app.service"));
     assert!(
@@ -287,7 +248,7 @@ fn leger_remove_backs_up_once_and_restore_brings_it_back() {
     let tb = Testbed::get();
     let name = "autoremove";
     ok(&tb, &format!("cleanup {name}"));
-    let _config = Config::set(&tb, "auto:\n  coalesce_seconds: 60\n");
+    let _config = LegerConfig::set(&tb, "auto:\n  coalesce_seconds: 60\n");
     let _hooks = Hooks::install(&tb);
     ok(&tb, &format!("install {name}"));
     let before = ok(&tb, &format!("manifest {name}"));
@@ -340,7 +301,7 @@ fn leger_apply_backs_up_unless_told_not_and_a_failed_backup_aborts_remove() {
     let tb = Testbed::get();
     let name = "autoapply";
     ok(&tb, &format!("cleanup {name}"));
-    let _config = Config::set(&tb, "auto:\n  coalesce_seconds: 60\n");
+    let _config = LegerConfig::set(&tb, "auto:\n  coalesce_seconds: 60\n");
     let _hooks = Hooks::install(&tb);
     ok(&tb, &format!("install {name}"));
 
@@ -417,7 +378,7 @@ fn generator_follows_deployments_and_config_and_survives_broken_files() {
     let tb = Testbed::get();
     let name = "autogen";
     ok(&tb, &format!("cleanup {name}; cleanup {name}broken"));
-    let config = Config::set(&tb, "# leger's settings\nauto:\n  stop_timeout: 5m\n");
+    let config = LegerConfig::set(&tb, "# leger's settings\nauto:\n  stop_timeout: 5m\n");
     let cat = |tb: &Testbed| ok(tb, &format!("systemctl --user cat {name}-app.service"));
 
     // A new plain Quadlet deployment and a reload: the drop-in is there.
@@ -519,7 +480,7 @@ fn automatic_backups_are_pruned_to_keep_automatic() {
     let tb = Testbed::get();
     let name = "autoprune";
     ok(&tb, &format!("cleanup {name}"));
-    let _config = Config::set(
+    let _config = LegerConfig::set(
         &tb,
         "backup:\n  keep_automatic: 10\nauto:\n  live_hooks: true\n",
     );

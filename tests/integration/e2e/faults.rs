@@ -242,6 +242,21 @@ impl<'a> Scenario<'a> {
         self.ok("down $N");
     }
 
+    /// Nothing a killed leger-backup started outlives it: no `podman volume
+    /// export/import` of this scenario's volumes (nor its `storage-tar`
+    /// helper) is left after a few seconds.
+    fn assert_no_orphans(&self) {
+        self.ok(
+            "for i in $(seq 50); do
+               pgrep -u \"$(id -u)\" -f \"volume (export|import) $N-|volumes/$N-[^/]*/_data\" >/dev/null || exit 0
+               sleep 0.1
+             done
+             echo 'left running:' >&2
+             pgrep -a -u \"$(id -u)\" -f \"volume (export|import) $N-|volumes/$N-[^/]*/_data\" >&2
+             exit 1",
+        );
+    }
+
     /// (a): the live state equals `expected`.
     fn assert_state(&self, what: &str, expected: &str) {
         assert_same(what, expected, &self.state());
@@ -335,6 +350,7 @@ fn create_killed_at(name: &'static str, point: &str, stopped: bool) {
         "{}",
         out.stderr
     );
+    s.assert_no_orphans();
     // Killed with its journal left (and its services stopped, if it was
     // exporting).
     if stopped {
@@ -421,6 +437,7 @@ fn restore_killed_at(name: &'static str, point: &str, step: &str, rolled_back: b
         "{}",
         out.stderr
     );
+    s.assert_no_orphans();
     s.ok("test -e \"$STATE/journal/$N.json\"");
 
     // Not guessed at: every command warns once and says what to do.
@@ -1271,6 +1288,7 @@ fn fault_27_sigkill_during_the_safety_backup_of_a_restore() {
         "LEGER_BACKUP_FAULT=create:during-export leger-backup restore {b1} --yes"
     ));
     assert_eq!(out.code, Some(137), "{}", out.stderr);
+    s.assert_no_orphans();
     s.assert_down();
     let out = s.ok("leger-backup status");
     let warning = s.one_warning(&out);

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use crate::support::packaging::{checked, without_cargo_env};
 use crate::support::testbed::Testbed;
 use crate::support::{repo_root, stderr, stdout};
 
@@ -24,20 +25,6 @@ const TESTBED_BIN: &str = "/usr/local/bin/leger-backup";
 const TESTBED_GENERATOR: &str =
     "/usr/local/lib/systemd/user-generators/leger-backup-user-generator";
 
-fn host(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
 fn testbed_script() -> PathBuf {
     repo_root().join("tests/testbed/testbed.sh")
 }
@@ -47,22 +34,8 @@ fn testbed_script() -> PathBuf {
 fn build_rpm() -> PathBuf {
     let mut build = Command::new(repo_root().join("packaging/rpm/build.sh"));
     build.current_dir(repo_root());
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_PKG_")
-            || key.starts_with("CARGO_BIN_")
-            || matches!(
-                &*key,
-                "CARGO_MANIFEST_DIR"
-                    | "CARGO_MANIFEST_PATH"
-                    | "CARGO_CRATE_NAME"
-                    | "CARGO_PRIMARY_PACKAGE"
-            )
-        {
-            build.env_remove(&*key);
-        }
-    }
-    let out = host(&mut build);
+    without_cargo_env(&mut build);
+    let out = checked(&mut build);
     let path = PathBuf::from(
         stdout(&out)
             .lines()
@@ -75,7 +48,7 @@ fn build_rpm() -> PathBuf {
 
 /// The package's files (not directories) and directories, as absolute paths.
 fn payload(rpm: &Path) -> (Vec<String>, Vec<String>) {
-    let out = host(
+    let out = checked(
         Command::new("rpm")
             .args(["-qp", "--qf", "[%{FILENAMES}\t%{FILEMODES:perms}\n]"])
             .arg(rpm),
@@ -242,7 +215,8 @@ fn installed_rpm_backs_up_a_deployment_when_it_stops() {
     let tb = Testbed::get();
     let rpm = build_rpm();
     let (files, dirs) = payload(&rpm);
-    let rootfs = PathBuf::from(stdout(&host(Command::new(testbed_script()).arg("rootfs"))).trim());
+    let rootfs =
+        PathBuf::from(stdout(&checked(Command::new(testbed_script()).arg("rootfs"))).trim());
     assert!(
         rootfs.join("usr").is_dir(),
         "no root filesystem at {}",
@@ -291,7 +265,7 @@ fn installed_rpm_backs_up_a_deployment_when_it_stops() {
         "removing the testbed's install: {}",
         stderr(&out)
     );
-    host(
+    checked(
         Command::new("sh")
             .arg("-c")
             .arg(r#"rpm2cpio "$1" | (cd "$2" && cpio -idmu --quiet --no-absolute-filenames)"#)

@@ -90,7 +90,8 @@ impl<'a> LegerConfig<'a> {
         guard
     }
 
-    fn write(&self, yaml: &str) {
+    /// Replace the config with `yaml` (the saved one still comes back).
+    pub fn write(&self, yaml: &str) {
         let out = self.tb.exec(&[
             "sh",
             "-c",

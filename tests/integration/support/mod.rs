@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod deploy;
+pub mod packaging;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
