@@ -249,7 +249,15 @@ fn check_reason(reason: &str) -> Result<()> {
 fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &Progress) {
     let keep_manual = ctx.config.backup.keep_manual.value;
     let keep_automatic = ctx.config.backup.keep_automatic.value;
-    match crate::backup::prune::prune(store, Some(deployment), keep_manual, keep_automatic, false) {
+    let in_use = crate::backup::journal::backups_in_use(&ctx.layout.state_dir);
+    match crate::backup::prune::prune(
+        store,
+        Some(deployment),
+        keep_manual,
+        keep_automatic,
+        &in_use,
+        false,
+    ) {
         Ok(outcome) => {
             for id in outcome.deleted {
                 progress.step(format!("pruned {id}"));

@@ -20,6 +20,7 @@
 //! Writers hold the deployment lock, so there is one writer per file; the
 //! handle is declared after the lock and dropped before it.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -235,6 +236,33 @@ fn read_file(path: &Path) -> Result<Option<Record>> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|e| Error::internal(format!("{}: malformed journal: {e}", path.display())))
+}
+
+/// Backups an unfinished operation still needs, with why: the safety
+/// backup of a restore (what `recover` puts back) and the backup it was
+/// restoring. `prune` and `delete` leave them alone while the journal is
+/// there, so nothing a recovery relies on can go.
+pub fn backups_in_use(state_dir: &Path) -> BTreeMap<String, String> {
+    let mut in_use = BTreeMap::new();
+    for (deployment, record) in list(state_dir) {
+        let Ok(record) = record else { continue };
+        if record.operation != Operation::Restore {
+            continue;
+        }
+        if let Some(id) = record.safety_id() {
+            in_use.insert(
+                id.to_owned(),
+                format!("the safety backup of the unfinished restore of {deployment}"),
+            );
+        }
+        if let Some(id) = &record.backup_id {
+            in_use.insert(
+                id.clone(),
+                format!("the backup the unfinished restore of {deployment} puts back"),
+            );
+        }
+    }
+    in_use
 }
 
 /// Every journal in the state directory: the deployment (from the file
@@ -474,6 +502,39 @@ mod tests {
         drop(j);
         assert_eq!(read(tmp.path(), "web").unwrap(), None);
         assert!(list(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_restore_holds_its_backups_a_create_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut restore =
+            Journal::begin(tmp.path(), "web", Operation::Restore, Path::new("/b"), true).unwrap();
+        restore
+            .update(|r| {
+                r.backup_id = Some("web-old".into());
+                r.safety = Some(Safety::Taking { id: String::new() });
+            })
+            .unwrap();
+        let _create =
+            Journal::begin(tmp.path(), "db", Operation::Create, Path::new("/b"), true).unwrap();
+        let held: Vec<String> = backups_in_use(tmp.path()).into_keys().collect();
+        assert_eq!(
+            held,
+            ["web-old"],
+            "a safety backup being written is not one yet"
+        );
+        restore
+            .update(|r| {
+                r.safety = Some(Safety::Taken {
+                    id: "web-safety".into(),
+                })
+            })
+            .unwrap();
+        let held = backups_in_use(tmp.path());
+        assert_eq!(held.keys().collect::<Vec<_>>(), ["web-old", "web-safety"]);
+        assert!(held["web-safety"].contains("safety backup"), "{held:?}");
+        drop(restore);
+        assert!(backups_in_use(tmp.path()).is_empty());
     }
 
     #[test]

@@ -59,6 +59,15 @@ pub struct InvalidBackup {
     pub error: String,
 }
 
+/// A backup the policy would delete but an unfinished operation needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldBackup {
+    /// Its ID.
+    pub id: String,
+    /// What needs it (see `journal::backups_in_use`).
+    pub why: String,
+}
+
 /// What [`prune`] did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PruneOutcome {
@@ -70,17 +79,23 @@ pub struct PruneOutcome {
     pub kept: Vec<String>,
     /// Invalid backups, never pruned automatically.
     pub invalid: Vec<InvalidBackup>,
+    /// Kept although the policy says delete: an unfinished operation
+    /// needs them (also in `kept`).
+    pub held: Vec<HeldBackup>,
 }
 
 /// Apply the policy (keep the newest `keep_manual` manual and
 /// `keep_automatic` automatic backups per deployment, only `deployment`'s
 /// when given) to the backups in `store`; with `dry_run`, only report.
-/// Every deletion is attempted; failures are reported together.
+/// Backups in `in_use` (ID -> what needs them) are kept whatever the
+/// policy says. Every deletion is attempted; failures are reported
+/// together.
 pub fn prune(
     store: &BackupStore,
     deployment: Option<&str>,
     keep_manual: usize,
     keep_automatic: usize,
+    in_use: &BTreeMap<String, String>,
     dry_run: bool,
 ) -> Result<PruneOutcome> {
     let listed = store.list()?;
@@ -103,7 +118,18 @@ pub fn prune(
             }
         }
     }
-    outcome.deleted = select(&valid, keep_manual, keep_automatic, deployment);
+    let (held, doomed): (Vec<String>, Vec<String>) =
+        select(&valid, keep_manual, keep_automatic, deployment)
+            .into_iter()
+            .partition(|id| in_use.contains_key(id));
+    outcome.deleted = doomed;
+    outcome.held = held
+        .into_iter()
+        .map(|id| HeldBackup {
+            why: in_use[&id].clone(),
+            id,
+        })
+        .collect();
     // `valid` is newest first (store order).
     outcome.kept = valid
         .iter()
@@ -213,6 +239,30 @@ mod tests {
         let all = vec![meta("web", 1, "manual"), meta("web", 2, "pre-restore")];
         assert!(select(&all, 5, 10, None).is_empty());
         assert_eq!(select(&all, 0, 10, None), vec!["web-2025-01-01-120000"]);
+    }
+
+    #[test]
+    fn backups_in_use_are_held_whatever_the_policy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BackupStore::open(&tmp.path().join("backups")).unwrap();
+        for day in 1..=3 {
+            let m = meta("web", day, "manual");
+            store.begin(&m.id).unwrap().finalize(m).unwrap();
+        }
+        let held_id = "web-2025-01-01-120000".to_owned();
+        let in_use = BTreeMap::from([(held_id.clone(), "needed".to_owned())]);
+        let outcome = prune(&store, None, 1, 1, &in_use, false).unwrap();
+        assert_eq!(outcome.deleted, ["web-2025-01-02-120000"]);
+        assert_eq!(
+            outcome.held,
+            [HeldBackup {
+                id: held_id.clone(),
+                why: "needed".into()
+            }]
+        );
+        assert_eq!(outcome.kept, ["web-2025-01-03-120000", held_id.as_str()]);
+        assert!(store.exists(&held_id).unwrap());
+        assert!(!store.exists("web-2025-01-02-120000").unwrap());
     }
 
     #[test]

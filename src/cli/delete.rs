@@ -3,6 +3,7 @@
 use super::args::DeleteArgs;
 use super::list::{open_store, type_name};
 use super::GlobalArgs;
+use crate::backup::journal::backups_in_use;
 use crate::backup::store::validate_id;
 use crate::error::{Error, Result};
 use crate::ui;
@@ -11,7 +12,7 @@ use crate::ui;
 pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
     // Before anything touches the disk.
     validate_id(&args.id)?;
-    let (_ctx, store) = open_store(global)?;
+    let (ctx, store) = open_store(global)?;
     if !store.exists(&args.id)? {
         return Err(Error::user(format!(
             "no backup {} in {}",
@@ -19,6 +20,14 @@ pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             store.dir().display()
         ))
         .with_hint("`leger-backup list` shows the backups"));
+    }
+    if let Some(why) = backups_in_use(&ctx.layout.state_dir).get(&args.id) {
+        return Err(
+            Error::user(format!("not deleting {}: it is {why}", args.id)).with_hint(
+                "run `leger-backup recover` first (`leger-backup status` shows what is pending); \
+             the backup can be deleted once the restore is recovered",
+            ),
+        );
     }
     if !args.yes {
         let what = match store.load(&args.id) {

@@ -4,6 +4,7 @@
 use super::args::PruneArgs;
 use super::list::open_store;
 use super::GlobalArgs;
+use crate::backup::journal::backups_in_use;
 use crate::backup::prune::prune;
 use crate::error::Result;
 use crate::ui;
@@ -25,11 +26,13 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
     let keep_automatic = args
         .keep_automatic
         .unwrap_or(ctx.config.backup.keep_automatic.value);
+    let in_use = backups_in_use(&ctx.layout.state_dir);
     let outcome = prune(
         &store,
         args.deployment.as_deref(),
         keep_manual,
         keep_automatic,
+        &in_use,
         args.dry_run,
     )?;
     if global.json {
@@ -43,6 +46,9 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
     let mut text = String::new();
     for id in &outcome.deleted {
         text.push_str(&format!("{verb} {id}\n"));
+    }
+    for held in &outcome.held {
+        text.push_str(&format!("kept {} ({})\n", held.id, held.why));
     }
     for invalid in &outcome.invalid {
         text.push_str(&format!(

@@ -485,6 +485,29 @@ fn restore_killed_at(name: &'static str, point: &str, step: &str, rolled_back: b
     // The backups are sound: the one restored and the safety backup.
     let (sound, _) = s.check_listing(&[]);
     assert!(sound.contains(&b1) && sound.contains(&safety), "{sound:?}");
+    // Neither a prune keeping nothing nor a delete takes what the recovery
+    // needs.
+    let out = s.ok("leger-backup prune --deployment $N --keep-manual 0 --keep-automatic 0");
+    for needle in [
+        format!("kept {safety} (the safety backup of the unfinished restore of {name})"),
+        format!("kept {b1} (the backup the unfinished restore of {name} puts back)"),
+    ] {
+        assert!(
+            out.stdout.contains(&needle),
+            "{needle:?} not in:\n{}",
+            out.stdout
+        );
+    }
+    let out = s.fails(&format!("leger-backup delete {safety} --yes"));
+    assert!(
+        out.stderr.contains(&format!(
+            "not deleting {safety}: it is the safety backup of the unfinished restore of {name}"
+        )),
+        "{}",
+        out.stderr
+    );
+    let (sound, _) = s.check_listing(&[]);
+    assert!(sound.contains(&b1) && sound.contains(&safety), "{sound:?}");
 
     // Without a terminal and without --yes a rollback is refused.
     if rolled_back {
