@@ -39,7 +39,7 @@ use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
-use crate::podman::{Podman, RootOwnership, VolumeInfo};
+use crate::podman::{ContainerRef, Podman, RootOwnership, VolumeInfo};
 use crate::systemd::Systemctl;
 use crate::ui;
 
@@ -307,21 +307,43 @@ pub(crate) fn create_locked(
     // deployment's files and what each volume is: all before anything
     // stops (the less happens while the services are down, the shorter the
     // downtime), side by side, as each query is a process of its own.
-    let (running, files, volume_infos) = std::thread::scope(|scope| {
+    let (running, files, volume_infos, foreign) = std::thread::scope(|scope| {
         let running = scope.spawn(|| match running {
             Some(set) => Ok(set.clone()),
             None => running_services(&ctx.systemctl, &all_services(subject)),
         });
         let infos = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
+        let foreign = scope.spawn(|| {
+            let names: Vec<String> = subject.volumes.iter().map(|v| v.name.clone()).collect();
+            let own: BTreeSet<String> = all_services(subject).into_iter().collect();
+            foreign_users(&ctx.podman, &names, &own)
+        });
         let files = files::copy_into_backup(&subject.files, pending.path());
         (
             joined(running, "reading the services' states"),
             files,
             joined(infos, "inspecting the volumes"),
+            joined(foreign, "listing the volumes' containers"),
         )
     });
     let (running, files, volume_infos) = (running?, files?, volume_infos?);
     progress.step(format!("copied {} files", files.len()));
+    // Containers of other deployments (or none) keep writing: say so.
+    for (volume, container) in foreign? {
+        if container.state == "running" {
+            ui::warn(format!(
+                "volume {volume} is also used by container {}{}, which is not part of {} and \
+                 keeps running: its writes during the export may make this backup of {volume} \
+                 inconsistent (stop it first for a consistent backup)",
+                container.display_name(),
+                container
+                    .systemd_unit()
+                    .map(|u| format!(" (run by {u})"))
+                    .unwrap_or_default(),
+                subject.name
+            ));
+        }
+    }
     let services: Vec<ServiceEntry> = subject
         .services
         .iter()
@@ -542,6 +564,28 @@ fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -
     handle
         .join()
         .unwrap_or_else(|_| Err(Error::internal(format!("{what} panicked"))))
+}
+
+/// The containers that use one of `volumes` and are not run by one of the
+/// `own` services (by the `PODMAN_SYSTEMD_UNIT` label Quadlet sets), in
+/// any state: (volume, container). A restore refuses to replace such a
+/// volume; a backup warns that the running ones may make it inconsistent.
+pub(crate) fn foreign_users(
+    podman: &Podman,
+    volumes: &[String],
+    own: &BTreeSet<String>,
+) -> Result<Vec<(String, ContainerRef)>> {
+    let users = in_parallel(volumes, |volume| podman.containers_using_volume(volume))?;
+    Ok(volumes
+        .iter()
+        .zip(users)
+        .flat_map(|(volume, containers)| {
+            containers
+                .into_iter()
+                .filter(|c| !c.systemd_unit().is_some_and(|unit| own.contains(unit)))
+                .map(move |c| (volume.clone(), c))
+        })
+        .collect())
 }
 
 /// Every service whose state matters: the deployment's and those mounting

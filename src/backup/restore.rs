@@ -677,30 +677,24 @@ fn check_not_in_use(
     volumes: &[String],
     own_services: &BTreeSet<String>,
 ) -> Result<()> {
-    let mut users = Vec::new();
-    // (No container uses a volume that does not exist: no need to ask.)
-    for volume in volumes {
-        for container in ctx.podman.containers_using_volume(volume)? {
-            let own = container
+    let users: Vec<String> = create::foreign_users(&ctx.podman, volumes, own_services)?
+        .into_iter()
+        .map(|(volume, container)| {
+            let unit = container
                 .systemd_unit()
-                .is_some_and(|unit| own_services.contains(unit));
-            if !own {
-                let unit = container
-                    .systemd_unit()
-                    .map(|u| format!(", run by {u}"))
-                    .unwrap_or_default();
-                users.push(format!(
-                    "volume {volume} is used by container {} ({}{unit})",
-                    container.display_name(),
-                    if container.state.is_empty() {
-                        "unknown state"
-                    } else {
-                        &container.state
-                    }
-                ));
-            }
-        }
-    }
+                .map(|u| format!(", run by {u}"))
+                .unwrap_or_default();
+            format!(
+                "volume {volume} is used by container {} ({}{unit})",
+                container.display_name(),
+                if container.state.is_empty() {
+                    "unknown state"
+                } else {
+                    &container.state
+                }
+            )
+        })
+        .collect();
     if users.is_empty() {
         return Ok(());
     }

@@ -1184,6 +1184,17 @@ fn fault_23_a_volume_used_by_a_container_outside_the_deployment() {
         std::slice::from_ref(&b1),
         "no safety backup"
     );
+    // A backup goes through, warning that the outsider keeps writing.
+    let out = s.ok("leger-backup create $N");
+    assert!(
+        out.stderr.contains(
+            "warning: volume fault-23-plain is also used by container fault-23-outsider, \
+             which is not part of fault-23 and keeps running"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(s.check_listing(&[]).0.len(), 2);
     // Once the outsider is gone the restore goes through.
     s.ok("podman rm -f -t 0 $N-outsider >/dev/null");
     s.ok(&format!("leger-backup restore {b1} --yes"));
