@@ -11,8 +11,9 @@
 //! same split is used when reading: one thread reads and hashes the file, the
 //! caller's thread decompresses.
 //!
-//! Archives are fsynced before they count; writeback is started while the
-//! archive is still being written (`Writeback`), so that wait is short.
+//! Archives are fsynced before they count (by the backup's seal, see
+//! `store::PendingBackup::seal`); writeback is started while the archive is
+//! still being written (`Writeback`), so that wait is short.
 //!
 //! Memory stays bounded whatever the volume size: a few 1 MiB chunks in
 //! flight, plus zstd's per-worker job buffers, whose size is capped by
@@ -108,7 +109,8 @@ pub fn zstd_workers(threads: u32) -> u32 {
 
 /// Stream a tar from `input` through the compressor into a new file `dest`
 /// (0600, created exclusively, never through a symlink), hashing the
-/// compressed bytes; fsync before returning. `progress` is called with the
+/// compressed bytes (not fsynced: the caller seals the backup, see
+/// `store::PendingBackup::seal`). `progress` is called with the
 /// uncompressed bytes read so far. On error the partial file is removed.
 pub fn write_archive(
     input: impl Read,
@@ -284,7 +286,7 @@ fn pump(mut input: impl Read, w: &mut impl Write, progress: &mut dyn FnMut(u64))
 }
 
 /// Start the writer thread, which hashes chunks and writes them to the
-/// file, then fsyncs. Owning the file on its own thread keeps `write(2)` and
+/// file. Owning the file on its own thread keeps `write(2)` and
 /// sha256 off the compressor's path.
 fn spawn_sink(mut file: File, path: PathBuf) -> (ChannelWriter, Sink) {
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
@@ -305,7 +307,8 @@ fn spawn_sink(mut file: File, path: PathBuf) -> (ChannelWriter, Sink) {
             chunk.clear();
             let _ = back_tx.try_send(chunk);
         }
-        file.sync_all().map_err(write_error)?;
+        // No fsync here: the backup's seal fsyncs every file before it is
+        // made visible, and a create starts its services meanwhile.
         Ok((hex::encode(hasher.finalize()), total))
     });
     let writer = ChannelWriter {
@@ -317,7 +320,7 @@ fn spawn_sink(mut file: File, path: PathBuf) -> (ChannelWriter, Sink) {
 }
 
 /// Start writing the archive to disk while it is still being produced, so
-/// the final fsync has only the last few MiB left to wait for (a plain
+/// the seal's fsync has only the last few MiB left to wait for (a plain
 /// `zstd > file` never waits for the disk; we must, for durability). Every
 /// [`WRITEBACK_STEP`] bytes, `posix_fadvise(DONTNEED)` over the most recent
 /// [`WRITEBACK_WINDOW`] starts asynchronous writeback of its dirty pages

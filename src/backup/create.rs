@@ -303,47 +303,11 @@ pub(crate) fn create_locked(
         subject.name, opts.reason
     ));
 
-    // Which services run now (or ran before a restore stopped them), the
-    // deployment's files and what each volume is: all before anything
-    // stops (the less happens while the services are down, the shorter the
-    // downtime), side by side, as each query is a process of its own.
-    let (running, files, volume_infos, foreign) = std::thread::scope(|scope| {
-        let running = scope.spawn(|| match running {
-            Some(set) => Ok(set.clone()),
-            None => running_services(&ctx.systemctl, &all_services(subject)),
-        });
-        let infos = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
-        let foreign = scope.spawn(|| {
-            let names: Vec<String> = subject.volumes.iter().map(|v| v.name.clone()).collect();
-            let own: BTreeSet<String> = all_services(subject).into_iter().collect();
-            foreign_users(&ctx.podman, &names, &own)
-        });
-        let files = files::copy_into_backup(&subject.files, pending.path());
-        (
-            joined(running, "reading the services' states"),
-            files,
-            joined(infos, "inspecting the volumes"),
-            joined(foreign, "listing the volumes' containers"),
-        )
-    });
-    let (running, files, volume_infos) = (running?, files?, volume_infos?);
-    progress.step(format!("copied {} files", files.len()));
-    // Containers of other deployments (or none) keep writing: say so.
-    for (volume, container) in foreign? {
-        if container.state == "running" {
-            ui::warn(format!(
-                "volume {volume} is also used by container {}{}, which is not part of {} and \
-                 keeps running: its writes during the export may make this backup of {volume} \
-                 inconsistent (stop it first for a consistent backup)",
-                container.display_name(),
-                container
-                    .systemd_unit()
-                    .map(|u| format!(" (run by {u})"))
-                    .unwrap_or_default(),
-                subject.name
-            ));
-        }
-    }
+    // Which services run now (or ran before a restore stopped them).
+    let running: BTreeSet<String> = match running {
+        Some(set) => set.clone(),
+        None => running_services(&ctx.systemctl, &all_services(subject))?,
+    };
     let services: Vec<ServiceEntry> = subject
         .services
         .iter()
@@ -353,14 +317,13 @@ pub(crate) fn create_locked(
         })
         .collect();
 
-    // Stop the running services that mount an existing volume.
+    // Stop the running services that mount a volume (the volumes of a
+    // running container exist: podman made them when it started).
     let live = opts.live || !ctx.config.backup.stop_services.value;
     let mounting: BTreeSet<String> = subject
         .volumes
         .iter()
-        .zip(&volume_infos)
-        .filter(|(_, info)| info.is_some())
-        .flat_map(|(v, _)| v.used_by.iter().cloned())
+        .flat_map(|v| v.used_by.iter().cloned())
         .filter(|s| running.contains(s))
         .collect();
     let mounting: Vec<String> = mounting.into_iter().collect();
@@ -384,21 +347,47 @@ pub(crate) fn create_locked(
     }
     let stopped_any = !to_stop.is_empty();
     let mut guard = ServiceGuard::new(&ctx.systemctl, to_stop);
-    // Each volume root's mode and owner is read (a `podman unshare` each,
-    // ~50 ms: it sets up a user namespace) while the services stop, which
-    // takes longer: off the critical path, and out of the downtime's. A stop
-    // does not change a volume's root (it was read while they ran before).
-    let (roots, stopped) = std::thread::scope(|scope| {
-        let roots = scope.spawn(|| root_ownerships(&ctx.podman, &volume_infos));
-        let stopped = guard.stop(progress);
-        (joined(roots, "reading the volume roots"), stopped)
+    // While they stop (podman's stop takes longest), all else that precedes
+    // the export happens side by side, each query a process of its own: the
+    // files are copied, each volume is inspected and its root's mode and
+    // owner read (a `podman unshare`: it sets up a user namespace), and
+    // containers outside the deployment using the volumes are looked for.
+    // A stop changes none of it; the downtime holds only the export.
+    let (stopped, files, infos, foreign) = std::thread::scope(|scope| {
+        let stopping = scope.spawn(|| guard.stop(progress));
+        let inspected = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
+        let foreign = scope.spawn(|| {
+            let names: Vec<String> = subject.volumes.iter().map(|v| v.name.clone()).collect();
+            let own: BTreeSet<String> = all_services(subject).into_iter().collect();
+            foreign_users(&ctx.podman, &names, &own)
+        });
+        let files = files::copy_into_backup(&subject.files, pending.path());
+        (
+            joined(stopping, "stopping the services"),
+            files,
+            joined(inspected, "inspecting the volumes"),
+            joined(foreign, "listing the volumes' containers"),
+        )
     });
     stopped?;
-    let infos: Vec<Inspected> = volume_infos
-        .into_iter()
-        .zip(roots?)
-        .map(|(info, root)| info.map(|info| (info, root)))
-        .collect();
+    let (files, infos) = (files?, infos?);
+    progress.step(format!("copied {} files", files.len()));
+    // Containers of other deployments (or none) keep writing: say so.
+    for (volume, container) in foreign? {
+        if container.state == "running" {
+            ui::warn(format!(
+                "volume {volume} is also used by container {}{}, which is not part of {} and \
+                 keeps running: its writes during the export may make this backup of {volume} \
+                 inconsistent (stop it first for a consistent backup)",
+                container.display_name(),
+                container
+                    .systemd_unit()
+                    .map(|u| format!(" (run by {u})"))
+                    .unwrap_or_default(),
+                subject.name
+            ));
+        }
+    }
 
     let compression = ctx.config.backup.compression.value;
     let level = ctx.config.backup.level.value;
@@ -462,12 +451,18 @@ pub(crate) fn create_locked(
     }
     fault::point("create:after-archive");
     interrupt::check()?;
-    // The data is safe; a failure to start again is reported after the
-    // backup is made visible, not instead of it.
+    // The data is read: the services start again while the backup is
+    // sealed (every file fsynced), side by side. A failure to start again
+    // is reported after the backup is made visible, not instead of it.
     if stopped_any {
         journal.step(Step::StartingServices)?;
     }
-    let started_again = guard.start(progress);
+    let mut pending = pending;
+    let (started_again, sealed) = std::thread::scope(|scope| {
+        let starting = scope.spawn(|| guard.start(progress));
+        let sealed = pending.seal();
+        (joined(starting, "starting the services"), sealed)
+    });
     let downtime = started_again.as_ref().ok().copied().flatten();
     journal.update(|r| {
         if stopped_any {
@@ -496,6 +491,7 @@ pub(crate) fn create_locked(
         consistency: Some(consistency),
         downtime_seconds: downtime.map(|d| d.as_secs_f64()),
     };
+    sealed?;
     pending.finalize(metadata)?;
     let stored = store.load(&id)?;
     progress.step(format!(
@@ -518,23 +514,20 @@ pub(crate) fn create_locked(
 /// owner; `None` when it does not exist.
 type Inspected = Option<(VolumeInfo, Option<RootOwnership>)>;
 
-/// Inspect every volume, in parallel (each is a podman call of its own);
-/// `None` for one that does not exist.
-fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Option<VolumeInfo>>> {
-    in_parallel(volumes, |volume| podman.volume_inspect(&volume.name))
-}
-
-/// Read the mode and owner of every existing volume's root, in parallel:
-/// `podman unshare` sets up a user namespace every time.
-fn root_ownerships(
-    podman: &Podman,
-    infos: &[Option<VolumeInfo>],
-) -> Result<Vec<Option<RootOwnership>>> {
-    in_parallel(infos, |info| match info {
-        Some(info) if !info.mountpoint.is_empty() => {
-            podman.root_ownership(&info.mountpoint).map(Some)
-        }
-        _ => Ok(None),
+/// Inspect every volume and read its root's mode and owner, volumes in
+/// parallel (each is podman calls of its own); `None` for one that does
+/// not exist.
+fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspected>> {
+    in_parallel(volumes, |volume| {
+        let Some(info) = podman.volume_inspect(&volume.name)? else {
+            return Ok(None);
+        };
+        let root = if info.mountpoint.is_empty() {
+            None
+        } else {
+            Some(podman.root_ownership(&info.mountpoint)?)
+        };
+        Ok(Some((info, root)))
     })
 }
 

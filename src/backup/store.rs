@@ -97,6 +97,8 @@ pub struct PendingBackup {
     store_dir: PathBuf,
     id: String,
     finalized: bool,
+    /// The size [`PendingBackup::seal`] found, when it ran.
+    sealed_size: Option<u64>,
 }
 
 fn private_dir_builder() -> std::fs::DirBuilder {
@@ -208,6 +210,7 @@ impl BackupStore {
             store_dir: self.dir.clone(),
             id: id.to_owned(),
             finalized: false,
+            sealed_size: None,
         };
         let mut pid_file = create_private_file(&pending.path.join(PID_FILE))?;
         writeln!(pid_file, "{}", std::process::id())?;
@@ -461,6 +464,16 @@ impl PendingBackup {
         &self.id
     }
 
+    /// Seal what is written: every directory 0700 and file 0600, each
+    /// fsynced (the archives' last dirty pages too), their total size kept
+    /// for the metadata. Apart from [`PendingBackup::finalize`] (which seals
+    /// whatever was not) so that a create can start its services again
+    /// meanwhile: both mostly wait, one for podman, the other for the disk.
+    pub fn seal(&mut self) -> Result<()> {
+        self.sealed_size = Some(seal_tree(&self.path, true)?);
+        Ok(())
+    }
+
     /// Make the backup visible: set every directory to 0700 and file to
     /// 0600, compute `size` (bytes of every file but the metadata), write
     /// the metadata (0600), fsync every file and directory, rename
@@ -474,11 +487,14 @@ impl PendingBackup {
                 metadata.id, self.id
             )));
         }
+        metadata.size = match self.sealed_size {
+            Some(size) => size,
+            None => seal_tree(&self.path, true)?,
+        };
         let pid = self.path.join(PID_FILE);
         if std::fs::symlink_metadata(&pid).is_ok() {
             fs::remove_file(&pid)?;
         }
-        metadata.size = seal_tree(&self.path)?;
         let mut json = serde_json::to_vec_pretty(&metadata)?;
         json.push(b'\n');
         let meta_path = self.path.join(METADATA_FILE);
@@ -512,16 +528,21 @@ impl Drop for PendingBackup {
 }
 
 /// Walk `dir` without following symlinks: chmod dirs 0700 and files 0600,
-/// fsync each, and return the total size of the regular files.
-fn seal_tree(dir: &Path) -> Result<u64> {
+/// fsync each, and return the total size of the regular files. At the
+/// `top` of a pending backup its [`PID_FILE`] is left out (it goes before
+/// the rename).
+fn seal_tree(dir: &Path, top: bool) -> Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
+        if top && entry.file_name() == PID_FILE {
+            continue;
+        }
         let path = entry.path();
         let meta = fs::symlink_metadata(&path)?;
         if meta.is_dir() {
             fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-            total += seal_tree(&path)?;
+            total += seal_tree(&path, false)?;
         } else if meta.is_file() {
             if meta.permissions().mode() & 0o7777 != 0o600 {
                 fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
