@@ -22,7 +22,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use crate::backup::metadata::check_relative;
 use crate::config::Compression;
 use crate::error::{Error, Result};
 
@@ -130,22 +131,7 @@ pub fn write_archive(
 
 /// Create `path` for writing: exclusive, 0600, no symlink followed.
 fn create_exclusive(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| {
-            let err = Error::internal(format!("cannot create archive {}: {e}", path.display()));
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                err.with_hint(
-                    "a file of that name is already there; this is a bug, please report it",
-                )
-            } else {
-                err.with_hint("check that the backup directory is writable and has free space")
-            }
-        })
+    crate::backup::store::create_private_file(path).map_err(|e| e.context("cannot create archive"))
 }
 
 fn write_archive_to(
@@ -703,30 +689,15 @@ fn check_tar_entries(reader: &mut impl Read) -> std::result::Result<(), String> 
         let path = entry
             .path()
             .map_err(|e| format!("unreadable entry name: {e}"))?;
-        check_entry_path(&path).map_err(|why| format!("entry {path:?} {why}"))?;
+        check_relative(&path).map_err(|why| format!("entry {path:?} {why}"))?;
         if entry.header().entry_type() == tar::EntryType::Link {
             if let Some(target) = entry
                 .link_name()
                 .map_err(|e| format!("unreadable link name: {e}"))?
             {
-                check_entry_path(&target)
+                check_relative(&target)
                     .map_err(|why| format!("hard link {path:?} -> {target:?}: target {why}"))?;
             }
-        }
-    }
-    Ok(())
-}
-
-/// A tar entry path must stay inside the volume: relative, without `..`.
-fn check_entry_path(path: &Path) -> std::result::Result<(), &'static str> {
-    if path.as_os_str().is_empty() {
-        return Err("is empty");
-    }
-    for c in path.components() {
-        match c {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err("contains '..'"),
-            Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
         }
     }
     Ok(())
