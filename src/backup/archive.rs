@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::metadata::check_relative;
+use crate::backup::tar_guard::{Specials, TarGuard};
 use crate::config::Compression;
 use crate::error::{Error, Result};
 
@@ -413,6 +413,8 @@ pub struct ArchiveReader {
     path: PathBuf,
     inner: Decoded,
     uncompressed: u64,
+    /// Most decompressed bytes allowed (see [`ArchiveReader::limit`]).
+    limit: u64,
     feeder: Option<JoinHandle<io::Result<(String, u64)>>>,
     /// Tells the feeder to hash the rest of the file even after the
     /// decompressor is gone (a damaged archive is still checksummed).
@@ -444,6 +446,26 @@ pub struct ReadDigest {
     pub uncompressed_size: u64,
 }
 
+/// Largest zstd window (log2) accepted when reading: 128 MiB, what zstd's
+/// own levels use at most. Archives asking for more are refused.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 27;
+
+/// Decompression ratio no gzip stream can exceed (deflate's limit is about
+/// 1032:1): the bound for archives whose metadata records no size.
+const GZIP_MAX_RATIO: u64 = 1032;
+
+/// The most decompressed bytes to accept from an archive of `size` bytes:
+/// exactly what the metadata records when it records it, otherwise what
+/// gzip can expand to at most. Decompression stops at once beyond it, so a
+/// decompression bomb neither runs for hours nor fills a volume.
+pub fn decompressed_limit(recorded: u64, size: u64) -> u64 {
+    if recorded > 0 {
+        recorded
+    } else {
+        size.saturating_mul(GZIP_MAX_RATIO).saturating_add(1 << 20)
+    }
+}
+
 /// Open an archive for reading: a reader yielding the decompressed tar of
 /// `path` while hashing the compressed bytes; [`ArchiveReader::finish`]
 /// returns the sha256 and lengths. The file is opened without following a
@@ -465,9 +487,10 @@ pub fn open_archive(path: &Path, compression: Compression) -> Result<ArchiveRead
             let mut d =
                 zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, reader))
                     .map_err(|e| Error::internal(format!("cannot set up the zstd decoder: {e}")))?;
-            // Our own encoder uses at most a 2^27 window at any level; allow
-            // zstd's maximum so archives made by other tools read too.
-            d.window_log_max(31)
+            // Our own encoder uses at most a 2^27 window at any level; a
+            // larger window would let a small hostile archive make us
+            // allocate up to 2 GiB (see `explain_zstd`).
+            d.window_log_max(MAX_ZSTD_WINDOW_LOG)
                 .map_err(|e| Error::internal(format!("cannot set up the zstd decoder: {e}")))?;
             Decoded::Zstd(Box::new(d))
         }
@@ -480,6 +503,7 @@ pub fn open_archive(path: &Path, compression: Compression) -> Result<ArchiveRead
         path: path.to_owned(),
         inner,
         uncompressed: 0,
+        limit: u64::MAX,
         feeder: Some(feeder),
         drain,
     })
@@ -489,6 +513,12 @@ impl ArchiveReader {
     /// The archive file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Fail reads as soon as the decompressed stream exceeds `bytes`.
+    pub fn limit(mut self, bytes: u64) -> Self {
+        self.limit = bytes;
+        self
     }
 
     /// Read what is left to the end (so the whole compression frame is
@@ -553,12 +583,33 @@ fn damaged(path: &Path, why: &str) -> Error {
 impl Read for ArchiveReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match &mut self.inner {
-            Decoded::Zstd(d) => d.read(buf)?,
+            Decoded::Zstd(d) => d.read(buf).map_err(explain_zstd)?,
             Decoded::Gzip(d) => d.read(buf)?,
             Decoded::None(r) => r.read(buf)?,
         };
         self.uncompressed += n as u64;
+        if self.uncompressed > self.limit {
+            return Err(io::Error::other(format!(
+                "it decompresses to more than the {} bytes the metadata records \
+                 (stopped there: a decompression bomb or a damaged archive)",
+                self.limit
+            )));
+        }
         Ok(n)
+    }
+}
+
+/// zstd's own words for a frame whose window is over our limit are
+/// "Frame requires too much memory for decoding": say what that means.
+fn explain_zstd(e: io::Error) -> io::Error {
+    if e.to_string().contains("too much memory") {
+        io::Error::other(format!(
+            "the zstd stream asks for a window larger than 2^{MAX_ZSTD_WINDOW_LOG} bytes \
+             (128 MiB), which leger-backup refuses: it was not written by leger-backup \
+             or `zstd` at a normal level (`zstd --long=31` archives need repacking)"
+        ))
+    } else {
+        e
     }
 }
 
@@ -636,33 +687,35 @@ impl Read for ChannelReader {
     }
 }
 
-/// Read the whole archive at `path` as a tar: every entry's path (and hard
-/// link target) relative without `..`, the compression frame valid to its
-/// end, and the sha256 equal to `expected_sha256` when given. Returns the
-/// uncompressed size. Errors are user errors naming the file.
-pub fn check_archive(
-    path: &Path,
-    compression: Compression,
-    expected_sha256: Option<&str>,
-) -> Result<u64> {
-    Ok(check_archive_digest(path, compression, expected_sha256)?.uncompressed_size)
+/// What an archive must hold, from its backup's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// sha256 of the file; `None` for legacy backups that record none.
+    pub sha256: Option<&'a str>,
+    /// Most decompressed bytes allowed ([`decompressed_limit`]).
+    pub limit: u64,
+    /// Device nodes and FIFOs the backup recorded when it was created.
+    pub specials: &'a [String],
 }
 
-/// [`check_archive`], returning the whole digest (for length checks).
+/// Read the whole archive at `path` as a tar: every entry passes the
+/// [`TarGuard`], the compression frame is valid to its end, the stream
+/// stays within `expected.limit`, and the sha256 equals `expected.sha256`
+/// when given. Errors are user errors naming the file.
 pub fn check_archive_digest(
     path: &Path,
     compression: Compression,
-    expected_sha256: Option<&str>,
+    expected: Expected<'_>,
 ) -> Result<ReadDigest> {
-    let mut reader = open_archive(path, compression)?;
-    // Buffered: tar reads headers 512 bytes at a time.
-    let entries = check_tar_entries(&mut BufReader::with_capacity(CHUNK, &mut reader));
+    let mut reader = open_archive(path, compression)?.limit(expected.limit);
+    let entries = guard_stream(&mut reader, Specials::Allow(expected.specials));
     // Read to the end even after a bad entry or a decompression error, so
     // the checksum is known: a mismatch is the better explanation when the
-    // file was damaged.
+    // file was damaged. (A stream over its limit stops there: the rest is
+    // hashed, not decompressed.)
     let parts = reader.finish_parts();
     let (sha256, size) = parts.raw.map_err(|e| raw_read_error(path, &e))?;
-    if let Some(expected) = expected_sha256 {
+    if let Some(expected) = expected.sha256 {
         if !sha256.eq_ignore_ascii_case(expected) {
             return Err(Error::user(format!(
                 "{}: checksum mismatch: sha256 {sha256} but the metadata records {expected}",
@@ -680,32 +733,34 @@ pub fn check_archive_digest(
     })
 }
 
-/// Walk the tar entries, refusing unsafe paths; Err(reason).
-fn check_tar_entries(reader: &mut impl Read) -> std::result::Result<(), String> {
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| format!("not a tar: {e}"))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("not a valid tar: {e}"))?;
-        let path = entry
-            .path()
-            .map_err(|e| format!("unreadable entry name: {e}"))?;
-        check_relative(&path).map_err(|why| format!("entry {path:?} {why}"))?;
-        if entry.header().entry_type() == tar::EntryType::Link {
-            if let Some(target) = entry
-                .link_name()
-                .map_err(|e| format!("unreadable link name: {e}"))?
-            {
-                check_relative(&target)
-                    .map_err(|why| format!("hard link {path:?} -> {target:?}: target {why}"))?;
-            }
+/// Feed the whole decompressed stream through a [`TarGuard`]; Err(reason)
+/// names the first refused entry or the read error.
+fn guard_stream(reader: &mut impl Read, specials: Specials<'_>) -> std::result::Result<(), String> {
+    let mut guard = TarGuard::new(specials);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return guard.finish().map(drop),
+            Ok(n) => guard.feed(&buf[..n])?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`check_archive_digest`] with only a checksum expected.
+    fn check_archive(path: &Path, c: Compression, sha256: Option<&str>) -> Result<u64> {
+        let expected = Expected {
+            sha256,
+            limit: u64::MAX,
+            specials: &[],
+        };
+        Ok(check_archive_digest(path, c, expected)?.uncompressed_size)
+    }
 
     /// A tar with a directory, a compressible file, a random-ish file and a
     /// symlink, built with the `tar` crate.
@@ -738,7 +793,7 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
-        b.append_link(&mut h, "link", "/etc/hostname").unwrap();
+        b.append_link(&mut h, "zlink", "/etc/hostname").unwrap();
         b.into_inner().unwrap()
     }
 
@@ -935,7 +990,7 @@ mod tests {
                 "hard",
                 tar::EntryType::Link,
                 Some("../x"),
-                "target contains '..'",
+                "the target leaves the volume",
             ),
         ];
         for (i, (name, kind, link, why)) in cases.into_iter().enumerate() {
@@ -994,5 +1049,54 @@ mod tests {
         assert!(zstd_workers(0) <= AUTO_ZSTD_WORKERS);
         assert_eq!(zstd_workers(8), 8);
         assert_eq!(zstd_workers(64), MAX_ZSTD_WORKERS);
+    }
+
+    #[test]
+    fn a_zstd_window_over_128_mib_is_refused_before_allocating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = sample_tar();
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        enc.window_log(31).unwrap();
+        enc.long_distance_matching(true).unwrap();
+        enc.write_all(&tar).unwrap();
+        let bytes = enc.finish().unwrap();
+        let dest = dir.path().join("wide.tar.zst");
+        std::fs::write(&dest, &bytes).unwrap();
+        let err = check_archive(&dest, Compression::Zstd, None).unwrap_err();
+        assert!(
+            err.message.contains("window larger than 2^27"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("wide.tar.zst"), "{}", err.message);
+    }
+
+    #[test]
+    fn decompression_stops_at_the_recorded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        // 64 MiB of zeros in a tar: a small archive that expands a lot.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(64 << 20);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "zeros", std::io::repeat(0).take(64 << 20))
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        let (dest, stats) = write(dir.path(), "bomb.tar.zst", &tar, Compression::Zstd);
+        assert!(stats.size < 1 << 20, "{} bytes", stats.size);
+        let expected = Expected {
+            sha256: Some(&stats.sha256),
+            limit: 4 << 20,
+            specials: &[],
+        };
+        let err = check_archive_digest(&dest, Compression::Zstd, expected).unwrap_err();
+        assert!(
+            err.message.contains("more than the 4194304 bytes"),
+            "{}",
+            err.message
+        );
+        // Without a recorded size, gzip's maximum ratio bounds it.
+        assert_eq!(decompressed_limit(0, 1000), 1000 * 1032 + (1 << 20));
+        assert_eq!(decompressed_limit(5, 1000), 5);
     }
 }

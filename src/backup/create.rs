@@ -34,6 +34,7 @@ use crate::backup::metadata::{
     BackupType, Consistency, Installation, Metadata, ServiceEntry, VolumeEntry, FORMAT_VERSION,
 };
 use crate::backup::store::BackupStore;
+use crate::backup::tar_guard::{Guarded, Specials};
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
@@ -408,6 +409,7 @@ pub(crate) fn create_locked(
             defined_by: spec.defined_by.clone(),
             volume_service: spec.volume_service.clone(),
             used_by: spec.used_by.clone(),
+            special_files: Vec::new(),
         };
         let Some((info, root)) = info else {
             progress.step(format!(
@@ -434,7 +436,7 @@ pub(crate) fn create_locked(
                 .create(&dir)
                 .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let stats = export_volume(
+        let (stats, specials) = export_volume(
             ctx,
             &spec.name,
             &pending.path().join(&rel),
@@ -447,6 +449,7 @@ pub(crate) fn create_locked(
         entry.size = stats.size;
         entry.uncompressed_size = stats.uncompressed_size;
         entry.sha256 = Some(stats.sha256);
+        entry.special_files = specials;
         volumes.push(entry);
     }
     fault::point("create:after-archive");
@@ -612,7 +615,10 @@ pub(crate) fn running_services(
 }
 
 /// Stream one volume into its archive: `podman volume export` piped through
-/// [`archive::write_archive`]. Either side failing ends the other.
+/// the [`TarGuard`] (so a backup that a restore would refuse fails now, not
+/// on the bad day) into [`archive::write_archive`]. Either side failing ends
+/// the other. Returns the archive's figures and the device nodes and FIFOs
+/// the volume holds (a restore lets only those through).
 fn export_volume(
     ctx: &Context,
     name: &str,
@@ -621,7 +627,7 @@ fn export_volume(
     level: i32,
     threads: u32,
     progress: &Progress,
-) -> Result<archive::ArchiveStats> {
+) -> Result<(archive::ArchiveStats, Vec<String>)> {
     let bar = progress.bar("exporting", name);
     let mut export = ctx.podman.volume_export(name)?;
     let stdout = export
@@ -632,9 +638,11 @@ fn export_volume(
         inner: stdout,
         fault: fault::armed("create:during-export"),
     };
-    let written = archive::write_archive(stdout, dest, compression, level, threads, &mut |n| {
-        bar.set(n)
-    });
+    let mut guarded = Guarded::new(stdout, Specials::Record);
+    let written =
+        archive::write_archive(&mut guarded, dest, compression, level, threads, &mut |n| {
+            bar.set(n)
+        });
     match written {
         Ok(stats) => {
             // A podman failure mid-stream ends the tar early; only its exit
@@ -644,12 +652,19 @@ fn export_volume(
                 bar.fail();
                 return Err(e.context(format!("exporting volume {name}")));
             }
+            let Some(specials) = guarded.recorded() else {
+                let _ = std::fs::remove_file(dest);
+                bar.fail();
+                return Err(Error::internal(format!(
+                    "exporting volume {name}: the export stream was not read to its end"
+                )));
+            };
             bar.done(&format!(
                 "{} -> {}",
                 ui::human_size(stats.uncompressed_size),
                 ui::human_size(stats.size)
             ));
-            Ok(stats)
+            Ok((stats, specials))
         }
         Err(e) => {
             export.abort();

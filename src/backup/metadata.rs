@@ -7,6 +7,7 @@
 //! any path in it is used.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,11 @@ use crate::podman::RootOwnership;
 
 /// Name of the metadata file inside a backup directory.
 pub const METADATA_FILE: &str = ".backup-metadata.json";
+
+/// Largest metadata file read: far above what a real backup records (its
+/// files, volumes and device nodes), far below what would strain memory
+/// when `list` reads every backup's metadata.
+pub const MAX_METADATA_BYTES: u64 = 16 << 20;
 
 /// The metadata format this version writes; loading refuses newer ones.
 pub const FORMAT_VERSION: u32 = 1;
@@ -119,6 +125,10 @@ pub struct VolumeEntry {
     /// Services mounting it.
     #[serde(default)]
     pub used_by: Vec<String>,
+    /// Device nodes and FIFOs the volume held when the backup was created
+    /// (paths in the archive): the only ones a restore lets through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub special_files: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -208,11 +218,25 @@ impl Metadata {
     /// Parse and check metadata read from `path` (the metadata file).
     /// Every path in it must stay inside the backup directory.
     pub fn load(path: &Path) -> Result<Metadata> {
-        let bytes = fs_err::read(path).map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             Error::user(format!("cannot read backup metadata: {e}")).with_hint(
                 "the backup is incomplete or damaged; delete it with `leger-backup delete <ID>`",
             )
-        })?;
+        };
+        let mut bytes = Vec::new();
+        fs_err::File::open(path)
+            .map_err(unreadable)?
+            .take(MAX_METADATA_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        if bytes.len() as u64 > MAX_METADATA_BYTES {
+            return Err(Error::user(format!(
+                "{}: larger than {} MiB: not metadata leger-backup writes",
+                path.display(),
+                MAX_METADATA_BYTES >> 20
+            ))
+            .with_hint("the backup cannot be trusted; delete it with `leger-backup delete <ID>`"));
+        }
         Self::parse(&bytes, path)
     }
 
@@ -246,6 +270,17 @@ impl Metadata {
             if let Some(archive) = &volume.archive_path {
                 check_relative(archive)
                     .map_err(|why| bad(format!("archive_path {archive:?} {why}")))?;
+            }
+            if volume.special_files.len() > crate::backup::tar_guard::MAX_SPECIALS {
+                return Err(bad(format!(
+                    "volume {:?} records more than {} device nodes and FIFOs",
+                    volume.name,
+                    crate::backup::tar_guard::MAX_SPECIALS
+                )));
+            }
+            for special in &volume.special_files {
+                check_relative(Path::new(special))
+                    .map_err(|why| bad(format!("special file {special:?} {why}")))?;
             }
         }
         for file in &self.files {

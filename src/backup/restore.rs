@@ -38,6 +38,7 @@ use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
+use crate::backup::tar_guard::{Specials, TarGuard};
 use crate::backup::verify;
 use crate::context::Context;
 use crate::deployment::{self, Deployment};
@@ -1086,12 +1087,20 @@ fn restore_volume(
                 path.display()
             ))
         })?;
+    let size = std::fs::symlink_metadata(&path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let expected = archive::Expected {
+        sha256: volume.sha256.as_deref(),
+        limit: archive::decompressed_limit(volume.uncompressed_size, size),
+        specials: &volume.special_files,
+    };
     import_archive(
         ctx,
         name,
         &path,
         compression,
-        volume.sha256.as_deref(),
+        expected,
         progress,
         interruptible,
     )?;
@@ -1104,21 +1113,24 @@ fn restore_volume(
     Ok(())
 }
 
-/// Stream an archive through the decompressor into `podman volume import
-/// NAME -`, then check that every byte of the archive was read and matches
-/// its recorded checksum. `interruptible`: a signal stops the copy.
+/// Stream an archive through the decompressor and the [`TarGuard`] into
+/// `podman volume import NAME -`, then check that every byte of the archive
+/// was read and matches its recorded checksum. podman is handed only chunks
+/// the guard accepted, and never more bytes than the metadata records.
+/// `interruptible`: a signal stops the copy.
 fn import_archive(
     ctx: &Context,
     name: &str,
     path: &Path,
     compression: crate::config::Compression,
-    expected_sha256: Option<&str>,
+    expected: archive::Expected<'_>,
     progress: &Progress,
     interruptible: bool,
 ) -> Result<()> {
     let mut fault_armed = interruptible && fault::armed("restore:during-import");
     let bar = progress.bar("importing", name);
-    let reader = archive::open_archive(path, compression)?;
+    let reader = archive::open_archive(path, compression)?.limit(expected.limit);
+    let guard = TarGuard::new(Specials::Allow(expected.specials));
     let mut import = ctx.podman.volume_import(name)?;
     let mut stdin = import
         .stdin()
@@ -1128,7 +1140,7 @@ fn import_archive(
     // neither waits for the other (a bounded queue keeps memory small).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
     let (reader, copied) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decompress_into(reader, tx));
+        let decoder = scope.spawn(move || decompress_into(reader, guard, tx));
         let mut total = 0u64;
         let mut written: Result<()> = Ok(());
         for chunk in rx {
@@ -1176,7 +1188,7 @@ fn import_archive(
         return Err(e);
     }
     let digest = reader.finish()?;
-    if let Some(expected) = expected_sha256 {
+    if let Some(expected) = expected.sha256 {
         if !digest.sha256.eq_ignore_ascii_case(expected) {
             bar.fail();
             return Err(Error::user(format!(
@@ -1193,21 +1205,29 @@ fn import_archive(
 /// writer: a few MiB at most.
 const IMPORT_QUEUE: usize = 4;
 
-/// Read `reader` to its end in chunks handed to `tx`; stop early when the
-/// receiver is gone. Returns the reader (for its digest) and any read error.
+/// Read `reader` to its end in chunks handed to `tx`, each only after
+/// `guard` accepted it; stop early when the receiver is gone. Returns the
+/// reader (for its digest) and any read error or refusal.
 fn decompress_into(
     mut reader: archive::ArchiveReader,
+    mut guard: TarGuard<'_>,
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> (archive::ArchiveReader, std::io::Result<()>) {
     loop {
         let mut chunk = vec![0u8; archive::CHUNK];
         let n = match reader.read(&mut chunk) {
-            Ok(0) => return (reader, Ok(())),
+            Ok(0) => {
+                let end = guard.finish().map(drop).map_err(std::io::Error::other);
+                return (reader, end);
+            }
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return (reader, Err(e)),
         };
         chunk.truncate(n);
+        if let Err(why) = guard.feed(&chunk) {
+            return (reader, Err(std::io::Error::other(why)));
+        }
         if tx.send(chunk).is_err() {
             return (reader, Ok(()));
         }

@@ -941,6 +941,7 @@ mod tests {
             defined_by: None,
             volume_service: None,
             used_by: vec![],
+            special_files: vec![],
         };
         assert_eq!(b.archive_path(&absent).unwrap(), None);
         let evil = VolumeEntry {

@@ -201,6 +201,11 @@ fn check_volume(backup: &StoredBackup, volume: &VolumeEntry) -> std::result::Res
                 .ok_or("the metadata records no checksum for it".to_owned())?,
         )
     };
+    let expected = archive::Expected {
+        sha256: expected,
+        limit: archive::decompressed_limit(volume.uncompressed_size, meta.size()),
+        specials: &volume.special_files,
+    };
     let digest = archive::check_archive_digest(&path, compression, expected)
         .map_err(|e| reason(e, &path))?;
     if !legacy
@@ -279,6 +284,7 @@ mod tests {
                 defined_by: None,
                 volume_service: None,
                 used_by: vec![],
+                special_files: vec![],
             }],
             format_version: Some(FORMAT_VERSION),
             leger_backup_version: None,
