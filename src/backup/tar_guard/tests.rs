@@ -1,3 +1,4 @@
+use super::header::parse_number;
 use super::*;
 
 /// A header block as a tar writer would make it (USTAR magic), checksummed.
