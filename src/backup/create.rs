@@ -126,21 +126,11 @@ impl Subject {
         let volumes = resolution
             .volumes
             .iter()
-            .map(|v| {
-                let volume_service = v.defined_by.as_ref().map(|file| {
-                    resolution
-                        .units
-                        .iter()
-                        .find(|u| &u.file == file)
-                        .map(|u| u.service.clone())
-                        .unwrap_or_else(|| volume_service_of(file))
-                });
-                VolumeSpec {
-                    name: v.name.clone(),
-                    defined_by: v.defined_by.clone(),
-                    volume_service,
-                    used_by: v.used_by.clone(),
-                }
+            .map(|v| VolumeSpec {
+                name: v.name.clone(),
+                defined_by: v.defined_by.clone(),
+                volume_service: crate::backup::trust::volume_service(&resolution, v),
+                used_by: v.used_by.clone(),
             })
             .collect();
         let services: BTreeSet<String> =

@@ -13,4 +13,5 @@ pub mod prune;
 pub mod recovery;
 pub mod restore;
 pub mod store;
+pub(crate) mod trust;
 pub mod verify;

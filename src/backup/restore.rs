@@ -38,6 +38,7 @@ use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
+use crate::backup::trust;
 use crate::backup::verify;
 use crate::context::Context;
 use crate::deployment::{self, Deployment};
@@ -196,25 +197,17 @@ pub fn restore(
     }
     let progress = Progress::new(true);
 
-    // 1. Verify everything before anything live is touched. Reading the
-    // whole backup takes a while: meanwhile the plan is drawn up, which
-    // only asks podman and systemd (read-only) what exists and runs.
+    // 1. Before any command runs: every name the restore acts on must come
+    // from the backup's own quadlet files (or the deployment installed
+    // now), then every checksum and archive is verified. Only then are
+    // podman and systemd asked (read-only) what exists and runs.
     let legacy = metadata.is_legacy();
+    let target = Target::of(backup.clone())?;
+    let current = current_deployment(ctx, &name)?;
+    check_trusted(ctx, &target, current.as_ref())?;
     progress.step(format!("verifying {id}"));
-    let (verified, planned) = std::thread::scope(|scope| {
-        let verified = scope.spawn(|| verify_backup(&backup));
-        let planned = Target::of(backup.clone()).and_then(|target| {
-            let current = current_deployment(ctx, &name)?;
-            let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
-            Ok((target, plan))
-        });
-        let verified = verified
-            .join()
-            .unwrap_or_else(|_| Err(Error::internal("verifying the backup panicked")));
-        (verified, planned)
-    });
-    verified?;
-    let (target, plan) = planned?;
+    verify_backup(&backup)?;
+    let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
 
     // 2. Show the plan; confirm.
     for line in plan {
@@ -611,6 +604,30 @@ fn verify_backup(backup: &StoredBackup) -> Result<()> {
     })
 }
 
+/// Refuse a backup whose metadata names a unit, volume or secret that
+/// neither its own quadlet files nor those of the deployment installed now
+/// produce, or volume settings no `.volume` file declares (see
+/// [`trust`]). Reads files only: it runs before any command.
+fn check_trusted(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Result<()> {
+    let m = target.metadata();
+    let roots = roots_for(ctx, m);
+    let sources = trust::backup_sources(&target.backup, &target.entries, &roots)?;
+    let installed = deployment::installed_quadlet_files(&ctx.layout)?;
+    let resolution = crate::quadlet::resolve(&sources, &installed).map_err(|e| {
+        Error::user(format!(
+            "backup {}: its quadlet files cannot be resolved, so its metadata cannot be \
+             checked against them: {}",
+            m.id, e.message
+        ))
+        .with_hint("the backup is refused; restore another one (`leger-backup list`)")
+    })?;
+    let mut produced = trust::Produced::of(&resolution);
+    if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
+        produced.add(&resolution);
+    }
+    trust::check(m, &produced)
+}
+
 /// What the safety backup captures: the deployment as installed now (if it
 /// is) plus every volume the restore will replace.
 fn safety_subject(
@@ -937,18 +954,17 @@ fn put_back(
         fault::point("restore:after-files");
     }
 
-    // 6. Volumes.
-    // leger's own backups record neither services nor how volumes are made:
-    // both come from the files just put back.
-    let legacy = if m.is_legacy() {
-        current_deployment(ctx, name)?.and_then(|d| d.resolve(&ctx.layout).ok())
-    } else {
-        None
-    };
-    let legacy_services = legacy
-        .as_ref()
-        .map(legacy_volume_services)
-        .unwrap_or_default();
+    // 6. Volumes. How each is made, and which services exist, come from
+    // the files just put back (never from the metadata's volume_service).
+    let placed = current_deployment(ctx, name)?.and_then(|d| d.resolve(&ctx.layout).ok());
+    let volume_services: BTreeMap<String, String> = placed
+        .iter()
+        .flat_map(|r| {
+            r.volumes
+                .iter()
+                .filter_map(|v| Some((v.name.clone(), trust::volume_service(r, v)?)))
+        })
+        .collect();
     for volume in &m.volumes {
         check()?;
         journal.step(Step::ReplacingVolume {
@@ -958,7 +974,7 @@ fn put_back(
             ctx,
             target,
             volume,
-            &legacy_services,
+            volume_services.get(&volume.name),
             progress,
             interruptible,
         )
@@ -970,18 +986,7 @@ fn put_back(
     check()?;
 
     // 7. Start and wait.
-    let to_start: Vec<String> = match (start, &legacy) {
-        (Start::Nothing, _) => Vec::new(),
-        // Nothing says what ran: start everything, as leger's install does.
-        (_, Some(resolution)) => resolution.units.iter().map(|u| u.service.clone()).collect(),
-        (Start::All, None) => m.services.iter().map(|s| s.name.clone()).collect(),
-        (Start::WasRunning, None) => m
-            .services
-            .iter()
-            .filter(|s| s.was_running)
-            .map(|s| s.name.clone())
-            .collect(),
-    };
+    let to_start = services_to_start(m, start, placed.as_ref());
     if !to_start.is_empty() {
         journal.step(Step::StartingRestored)?;
         progress.step(format!("starting {}", to_start.join(", ")));
@@ -999,22 +1004,37 @@ fn describe_roots(roots: &Roots) -> String {
     }
 }
 
-/// For leger's backups, which do not record it: the `-volume.service` of
-/// each volume defined by a `.volume` file, from the files just put back.
-fn legacy_volume_services(resolution: &Resolution) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    for volume in &resolution.volumes {
-        if let Some(file) = &volume.defined_by {
-            let service = resolution
-                .units
-                .iter()
-                .find(|u| &u.file == file)
-                .map(|u| u.service.clone())
-                .unwrap_or_else(|| create::volume_service_of(file));
-            map.insert(volume.name.clone(), service);
+/// The services step 7 starts: those `start` asks for, among the services
+/// the files just put back (`placed`) produce — a name the metadata holds
+/// that they do not produce is not started. leger's own backups record no
+/// services: all of `placed`'s are started, as leger's install does.
+fn services_to_start(m: &Metadata, start: Start, placed: Option<&Resolution>) -> Vec<String> {
+    let recorded: Vec<String> = match (start, placed) {
+        (Start::Nothing, _) => return Vec::new(),
+        (_, Some(r)) if m.is_legacy() => {
+            return r.units.iter().map(|u| u.service.clone()).collect()
         }
+        (Start::All, _) => m.services.iter().map(|s| s.name.clone()).collect(),
+        (Start::WasRunning, _) => m
+            .services
+            .iter()
+            .filter(|s| s.was_running)
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    let Some(placed) = placed else {
+        return recorded;
+    };
+    let produced = trust::Produced::of(placed).services;
+    let (start, skipped): (Vec<String>, Vec<String>) =
+        recorded.into_iter().partition(|s| produced.contains(s));
+    if !skipped.is_empty() {
+        ui::warn(format!(
+            "not starting {}: the restored quadlet files do not produce them",
+            skipped.join(", ")
+        ));
     }
-    map
+    start
 }
 
 /// Step 6 for one volume: remove it, recreate it the way it was made,
@@ -1023,7 +1043,7 @@ fn restore_volume(
     ctx: &Context,
     target: &Target,
     volume: &VolumeEntry,
-    legacy_services: &BTreeMap<String, String>,
+    volume_service: Option<&String>,
     progress: &Progress,
     interruptible: bool,
 ) -> Result<()> {
@@ -1038,22 +1058,19 @@ fn restore_volume(
         ));
         return Ok(());
     }
-    // Recreate: through the .volume's service (labels and options from the
-    // file, as Quadlet makes it), else by hand with what was recorded.
-    let service = volume
-        .volume_service
-        .clone()
-        .or_else(|| legacy_services.get(name).cloned());
+    // Recreate: through the .volume's service (driver, options and labels
+    // from the file, as Quadlet makes it), else as a plain local volume with
+    // the recorded labels. Recorded drivers and options are never used.
     let mut info = None;
-    if let Some(service) = &service {
+    if let Some(service) = volume_service {
         if ctx.systemctl.is_loaded(service)? {
             ctx.systemctl.restart(service)?;
             info = ctx.podman.volume_inspect(name)?;
-            if info.is_none() {
-                ui::warn(format!(
-                    "{service} did not create volume {name}; creating it with the recorded settings"
-                ));
-            }
+        }
+        if info.is_none() {
+            ui::warn(format!(
+                "{service} did not create volume {name}; creating it as a plain local volume"
+            ));
         }
     }
     let info = match info {
@@ -1061,10 +1078,10 @@ fn restore_volume(
         None => {
             ctx.podman.volume_create(&VolumeInfo {
                 name: name.clone(),
-                driver: volume.driver.clone().unwrap_or_default(),
+                driver: String::new(),
                 mountpoint: String::new(),
                 labels: volume.labels.clone(),
-                options: volume.options.clone(),
+                options: BTreeMap::new(),
             })?;
             ctx.podman.volume_inspect(name)?.ok_or_else(|| {
                 Error::internal(format!(
