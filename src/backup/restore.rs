@@ -41,7 +41,7 @@ use crate::backup::store::{validate_id, BackupStore, StoredBackup};
 use crate::backup::trust;
 use crate::backup::verify;
 use crate::context::Context;
-use crate::deployment::{self, Deployment};
+use crate::deployment::{self, Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
@@ -54,8 +54,12 @@ use crate::ui;
 pub struct RestoreOptions {
     /// Leave the services stopped afterwards.
     pub no_start: bool,
-    /// Do not ask for confirmation (`--yes`/`--force`).
+    /// Do not ask for confirmation (`--yes`).
     pub assume_yes: bool,
+    /// Replace volumes other deployments' quadlet files use too, and files
+    /// in the restore's way that belong to no deployment (`--force`; those
+    /// files go into the safety backup).
+    pub force: bool,
 }
 
 /// What a successful restore did.
@@ -207,6 +211,9 @@ pub fn restore(
     check_trusted(ctx, &target, current.as_ref())?;
     progress.step(format!("verifying {id}"));
     verify_backup(&backup)?;
+    // What the restore would replace that is not the deployment's: refused
+    // before the question (only files are read).
+    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
     let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
 
     // 2. Show the plan; confirm.
@@ -238,7 +245,7 @@ pub fn restore(
     // The deployment may have changed while the question was open.
     let current = current_deployment(ctx, &name)?;
     let existed = current.is_some();
-    let subject = safety_subject(ctx, &metadata, current.as_ref())?;
+    let subject = safety_subject(ctx, &metadata, current.as_ref(), &in_the_way)?;
 
     // 3. Volumes in use by containers of other deployments.
     let mut own_services: BTreeSet<String> = subject.services.iter().cloned().collect();
@@ -248,7 +255,6 @@ pub fn restore(
     }
     let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
     check_not_in_use(ctx, &name, &touched, &own_services)?;
-    check_no_foreign_files(ctx, &target)?;
 
     // Stop the deployment's services; they stay down through the safety
     // backup (consistent, and one downtime instead of two).
@@ -268,7 +274,7 @@ pub fn restore(
         ctx.podman.volume_exists(&volume.name)
     })?
     .contains(&true);
-    let safety = if existed || any_volume {
+    let safety = if existed || any_volume || !in_the_way.is_empty() {
         let opts = CreateOptions {
             reason: "pre-restore".to_owned(),
             live: false,
@@ -634,6 +640,7 @@ fn safety_subject(
     ctx: &Context,
     metadata: &Metadata,
     current: Option<&Deployment>,
+    in_the_way: &[DeploymentFile],
 ) -> Result<Subject> {
     let mut subject = match current {
         Some(d) => match Subject::of_deployment(ctx, d) {
@@ -669,6 +676,13 @@ fn safety_subject(
             }
         }
     };
+    // Files of no deployment that `--force` lets the restore replace: kept
+    // in the safety backup, so a rollback puts them back.
+    for file in in_the_way {
+        if !subject.files.iter().any(|f| f.path == file.path) {
+            subject.files.push(file.clone());
+        }
+    }
     for volume in &metadata.volumes {
         if !subject.volumes.iter().any(|v| v.name == volume.name) {
             subject.volumes.push(VolumeSpec {
@@ -722,37 +736,125 @@ fn check_not_in_use(
     .with_hint("stop and remove those containers (they are not part of the deployment), then restore again"))
 }
 
-/// Refuse to overwrite a file that belongs to another deployment (two
-/// deployments installing the same quadlet file name): the restore would
-/// silently change that other deployment.
-fn check_no_foreign_files(ctx: &Context, target: &Target) -> Result<()> {
+/// Refuse what a restore would replace that is not its deployment's:
+/// - a file of another deployment (two deployments installing the same
+///   quadlet file name): always refused, the restore would silently change
+///   that other deployment;
+/// - a file in the way that belongs to no deployment (a stray quadlet file
+///   of the same name): refused unless `force`; returned, for the safety
+///   backup to hold it;
+/// - a volume the quadlet files of another deployment use, running or not:
+///   refused unless `force`.
+///
+/// Reads files only.
+fn check_in_the_way(ctx: &Context, target: &Target, force: bool) -> Result<Vec<DeploymentFile>> {
+    let name = &target.metadata().deployment_name;
+    let deployments = deployment::discover(&ctx.layout)?;
+    let (clashes, unowned) = files_in_the_way(ctx, target, &deployments)?;
+    if !clashes.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: its files would replace files of another deployment: {}",
+            clashes.join(", ")
+        ))
+        .with_hint("remove or rename the other deployment's files first"));
+    }
+    let shared = shared_volumes(ctx, target, &deployments);
+    if force {
+        for line in shared.iter().cloned().chain(
+            unowned
+                .iter()
+                .map(|f| format!("{} belongs to no deployment", f.path.display())),
+        ) {
+            ui::warn(format!("--force: {line}; replacing it anyway"));
+        }
+        return Ok(unowned);
+    }
+    if !unowned.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: it would overwrite files that belong to no deployment: {}",
+            unowned
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint(
+            "move them away, or pass --force to replace them (they are kept in the safety backup, \
+             and a rollback puts them back)",
+        ));
+    }
+    if !shared.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: it would replace volumes other deployments use: {}",
+            shared.join("; ")
+        ))
+        .with_hint(
+            "the restore would change those deployments' data too; pass --force to replace the \
+             volumes anyway (the safety backup keeps their current contents)",
+        ));
+    }
+    Ok(unowned)
+}
+
+/// The files `target` would write that exist already and are not its
+/// deployment's: those of other deployments (`"PATH (deployment D)"`) and
+/// those of none.
+fn files_in_the_way(
+    ctx: &Context,
+    target: &Target,
+    deployments: &[Deployment],
+) -> Result<(Vec<String>, Vec<DeploymentFile>)> {
     let name = &target.metadata().deployment_name;
     let roots = roots_for(ctx, target.metadata());
     let plan = files::plan_restore(&target.entries, &roots, &[])?;
-    let targets: BTreeSet<&Path> = plan.write.iter().map(|(_, p)| p.as_path()).collect();
-    let mut clashes = Vec::new();
-    for other in deployment::discover(&ctx.layout)?
-        .into_iter()
-        .filter(|d| &d.name != name)
-    {
-        for file in other.files()? {
-            if targets.contains(file.path.as_path()) {
-                clashes.push(format!(
-                    "{} (deployment {})",
-                    file.path.display(),
-                    other.name
-                ));
-            }
+    let mut owner: BTreeMap<PathBuf, &str> = BTreeMap::new();
+    for d in deployments {
+        for file in d.files()? {
+            owner.entry(file.path).or_insert(&d.name);
         }
     }
-    if clashes.is_empty() {
-        return Ok(());
+    let mut clashes = Vec::new();
+    let mut unowned = Vec::new();
+    for (entry, path) in &plan.write {
+        match owner.get(path) {
+            Some(other) if other != name => {
+                clashes.push(format!("{} (deployment {other})", path.display()));
+            }
+            Some(_) => {}
+            None if fs_err::symlink_metadata(path).is_ok() => unowned.push(DeploymentFile {
+                rel_path: entry.path.clone(),
+                location: entry.location,
+                path: path.clone(),
+            }),
+            None => {}
+        }
     }
-    Err(Error::user(format!(
-        "refusing to restore {name}: its files would replace files of another deployment: {}",
-        clashes.join(", ")
-    ))
-    .with_hint("remove or rename the other deployment's files first"))
+    Ok((clashes, unowned))
+}
+
+/// The volumes `target` replaces that another deployment's quadlet files
+/// use, as `"volume V is used by deployment D"`. A deployment whose files
+/// do not resolve cannot be checked: said, not guessed.
+fn shared_volumes(ctx: &Context, target: &Target, deployments: &[Deployment]) -> Vec<String> {
+    let m = target.metadata();
+    let touched: BTreeSet<&str> = m.volumes.iter().map(|v| v.name.as_str()).collect();
+    let mut shared = Vec::new();
+    for other in deployments.iter().filter(|d| d.name != m.deployment_name) {
+        match other.resolve(&ctx.layout) {
+            Ok(resolution) => shared.extend(
+                resolution
+                    .volumes
+                    .iter()
+                    .filter(|v| touched.contains(v.name.as_str()))
+                    .map(|v| format!("volume {} is used by deployment {}", v.name, other.name)),
+            ),
+            Err(e) => ui::warn(format!(
+                "deployment {} cannot be resolved ({e}); whether it uses the volumes of {} is not known",
+                other.name, m.deployment_name
+            )),
+        }
+    }
+    shared
 }
 
 /// Step 2: what will happen, on stderr. `safety`: a safety backup is taken

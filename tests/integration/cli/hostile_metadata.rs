@@ -12,13 +12,14 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::backups::{private_dir, sha256, volume_tar, BACKUPS};
-use crate::support::{stderr, TestEnv};
+use crate::support::{stderr, stdout, TestEnv};
 
 const ID: &str = "hx-2025-01-02-030405";
 const UNIT: &str = "[Container]\nImage=localhost/busybox\nVolume=hx-data:/data\n";
 
 /// Fake `podman` and `systemctl` that append their argv to `tools.log`:
-/// `volume exists` says no, `show --property=ActiveState` says inactive.
+/// no volume exists (even right after `volume create`), every unit is
+/// inactive and not loaded, everything else succeeds.
 fn fake_tools(env: &TestEnv) -> PathBuf {
     let log = env.path("tools.log");
     let script = format!(
@@ -26,6 +27,7 @@ fn fake_tools(env: &TestEnv) -> PathBuf {
 echo "$(basename "$0") $*" >> '{}'
 case "$*" in
   *"volume exists"*) exit 1 ;;
+  *"volume inspect"*) exit 125 ;;
   *"--property=ActiveState"*) for a in "$@"; do case "$a" in *.service) echo inactive ;; esac; done ;;
 esac
 exit 0
@@ -77,6 +79,7 @@ fn craft(env: &TestEnv, edit: impl FnOnce(&mut Value)) -> PathBuf {
     private_dir(&dir.join("volumes"));
     private_dir(&dir.join(".active"));
     std::fs::write(dir.join(".active/hx.container"), UNIT).unwrap();
+    std::fs::write(dir.join("hx.container"), UNIT).unwrap();
     let tar = volume_tar("hx");
     let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
     std::fs::write(dir.join("volumes/hx-data.tar.zst"), &zst).unwrap();
@@ -93,6 +96,9 @@ fn craft(env: &TestEnv, edit: impl FnOnce(&mut Value)) -> PathBuf {
         "format_version": 1, "scope": "user", "compression": "zstd",
         "files": [{
             "location": "active", "path": "hx.container", "stored_as": ".active/hx.container",
+            "size": UNIT.len(), "mode": 0o644, "sha256": sha256(UNIT.as_bytes()),
+        }, {
+            "location": "installed", "path": "hx.container", "stored_as": "hx.container",
             "size": UNIT.len(), "mode": 0o644, "sha256": sha256(UNIT.as_bytes()),
         }],
         "installation": {
@@ -191,7 +197,7 @@ fn option_like_names_are_refused_and_listed_invalid() {
         craft(&env, edit);
         refused_running_nothing(&env, &[expected]);
         let out = env.run(&["list"]);
-        let listed = crate::support::stdout(&out);
+        let listed = stdout(&out);
         assert!(
             listed.contains("invalid") && listed.contains(expected),
             "{listed}"
@@ -246,4 +252,70 @@ fn a_sound_backup_only_queries_after_verification_with_dashdash() {
         ],
         "{err}"
     );
+}
+
+/// The Quadlet directory of the test HOME.
+const QUADLETS: &str = ".config/containers/systemd";
+
+#[test]
+fn a_volume_another_deployment_uses_is_refused_without_force() {
+    let env = TestEnv::new();
+    craft(&env, |_| {});
+    // A plain Quadlet deployment, not running (nothing runs here), that
+    // mounts the same volume.
+    env.write(
+        &format!("{QUADLETS}/other/other.container"),
+        "[Container]\nImage=localhost/busybox\nVolume=hx-data:/data\n",
+    );
+    refused_running_nothing(
+        &env,
+        &[
+            "refusing to restore hx",
+            "volume hx-data is used by deployment other",
+            "--force",
+        ],
+    );
+}
+
+#[test]
+fn a_file_of_no_deployment_in_the_way_is_refused_and_kept() {
+    let env = TestEnv::new();
+    craft(&env, |_| {});
+    let stray = env.write(&format!("{QUADLETS}/hx.container"), "stray\n");
+    refused_running_nothing(
+        &env,
+        &[
+            "would overwrite files that belong to no deployment",
+            &stray.display().to_string(),
+            "--force",
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&stray).unwrap(), "stray\n");
+}
+
+/// With `--force` the stray file goes into the safety backup: the restore
+/// below fails at its volume (the fake podman never creates one) and the
+/// rollback puts the file back instead of deleting it.
+#[test]
+fn with_force_a_rolled_back_restore_puts_the_stray_file_back() {
+    let env = TestEnv::new();
+    craft(&env, |_| {});
+    let stray = env.write(&format!("{QUADLETS}/hx.container"), "stray\n");
+    fake_tools(&env);
+    let out = restore(&env, &["--force", "--yes"]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("belongs to no deployment; replacing it anyway"),
+        "{err}"
+    );
+    assert!(err.contains("rolled back to the previous state"), "{err}");
+    assert_eq!(std::fs::read_to_string(&stray).unwrap(), "stray\n", "{err}");
+    assert!(
+        !env.path(".local/share/bluebuild-quadlets/active/hx")
+            .exists(),
+        "{err}"
+    );
+    let listed = stdout(&env.run(&["list"]));
+    assert!(listed.contains("pre-restore"), "{listed}");
 }
