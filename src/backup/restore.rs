@@ -1507,6 +1507,37 @@ mod tests {
         );
     }
 
+    /// Only services the restored quadlet files produce are started, even
+    /// when the metadata names others (defence in depth behind
+    /// [`check_trusted`]).
+    #[test]
+    fn only_services_the_placed_files_produce_are_started() {
+        let mut m = metadata(None);
+        m.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
+        m.services = ["web.service", "sshd.service", "idle.service"]
+            .iter()
+            .map(|name| crate::backup::metadata::ServiceEntry {
+                name: (*name).to_owned(),
+                was_running: *name != "idle.service",
+            })
+            .collect();
+        let files = [crate::quadlet::SourceFile {
+            rel_path: "web.container".into(),
+            origin: "/q/web.container".into(),
+            text: "[Container]\nImage=busybox\n".to_owned(),
+        }];
+        let placed = crate::quadlet::resolve(&files, &[]).unwrap();
+        assert_eq!(
+            services_to_start(&m, Start::WasRunning, Some(&placed)),
+            ["web.service"]
+        );
+        assert_eq!(
+            services_to_start(&m, Start::All, Some(&placed)),
+            ["web.service"]
+        );
+        assert!(services_to_start(&m, Start::Nothing, Some(&placed)).is_empty());
+    }
+
     #[test]
     fn nothing_removes_every_volume_and_file() {
         let store_dir = tempfile::tempdir().unwrap();
