@@ -1151,7 +1151,8 @@ fn restore_volume(
 ) -> Result<()> {
     create::check_volume_name(&volume.name)?;
     let name = &volume.name;
-    if ctx.podman.volume_exists(name)? {
+    let live = ctx.podman.volume_inspect(name)?;
+    if live.is_some() {
         ctx.podman.volume_rm(name)?;
     }
     if !volume.existed {
@@ -1161,8 +1162,10 @@ fn restore_volume(
         return Ok(());
     }
     // Recreate: through the .volume's service (driver, options and labels
-    // from the file, as Quadlet makes it), else as a plain local volume with
-    // the recorded labels. Recorded drivers and options are never used.
+    // from the file, as Quadlet makes it); else with the recorded labels and
+    // the driver and options the volume had on this machine (the user made
+    // it so), or none (local) when it did not exist. The backup's recorded
+    // driver and options are never used.
     let mut info = None;
     if let Some(service) = volume_service {
         if ctx.systemctl.is_loaded(service)? {
@@ -1171,19 +1174,20 @@ fn restore_volume(
         }
         if info.is_none() {
             ui::warn(format!(
-                "{service} did not create volume {name}; creating it as a plain local volume"
+                "{service} did not create volume {name}; creating it with `podman volume create`"
             ));
         }
     }
     let info = match info {
         Some(info) => info,
         None => {
+            let (driver, options) = live.map(|l| (l.driver, l.options)).unwrap_or_default();
             ctx.podman.volume_create(&VolumeInfo {
                 name: name.clone(),
-                driver: String::new(),
+                driver,
                 mountpoint: String::new(),
                 labels: volume.labels.clone(),
-                options: BTreeMap::new(),
+                options,
             })?;
             ctx.podman.volume_inspect(name)?.ok_or_else(|| {
                 Error::internal(format!(

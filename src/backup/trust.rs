@@ -9,13 +9,15 @@
 //! restore replaces anyway. A name nothing produces refuses the backup as
 //! hostile, before any command runs.
 //!
-//! Volume settings follow the same rule. A volume a `.volume` file defines
-//! is recreated through its `-volume.service`, so its driver and options
-//! are the file's; the metadata's are never used. A plain named volume (no
-//! `.volume` file) is recreated with the local driver and no options: a
-//! backup recording another driver or any option for one (`device=/etc,
-//! o=bind` would make the import write into `/etc`) is refused. Such a
-//! volume belongs in a `.volume` file (`Driver=`, `Device=`, `Options=`).
+//! Volume settings follow the same rule: the metadata's driver and options
+//! are never used. A volume a `.volume` file defines is recreated through
+//! its `-volume.service`, so its driver and options are the file's. A plain
+//! named volume (no `.volume` file) keeps the driver and options it has on
+//! this machine, or is made with the local driver and no options when it
+//! does not exist; a backup recording another driver or any option for one
+//! (`device=/etc,o=bind` would make the import write into `/etc`) is
+//! refused. Such a volume belongs in a `.volume` file (`Driver=`, `Device=`,
+//! `Options=`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
