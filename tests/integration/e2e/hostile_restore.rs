@@ -27,6 +27,17 @@ plain() {
   printf '[Container]\nImage=%s\n%s\nVolume=%s:/data\n' "${3:-localhost/busybox:latest}" "$EXEC" "$2" \
     > "$Q/$1/$1.container"
 }
+# forget VOLUME NAME...: stop and remove the plain deployments NAME, their
+# backups, and VOLUME (what a previous, failed run may have left).
+forget() {
+  v=$1; shift
+  for n in "$@"; do
+    systemctl --user stop "$n.service" >/dev/null 2>&1 || true
+    rm -rf "${Q:?}/$n" "$BACKUPS/$n"-*
+  done
+  systemctl --user daemon-reload
+  podman volume rm -f "$v" >/dev/null 2>&1 || true
+}
 # put VOL TEXT: write TEXT to VOL's file `f`; got VOL: print it.
 put() { podman unshare sh -c 'printf "%s\n" "$2" > "$1/f"' sh "$(mp "$1")" "$2"; }
 got() { podman unshare cat "$(mp "$1")/f"; }
@@ -74,11 +85,8 @@ fn create(tb: &Testbed, name: &str) -> String {
 }
 
 const CLEANUP_HR1: &str = r#"
-systemctl --user stop hr1.service >/dev/null 2>&1 || true
-rm -rf "$Q/hr1" ~/.config/systemd/user/leger-e2e-canary.service ~/leger-e2e-canary-started
-systemctl --user daemon-reload
-podman volume rm -f leger-e2e-hr1-data >/dev/null 2>&1 || true
-rm -rf "$BACKUPS"/hr1-*
+rm -f ~/.config/systemd/user/leger-e2e-canary.service ~/leger-e2e-canary-started
+forget leger-e2e-hr1-data hr1
 "#;
 
 #[test]
@@ -129,13 +137,7 @@ fn a_foreign_unit_named_by_metadata_is_never_started() {
     succeeds(&tb, CLEANUP_HR1);
 }
 
-const CLEANUP_HR2: &str = r#"
-systemctl --user stop hr2a.service hr2b.service >/dev/null 2>&1 || true
-rm -rf "$Q/hr2a" "$Q/hr2b"
-systemctl --user daemon-reload
-podman volume rm -f leger-e2e-hr2-shared >/dev/null 2>&1 || true
-rm -rf "$BACKUPS"/hr2a-* "$BACKUPS"/hr2b-*
-"#;
+const CLEANUP_HR2: &str = "forget leger-e2e-hr2-shared hr2a hr2b";
 
 #[test]
 fn a_volume_a_stopped_deployment_uses_is_replaced_only_with_force() {
