@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod interrupt;
 pub mod layout;
+pub mod names;
 pub mod podman;
 pub mod process;
 pub mod quadlet;

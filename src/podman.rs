@@ -97,6 +97,8 @@ impl Podman {
         }
     }
 
+    /// `podman ARGS`. Every caller puts `--` before the positional names
+    /// (volume, secret): a name from a backup is never read as an option.
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.program.as_deref().unwrap_or("podman"));
         cmd.args(args);
@@ -105,7 +107,7 @@ impl Podman {
 
     /// Whether a volume exists.
     pub fn volume_exists(&self, name: &str) -> Result<bool> {
-        let mut cmd = self.command(&["volume", "exists", name]);
+        let mut cmd = self.command(&["volume", "exists", "--", name]);
         let out = process::run_unchecked(&mut cmd)?;
         match out.status.code() {
             Some(0) => Ok(true),
@@ -119,7 +121,7 @@ impl Podman {
         // One podman call in the common case (each costs ~50 ms, and a
         // backup inspects every volume); `volume exists` only to tell a
         // missing volume from a failure.
-        let mut cmd = self.command(&["volume", "inspect", "--format", "json", name]);
+        let mut cmd = self.command(&["volume", "inspect", "--format", "json", "--", name]);
         let out = process::run_unchecked(&mut cmd)?;
         if !out.status.success() {
             if !self.volume_exists(name)? {
@@ -135,18 +137,18 @@ impl Podman {
 
     /// Start `podman volume export NAME`, its tar on stdout.
     pub fn volume_export(&self, name: &str) -> Result<Streaming> {
-        Streaming::reading(self.command(&["volume", "export", name]))
+        Streaming::reading(self.command(&["volume", "export", "--", name]))
     }
 
     /// Start `podman volume import NAME -`, the tar fed to stdin. Import
     /// merges into what is there: callers empty the volume first.
     pub fn volume_import(&self, name: &str) -> Result<Streaming> {
-        Streaming::writing(self.command(&["volume", "import", name, "-"]))
+        Streaming::writing(self.command(&["volume", "import", "--", name, "-"]))
     }
 
     /// Remove a volume (never `--force`: that would remove containers too).
     pub fn volume_rm(&self, name: &str) -> Result<()> {
-        process::run(&mut self.command(&["volume", "rm", name]))?;
+        process::run(&mut self.command(&["volume", "rm", "--", name]))?;
         Ok(())
     }
 
@@ -162,13 +164,16 @@ impl Podman {
         for (k, v) in &info.options {
             cmd.arg("--opt").arg(format!("{k}={v}"));
         }
-        cmd.arg(&info.name);
+        cmd.arg("--").arg(&info.name);
         process::run(&mut cmd)?;
         Ok(())
     }
 
     /// Run `args` in Podman's user namespace (`podman unshare`), or directly
-    /// when root, where there is no user namespace to enter.
+    /// when root, where there is no user namespace to enter. `args[0]` is
+    /// always a fixed program (`stat`, `sh`), never a name from elsewhere,
+    /// so no `--` is needed before it; the paths after it are the inner
+    /// command's, behind its own `--`.
     fn in_user_namespace(&self, args: &[&str]) -> Command {
         if nix::unistd::geteuid().is_root() {
             let mut cmd = Command::new(args[0]);
@@ -183,8 +188,9 @@ impl Podman {
 
     /// Mode and owner of `path` inside the user namespace.
     pub fn root_ownership(&self, path: &str) -> Result<RootOwnership> {
-        let text =
-            process::run_stdout(&mut self.in_user_namespace(&["stat", "-c", "%a %u %g", path]))?;
+        let text = process::run_stdout(
+            &mut self.in_user_namespace(&["stat", "-c", "%a %u %g", "--", path]),
+        )?;
         parse_stat(&text)
             .ok_or_else(|| Error::internal(format!("unexpected stat output {text:?} for {path}")))
     }
@@ -222,7 +228,7 @@ impl Podman {
 
     /// Whether a secret exists.
     pub fn secret_exists(&self, name: &str) -> Result<bool> {
-        let mut cmd = self.command(&["secret", "exists", name]);
+        let mut cmd = self.command(&["secret", "exists", "--", name]);
         let out = process::run_unchecked(&mut cmd)?;
         match out.status.code() {
             Some(0) => Ok(true),

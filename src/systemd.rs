@@ -23,6 +23,8 @@ impl Systemctl {
         Systemctl { scope }
     }
 
+    /// `systemctl [--user] ARGS`. Callers put `--` before unit names: a
+    /// name is never read as an option (`--host=…`).
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("systemctl");
         if self.scope == Scope::User {
@@ -46,7 +48,7 @@ impl Systemctl {
         if units.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["start"];
+        let mut args = vec!["start", "--"];
         args.extend(units.iter().map(String::as_str));
         self.run(&args).map(drop)
     }
@@ -56,7 +58,7 @@ impl Systemctl {
         if units.is_empty() {
             return Ok(());
         }
-        let mut args = vec!["stop"];
+        let mut args = vec!["stop", "--"];
         args.extend(units.iter().map(String::as_str));
         self.run(&args).map(drop)
     }
@@ -64,7 +66,7 @@ impl Systemctl {
     /// Restart a unit (a oneshot `-volume.service` stays active after its
     /// first run, so `start` would do nothing).
     pub fn restart(&self, unit: &str) -> Result<()> {
-        self.run(&["restart", unit]).map(drop)
+        self.run(&["restart", "--", unit]).map(drop)
     }
 
     /// The `ActiveState` of each unit, in order (`inactive` for unknown units).
@@ -72,7 +74,7 @@ impl Systemctl {
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec!["show", "--property=ActiveState", "--value"];
+        let mut args = vec!["show", "--property=ActiveState", "--value", "--"];
         args.extend(units.iter().map(String::as_str));
         let text = self.run(&args)?;
         let states: Vec<String> = text
@@ -93,14 +95,14 @@ impl Systemctl {
     /// Whether systemd has the unit loaded (a generated unit exists for it):
     /// a restore recreates a volume through its `-volume.service` only then.
     pub fn is_loaded(&self, unit: &str) -> Result<bool> {
-        let state = self.run(&["show", "--property=LoadState", "--value", unit])?;
+        let state = self.run(&["show", "--property=LoadState", "--value", "--", unit])?;
         Ok(state.trim() == "loaded")
     }
 
     /// A unit's `SubState`: while it is deactivating, `stop-sigterm` and the
     /// like (its main process is still there) or `stop-post` (it is gone).
     pub fn sub_state(&self, unit: &str) -> Result<String> {
-        self.run(&["show", "--property=SubState", "--value", unit])
+        self.run(&["show", "--property=SubState", "--value", "--", unit])
     }
 
     /// Whether a unit is active (or reloading, or activating).

@@ -127,21 +127,11 @@ impl Subject {
         let volumes = resolution
             .volumes
             .iter()
-            .map(|v| {
-                let volume_service = v.defined_by.as_ref().map(|file| {
-                    resolution
-                        .units
-                        .iter()
-                        .find(|u| &u.file == file)
-                        .map(|u| u.service.clone())
-                        .unwrap_or_else(|| volume_service_of(file))
-                });
-                VolumeSpec {
-                    name: v.name.clone(),
-                    defined_by: v.defined_by.clone(),
-                    volume_service,
-                    used_by: v.used_by.clone(),
-                }
+            .map(|v| VolumeSpec {
+                name: v.name.clone(),
+                defined_by: v.defined_by.clone(),
+                volume_service: crate::backup::trust::volume_service(&resolution, v),
+                used_by: v.used_by.clone(),
             })
             .collect();
         let services: BTreeSet<String> =
@@ -177,16 +167,10 @@ pub(crate) fn volume_service_of(file: &str) -> String {
 }
 
 /// Podman volume names are `[A-Za-z0-9][A-Za-z0-9_.-]*`; anything else must
-/// not become a file name in the backup.
+/// not become a file name in the backup (or an argument of podman).
 pub(crate) fn check_volume_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok && name.len() <= 200 {
-        Ok(())
-    } else {
-        Err(Error::user(format!("invalid volume name {name:?}")))
-    }
+    crate::names::check_podman_name(name)
+        .map_err(|why| Error::user(format!("invalid volume name {name:?}: it {why}")))
 }
 
 /// Back up `deployment`: take its lock, clean leftovers of interrupted runs,

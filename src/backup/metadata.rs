@@ -17,6 +17,7 @@ use crate::config::Compression;
 use crate::deployment::Location;
 use crate::error::{Error, Result};
 use crate::layout::Scope;
+use crate::names;
 use crate::podman::RootOwnership;
 
 /// Name of the metadata file inside a backup directory.
@@ -288,6 +289,43 @@ impl Metadata {
                 check_relative(p).map_err(|why| bad(format!("file path {p:?} {why}")))?;
             }
         }
+        self.check_names().map_err(bad)
+    }
+
+    /// Every name that reaches `podman` or `systemctl` follows its grammar
+    /// ([`crate::names`]): a backup naming `--url=…` or a path is refused
+    /// here, so `list` and `info` show it invalid too.
+    fn check_names(&self) -> std::result::Result<(), String> {
+        let service = |field: &str, name: &str| {
+            names::check_service(name).map_err(|why| format!("{field} {name:?} {why}"))
+        };
+        for s in &self.services {
+            service("services", &s.name)?;
+        }
+        for v in &self.volumes {
+            names::check_podman_name(&v.name)
+                .map_err(|why| format!("volume name {:?} {why}", v.name))?;
+            if let Some(s) = &v.volume_service {
+                service("volume_service", s)?;
+            }
+            for s in &v.used_by {
+                service("used_by", s)?;
+            }
+            if let Some(d) = &v.driver {
+                if !d.is_empty() {
+                    names::check_podman_name(d)
+                        .map_err(|why| format!("driver {d:?} of volume {} {why}", v.name))?;
+                }
+            }
+            if let Some(file) = &v.defined_by {
+                check_relative(Path::new(file))
+                    .map_err(|why| format!("defined_by {file:?} {why}"))?;
+            }
+            for (k, value) in v.labels.iter().chain(&v.options) {
+                names::check_label(k, value)
+                    .map_err(|why| format!("label or option {k:?} of volume {} {why}", v.name))?;
+            }
+        }
         Ok(())
     }
 }
@@ -363,6 +401,52 @@ mod tests {
             "type":"manual","reason":"m","size":0,"quadlet_files":[],"volumes":[],"format_version":99}"#;
         let err = Metadata::parse(json, Path::new("m.json")).unwrap_err();
         assert!(err.message.contains("format_version 99"), "{}", err.message);
+    }
+
+    /// Names that would reach podman or systemctl as options, or as units
+    /// that are not services, make the metadata invalid, naming the field.
+    #[test]
+    fn option_like_names_are_refused() {
+        let cases = [
+            (
+                r#""services":[{"name":"--host=x","was_running":true}]"#,
+                "services \"--host=x\"",
+            ),
+            (
+                r#""services":[{"name":"sshd.socket","was_running":true}]"#,
+                "services \"sshd.socket\"",
+            ),
+            (
+                r#""volumes":[{"name":"--url=ssh://x","archive_path":null,"size":0}]"#,
+                "volume name \"--url=ssh://x\"",
+            ),
+            (
+                r#""volumes":[{"name":"v","archive_path":null,"size":0,"used_by":["-H"]}]"#,
+                "used_by \"-H\"",
+            ),
+            (
+                r#""volumes":[{"name":"v","archive_path":null,"size":0,"volume_service":"--user"}]"#,
+                "volume_service \"--user\"",
+            ),
+            (
+                r#""volumes":[{"name":"v","archive_path":null,"size":0,"labels":{"a":"b\u0000c"}}]"#,
+                "control character",
+            ),
+        ];
+        for (field, expected) in cases {
+            let json = format!(
+                r#"{{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"m","size":0,"quadlet_files":[],"volumes":[],"format_version":1,{field}}}"#
+            );
+            // A later key wins in serde_json only when unique: drop the
+            // empty `volumes` when the case brings its own.
+            let json = if field.starts_with(r#""volumes""#) {
+                json.replacen(r#""volumes":[],"#, "", 1)
+            } else {
+                json
+            };
+            let err = Metadata::parse(json.as_bytes(), Path::new("m.json")).unwrap_err();
+            assert!(err.message.contains(expected), "{}", err.message);
+        }
     }
 
     proptest::proptest! {

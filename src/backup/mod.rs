@@ -14,4 +14,5 @@ pub mod recovery;
 pub mod restore;
 pub mod store;
 pub mod tar_guard;
+pub(crate) mod trust;
 pub mod verify;

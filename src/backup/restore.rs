@@ -39,9 +39,10 @@ use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
 use crate::backup::tar_guard::{Specials, TarGuard};
+use crate::backup::trust;
 use crate::backup::verify;
 use crate::context::Context;
-use crate::deployment::{self, Deployment};
+use crate::deployment::{self, Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
@@ -54,8 +55,12 @@ use crate::ui;
 pub struct RestoreOptions {
     /// Leave the services stopped afterwards.
     pub no_start: bool,
-    /// Do not ask for confirmation (`--yes`/`--force`).
+    /// Do not ask for confirmation (`--yes`).
     pub assume_yes: bool,
+    /// Replace volumes other deployments' quadlet files use too, and files
+    /// in the restore's way that belong to no deployment (`--force`; those
+    /// files go into the safety backup).
+    pub force: bool,
 }
 
 /// What a successful restore did.
@@ -197,25 +202,20 @@ pub fn restore(
     }
     let progress = Progress::new(true);
 
-    // 1. Verify everything before anything live is touched. Reading the
-    // whole backup takes a while: meanwhile the plan is drawn up, which
-    // only asks podman and systemd (read-only) what exists and runs.
+    // 1. Before any command runs: every name the restore acts on must come
+    // from the backup's own quadlet files (or the deployment installed
+    // now), then every checksum and archive is verified. Only then are
+    // podman and systemd asked (read-only) what exists and runs.
     let legacy = metadata.is_legacy();
+    let target = Target::of(backup.clone())?;
+    let current = current_deployment(ctx, &name)?;
+    check_trusted(ctx, &target, current.as_ref())?;
     progress.step(format!("verifying {id}"));
-    let (verified, planned) = std::thread::scope(|scope| {
-        let verified = scope.spawn(|| verify_backup(&backup));
-        let planned = Target::of(backup.clone()).and_then(|target| {
-            let current = current_deployment(ctx, &name)?;
-            let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
-            Ok((target, plan))
-        });
-        let verified = verified
-            .join()
-            .unwrap_or_else(|_| Err(Error::internal("verifying the backup panicked")));
-        (verified, planned)
-    });
-    verified?;
-    let (target, plan) = planned?;
+    verify_backup(&backup)?;
+    // What the restore would replace that is not the deployment's: refused
+    // before the question (only files are read).
+    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
+    let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
 
     // 2. Show the plan; confirm.
     for line in plan {
@@ -246,7 +246,7 @@ pub fn restore(
     // The deployment may have changed while the question was open.
     let current = current_deployment(ctx, &name)?;
     let existed = current.is_some();
-    let subject = safety_subject(ctx, &metadata, current.as_ref())?;
+    let subject = safety_subject(ctx, &metadata, current.as_ref(), &in_the_way)?;
 
     // 3. Volumes in use by containers of other deployments.
     let mut own_services: BTreeSet<String> = subject.services.iter().cloned().collect();
@@ -256,7 +256,6 @@ pub fn restore(
     }
     let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
     check_not_in_use(ctx, &name, &touched, &own_services)?;
-    check_no_foreign_files(ctx, &target)?;
 
     // Stop the deployment's services; they stay down through the safety
     // backup (consistent, and one downtime instead of two).
@@ -276,7 +275,7 @@ pub fn restore(
         ctx.podman.volume_exists(&volume.name)
     })?
     .contains(&true);
-    let safety = if existed || any_volume {
+    let safety = if existed || any_volume || !in_the_way.is_empty() {
         let opts = CreateOptions {
             reason: "pre-restore".to_owned(),
             live: false,
@@ -612,12 +611,37 @@ fn verify_backup(backup: &StoredBackup) -> Result<()> {
     })
 }
 
+/// Refuse a backup whose metadata names a unit, volume or secret that
+/// neither its own quadlet files nor those of the deployment installed now
+/// produce, or volume settings no `.volume` file declares (see
+/// [`trust`]). Reads files only: it runs before any command.
+fn check_trusted(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Result<()> {
+    let m = target.metadata();
+    let roots = roots_for(ctx, m);
+    let sources = trust::backup_sources(&target.backup, &target.entries, &roots)?;
+    let installed = deployment::installed_quadlet_files(&ctx.layout)?;
+    let resolution = crate::quadlet::resolve(&sources, &installed).map_err(|e| {
+        Error::user(format!(
+            "backup {}: its quadlet files cannot be resolved, so its metadata cannot be \
+             checked against them: {}",
+            m.id, e.message
+        ))
+        .with_hint("the backup is refused; restore another one (`leger-backup list`)")
+    })?;
+    let mut produced = trust::Produced::of(&resolution);
+    if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
+        produced.add(&resolution);
+    }
+    trust::check(m, &produced)
+}
+
 /// What the safety backup captures: the deployment as installed now (if it
 /// is) plus every volume the restore will replace.
 fn safety_subject(
     ctx: &Context,
     metadata: &Metadata,
     current: Option<&Deployment>,
+    in_the_way: &[DeploymentFile],
 ) -> Result<Subject> {
     let mut subject = match current {
         Some(d) => match Subject::of_deployment(ctx, d) {
@@ -653,6 +677,13 @@ fn safety_subject(
             }
         }
     };
+    // Files of no deployment that `--force` lets the restore replace: kept
+    // in the safety backup, so a rollback puts them back.
+    for file in in_the_way {
+        if !subject.files.iter().any(|f| f.path == file.path) {
+            subject.files.push(file.clone());
+        }
+    }
     for volume in &metadata.volumes {
         if !subject.volumes.iter().any(|v| v.name == volume.name) {
             subject.volumes.push(VolumeSpec {
@@ -706,37 +737,125 @@ fn check_not_in_use(
     .with_hint("stop and remove those containers (they are not part of the deployment), then restore again"))
 }
 
-/// Refuse to overwrite a file that belongs to another deployment (two
-/// deployments installing the same quadlet file name): the restore would
-/// silently change that other deployment.
-fn check_no_foreign_files(ctx: &Context, target: &Target) -> Result<()> {
+/// Refuse what a restore would replace that is not its deployment's:
+/// - a file of another deployment (two deployments installing the same
+///   quadlet file name): always refused, the restore would silently change
+///   that other deployment;
+/// - a file in the way that belongs to no deployment (a stray quadlet file
+///   of the same name): refused unless `force`; returned, for the safety
+///   backup to hold it;
+/// - a volume the quadlet files of another deployment use, running or not:
+///   refused unless `force`.
+///
+/// Reads files only.
+fn check_in_the_way(ctx: &Context, target: &Target, force: bool) -> Result<Vec<DeploymentFile>> {
+    let name = &target.metadata().deployment_name;
+    let deployments = deployment::discover(&ctx.layout)?;
+    let (clashes, unowned) = files_in_the_way(ctx, target, &deployments)?;
+    if !clashes.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: its files would replace files of another deployment: {}",
+            clashes.join(", ")
+        ))
+        .with_hint("remove or rename the other deployment's files first"));
+    }
+    let shared = shared_volumes(ctx, target, &deployments);
+    if force {
+        for line in shared.iter().cloned().chain(
+            unowned
+                .iter()
+                .map(|f| format!("{} belongs to no deployment", f.path.display())),
+        ) {
+            ui::warn(format!("--force: {line}; replacing it anyway"));
+        }
+        return Ok(unowned);
+    }
+    if !unowned.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: it would overwrite files that belong to no deployment: {}",
+            unowned
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint(
+            "move them away, or pass --force to replace them (they are kept in the safety backup, \
+             and a rollback puts them back)",
+        ));
+    }
+    if !shared.is_empty() {
+        return Err(Error::user(format!(
+            "refusing to restore {name}: it would replace volumes other deployments use: {}",
+            shared.join("; ")
+        ))
+        .with_hint(
+            "the restore would change those deployments' data too; pass --force to replace the \
+             volumes anyway (the safety backup keeps their current contents)",
+        ));
+    }
+    Ok(unowned)
+}
+
+/// The files `target` would write that exist already and are not its
+/// deployment's: those of other deployments (`"PATH (deployment D)"`) and
+/// those of none.
+fn files_in_the_way(
+    ctx: &Context,
+    target: &Target,
+    deployments: &[Deployment],
+) -> Result<(Vec<String>, Vec<DeploymentFile>)> {
     let name = &target.metadata().deployment_name;
     let roots = roots_for(ctx, target.metadata());
     let plan = files::plan_restore(&target.entries, &roots, &[])?;
-    let targets: BTreeSet<&Path> = plan.write.iter().map(|(_, p)| p.as_path()).collect();
-    let mut clashes = Vec::new();
-    for other in deployment::discover(&ctx.layout)?
-        .into_iter()
-        .filter(|d| &d.name != name)
-    {
-        for file in other.files()? {
-            if targets.contains(file.path.as_path()) {
-                clashes.push(format!(
-                    "{} (deployment {})",
-                    file.path.display(),
-                    other.name
-                ));
-            }
+    let mut owner: BTreeMap<PathBuf, &str> = BTreeMap::new();
+    for d in deployments {
+        for file in d.files()? {
+            owner.entry(file.path).or_insert(&d.name);
         }
     }
-    if clashes.is_empty() {
-        return Ok(());
+    let mut clashes = Vec::new();
+    let mut unowned = Vec::new();
+    for (entry, path) in &plan.write {
+        match owner.get(path) {
+            Some(other) if other != name => {
+                clashes.push(format!("{} (deployment {other})", path.display()));
+            }
+            Some(_) => {}
+            None if fs_err::symlink_metadata(path).is_ok() => unowned.push(DeploymentFile {
+                rel_path: entry.path.clone(),
+                location: entry.location,
+                path: path.clone(),
+            }),
+            None => {}
+        }
     }
-    Err(Error::user(format!(
-        "refusing to restore {name}: its files would replace files of another deployment: {}",
-        clashes.join(", ")
-    ))
-    .with_hint("remove or rename the other deployment's files first"))
+    Ok((clashes, unowned))
+}
+
+/// The volumes `target` replaces that another deployment's quadlet files
+/// use, as `"volume V is used by deployment D"`. A deployment whose files
+/// do not resolve cannot be checked: said, not guessed.
+fn shared_volumes(ctx: &Context, target: &Target, deployments: &[Deployment]) -> Vec<String> {
+    let m = target.metadata();
+    let touched: BTreeSet<&str> = m.volumes.iter().map(|v| v.name.as_str()).collect();
+    let mut shared = Vec::new();
+    for other in deployments.iter().filter(|d| d.name != m.deployment_name) {
+        match other.resolve(&ctx.layout) {
+            Ok(resolution) => shared.extend(
+                resolution
+                    .volumes
+                    .iter()
+                    .filter(|v| touched.contains(v.name.as_str()))
+                    .map(|v| format!("volume {} is used by deployment {}", v.name, other.name)),
+            ),
+            Err(e) => ui::warn(format!(
+                "deployment {} cannot be resolved ({e}); whether it uses the volumes of {} is not known",
+                other.name, m.deployment_name
+            )),
+        }
+    }
+    shared
 }
 
 /// Step 2: what will happen, on stderr. `safety`: a safety backup is taken
@@ -938,18 +1057,17 @@ fn put_back(
         fault::point("restore:after-files");
     }
 
-    // 6. Volumes.
-    // leger's own backups record neither services nor how volumes are made:
-    // both come from the files just put back.
-    let legacy = if m.is_legacy() {
-        current_deployment(ctx, name)?.and_then(|d| d.resolve(&ctx.layout).ok())
-    } else {
-        None
-    };
-    let legacy_services = legacy
-        .as_ref()
-        .map(legacy_volume_services)
-        .unwrap_or_default();
+    // 6. Volumes. How each is made, and which services exist, come from
+    // the files just put back (never from the metadata's volume_service).
+    let placed = current_deployment(ctx, name)?.and_then(|d| d.resolve(&ctx.layout).ok());
+    let volume_services: BTreeMap<String, String> = placed
+        .iter()
+        .flat_map(|r| {
+            r.volumes
+                .iter()
+                .filter_map(|v| Some((v.name.clone(), trust::volume_service(r, v)?)))
+        })
+        .collect();
     for volume in &m.volumes {
         check()?;
         journal.step(Step::ReplacingVolume {
@@ -959,7 +1077,7 @@ fn put_back(
             ctx,
             target,
             volume,
-            &legacy_services,
+            volume_services.get(&volume.name),
             progress,
             interruptible,
         )
@@ -971,18 +1089,7 @@ fn put_back(
     check()?;
 
     // 7. Start and wait.
-    let to_start: Vec<String> = match (start, &legacy) {
-        (Start::Nothing, _) => Vec::new(),
-        // Nothing says what ran: start everything, as leger's install does.
-        (_, Some(resolution)) => resolution.units.iter().map(|u| u.service.clone()).collect(),
-        (Start::All, None) => m.services.iter().map(|s| s.name.clone()).collect(),
-        (Start::WasRunning, None) => m
-            .services
-            .iter()
-            .filter(|s| s.was_running)
-            .map(|s| s.name.clone())
-            .collect(),
-    };
+    let to_start = services_to_start(m, start, placed.as_ref());
     if !to_start.is_empty() {
         journal.step(Step::StartingRestored)?;
         progress.step(format!("starting {}", to_start.join(", ")));
@@ -1000,22 +1107,37 @@ fn describe_roots(roots: &Roots) -> String {
     }
 }
 
-/// For leger's backups, which do not record it: the `-volume.service` of
-/// each volume defined by a `.volume` file, from the files just put back.
-fn legacy_volume_services(resolution: &Resolution) -> BTreeMap<String, String> {
-    let mut map = BTreeMap::new();
-    for volume in &resolution.volumes {
-        if let Some(file) = &volume.defined_by {
-            let service = resolution
-                .units
-                .iter()
-                .find(|u| &u.file == file)
-                .map(|u| u.service.clone())
-                .unwrap_or_else(|| create::volume_service_of(file));
-            map.insert(volume.name.clone(), service);
+/// The services step 7 starts: those `start` asks for, among the services
+/// the files just put back (`placed`) produce — a name the metadata holds
+/// that they do not produce is not started. leger's own backups record no
+/// services: all of `placed`'s are started, as leger's install does.
+fn services_to_start(m: &Metadata, start: Start, placed: Option<&Resolution>) -> Vec<String> {
+    let recorded: Vec<String> = match (start, placed) {
+        (Start::Nothing, _) => return Vec::new(),
+        (_, Some(r)) if m.is_legacy() => {
+            return r.units.iter().map(|u| u.service.clone()).collect()
         }
+        (Start::All, _) => m.services.iter().map(|s| s.name.clone()).collect(),
+        (Start::WasRunning, _) => m
+            .services
+            .iter()
+            .filter(|s| s.was_running)
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    let Some(placed) = placed else {
+        return recorded;
+    };
+    let produced = trust::Produced::of(placed).services;
+    let (start, skipped): (Vec<String>, Vec<String>) =
+        recorded.into_iter().partition(|s| produced.contains(s));
+    if !skipped.is_empty() {
+        ui::warn(format!(
+            "not starting {}: the restored quadlet files do not produce them",
+            skipped.join(", ")
+        ));
     }
-    map
+    start
 }
 
 /// Step 6 for one volume: remove it, recreate it the way it was made,
@@ -1024,13 +1146,14 @@ fn restore_volume(
     ctx: &Context,
     target: &Target,
     volume: &VolumeEntry,
-    legacy_services: &BTreeMap<String, String>,
+    volume_service: Option<&String>,
     progress: &Progress,
     interruptible: bool,
 ) -> Result<()> {
     create::check_volume_name(&volume.name)?;
     let name = &volume.name;
-    if ctx.podman.volume_exists(name)? {
+    let live = ctx.podman.volume_inspect(name)?;
+    if live.is_some() {
         ctx.podman.volume_rm(name)?;
     }
     if !volume.existed {
@@ -1039,33 +1162,33 @@ fn restore_volume(
         ));
         return Ok(());
     }
-    // Recreate: through the .volume's service (labels and options from the
-    // file, as Quadlet makes it), else by hand with what was recorded.
-    let service = volume
-        .volume_service
-        .clone()
-        .or_else(|| legacy_services.get(name).cloned());
+    // Recreate: through the .volume's service (driver, options and labels
+    // from the file, as Quadlet makes it); else with the recorded labels and
+    // the driver and options the volume had on this machine (the user made
+    // it so), or none (local) when it did not exist. The backup's recorded
+    // driver and options are never used.
     let mut info = None;
-    if let Some(service) = &service {
+    if let Some(service) = volume_service {
         if ctx.systemctl.is_loaded(service)? {
             ctx.systemctl.restart(service)?;
             info = ctx.podman.volume_inspect(name)?;
-            if info.is_none() {
-                ui::warn(format!(
-                    "{service} did not create volume {name}; creating it with the recorded settings"
-                ));
-            }
+        }
+        if info.is_none() {
+            ui::warn(format!(
+                "{service} did not create volume {name}; creating it with `podman volume create`"
+            ));
         }
     }
     let info = match info {
         Some(info) => info,
         None => {
+            let (driver, options) = live.map(|l| (l.driver, l.options)).unwrap_or_default();
             ctx.podman.volume_create(&VolumeInfo {
                 name: name.clone(),
-                driver: volume.driver.clone().unwrap_or_default(),
+                driver,
                 mountpoint: String::new(),
                 labels: volume.labels.clone(),
-                options: volume.options.clone(),
+                options,
             })?;
             ctx.podman.volume_inspect(name)?.ok_or_else(|| {
                 Error::internal(format!(
@@ -1406,6 +1529,37 @@ mod tests {
             roots.installed,
             Path::new("/h/.config/containers/systemd/web")
         );
+    }
+
+    /// Only services the restored quadlet files produce are started, even
+    /// when the metadata names others (defence in depth behind
+    /// [`check_trusted`]).
+    #[test]
+    fn only_services_the_placed_files_produce_are_started() {
+        let mut m = metadata(None);
+        m.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
+        m.services = ["web.service", "sshd.service", "idle.service"]
+            .iter()
+            .map(|name| crate::backup::metadata::ServiceEntry {
+                name: (*name).to_owned(),
+                was_running: *name != "idle.service",
+            })
+            .collect();
+        let files = [crate::quadlet::SourceFile {
+            rel_path: "web.container".into(),
+            origin: "/q/web.container".into(),
+            text: "[Container]\nImage=busybox\n".to_owned(),
+        }];
+        let placed = crate::quadlet::resolve(&files, &[]).unwrap();
+        assert_eq!(
+            services_to_start(&m, Start::WasRunning, Some(&placed)),
+            ["web.service"]
+        );
+        assert_eq!(
+            services_to_start(&m, Start::All, Some(&placed)),
+            ["web.service"]
+        );
+        assert!(services_to_start(&m, Start::Nothing, Some(&placed)).is_empty());
     }
 
     #[test]

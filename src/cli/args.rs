@@ -151,7 +151,10 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Same as --yes.
+    /// Replace what belongs to no deployment or to another one: volumes
+    /// another deployment's quadlet files use too, and files in the way that
+    /// no deployment owns (kept in the safety backup). Does not skip the
+    /// question (that is --yes), nor the checks of the backup itself.
     #[arg(long)]
     pub force: bool,
     /// Leave the services stopped afterwards.

@@ -18,7 +18,8 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
     let store = BackupStore::open(ctx.backup_dir())?;
     let opts = RestoreOptions {
         no_start: args.no_start,
-        assume_yes: args.yes || args.force,
+        assume_yes: args.yes,
+        force: args.force,
     };
     let outcome = restore::restore(&ctx, &store, &args.id, &opts)?;
     if global.json {

@@ -12,13 +12,13 @@ use sha2::{Digest, Sha256};
 use crate::support::{stderr, stdout, TestEnv};
 
 /// The default backup directory inside the test HOME.
-const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
+pub(super) const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 
 fn backups(env: &TestEnv) -> PathBuf {
     env.path(BACKUPS)
 }
 
-fn private_dir(path: &Path) {
+pub(super) fn private_dir(path: &Path) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::DirBuilder::new().mode(0o700).create(path).unwrap();
 }
@@ -27,7 +27,7 @@ fn private_dir(path: &Path) {
 /// times so its bytes are the same every run, in the order `podman volume
 /// export` writes (a depth-first walk, names sorted bytewise): the tar
 /// guard refuses any other order.
-fn volume_tar(seed: &str) -> Vec<u8> {
+pub(super) fn volume_tar(seed: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
@@ -50,7 +50,7 @@ fn volume_tar(seed: &str) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(super) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

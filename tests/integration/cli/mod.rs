@@ -3,6 +3,8 @@
 mod auto;
 mod backups;
 mod basics;
+mod hostile_archives;
+mod hostile_metadata;
 mod packaging;
 mod plan;
 mod recovery;

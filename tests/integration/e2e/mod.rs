@@ -3,6 +3,7 @@
 mod auto;
 mod backup_restore;
 mod faults;
+mod hostile_restore;
 mod quadlet_differential;
 mod rpm;
 mod smoke;

@@ -1,0 +1,281 @@
+//! `restore` never acts on what is not the deployment's, in the rootless
+//! testbed: a backup whose metadata names another user unit never starts
+//! it; a volume another (stopped) deployment uses is replaced only with
+//! `--force`; a file of no deployment in the way of a restore is refused,
+//! and with `--force` kept in the safety backup, so a rollback and the undo
+//! put it back.
+//!
+//! Names (deployments `hr1`, `hr2a`, `hr2b`, `hr3`, volumes
+//! `leger-e2e-hr*`, the unit `leger-e2e-canary.service`) are unique to this
+//! file. No test publishes a port.
+
+use crate::support::deploy::MANIFEST_SH;
+use crate::support::testbed::Testbed;
+
+const SIM: &str = "/src/tests/support/leger-sim";
+
+/// Shell helpers after [`MANIFEST_SH`] (`mp VOL` is the mountpoint).
+const PRELUDE: &str = r#"
+set -eu
+BACKUPS=$HOME/.local/share/bluebuild-quadlets/backups
+Q=$HOME/.config/containers/systemd
+# A container that exits on SIGTERM (busybox sleep as PID 1 ignores it).
+EXEC="Exec=sh -c 'trap \"exit 0\" TERM; while :; do sleep 1; done'"
+# plain NAME VOLUME [IMAGE]: a plain Quadlet deployment Q/NAME/NAME.container.
+plain() {
+  mkdir -p "$Q/$1"
+  printf '[Container]\nImage=%s\n%s\nVolume=%s:/data\n' "${3:-localhost/busybox:latest}" "$EXEC" "$2" \
+    > "$Q/$1/$1.container"
+}
+# forget VOLUME NAME...: stop and remove the plain deployments NAME, their
+# backups, and VOLUME (what a previous, failed run may have left).
+forget() {
+  v=$1; shift
+  for n in "$@"; do
+    systemctl --user stop "$n.service" >/dev/null 2>&1 || true
+    rm -rf "${Q:?}/$n" "$BACKUPS/$n"-*
+  done
+  systemctl --user daemon-reload
+  podman volume rm -f "$v" >/dev/null 2>&1 || true
+}
+# put VOL TEXT: write TEXT to VOL's file `f`; got VOL: print it.
+put() { podman unshare sh -c 'printf "%s\n" "$2" > "$1/f"' sh "$(mp "$1")" "$2"; }
+got() { podman unshare cat "$(mp "$1")/f"; }
+# active UNIT: wait up to 30 s for UNIT to be active.
+active() {
+  i=0
+  until systemctl --user is-active --quiet "$1"; do
+    i=$((i + 1)); [ $i -lt 120 ] || { systemctl --user status "$1" || true; return 1; }
+    sleep 0.25
+  done
+}
+"#;
+
+fn script(body: &str) -> String {
+    format!("{MANIFEST_SH}\n{PRELUDE}\n{body}")
+}
+
+/// Run `body`; panic unless its exit status is `success`; (stdout, stderr).
+fn run(tb: &Testbed, body: &str, success: bool) -> (String, String) {
+    let out = tb.sh(&script(body));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.success(),
+        success,
+        "`{body}` ended with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+fn succeeds(tb: &Testbed, body: &str) -> (String, String) {
+    run(tb, body, true)
+}
+
+fn fails(tb: &Testbed, body: &str) -> (String, String) {
+    run(tb, body, false)
+}
+
+/// Take a backup of `name`; its ID.
+fn create(tb: &Testbed, name: &str) -> String {
+    let (json, _) = succeeds(tb, &format!("leger-backup create {name} --json"));
+    let created: serde_json::Value = serde_json::from_str(&json).expect("create --json");
+    created["id"].as_str().expect("id").to_owned()
+}
+
+const CLEANUP_HR1: &str = r#"
+rm -f ~/.config/systemd/user/leger-e2e-canary.service ~/leger-e2e-canary-started
+forget leger-e2e-hr1-data hr1
+"#;
+
+#[test]
+fn a_foreign_unit_named_by_metadata_is_never_started() {
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HR1);
+    // The canary: a user unit outside any deployment that leaves a trace
+    // when anything starts it.
+    succeeds(
+        &tb,
+        r#"mkdir -p ~/.config/systemd/user
+        printf '[Service]\nType=oneshot\nExecStart=/bin/sh -c "touch %%h/leger-e2e-canary-started"\n' \
+          > ~/.config/systemd/user/leger-e2e-canary.service
+        plain hr1 leger-e2e-hr1-data
+        systemctl --user daemon-reload
+        systemctl --user start hr1.service
+        active hr1.service
+        put leger-e2e-hr1-data original"#,
+    );
+    let id = create(&tb, "hr1");
+    // A copy whose metadata names the canary as the deployment's service
+    // and as the volume's user.
+    let bad = format!("{id}-canary");
+    succeeds(
+        &tb,
+        &format!(
+            r#"cp -a "$BACKUPS/{id}" "$BACKUPS/{bad}"
+            m="$BACKUPS/{bad}/.backup-metadata.json"
+            sed -i -e 's/"id": "{id}"/"id": "{bad}"/' -e 's/"hr1.service"/"leger-e2e-canary.service"/g' "$m"
+            grep -q leger-e2e-canary.service "$m"
+            put leger-e2e-hr1-data changed"#
+        ),
+    );
+    let (_, refused) = fails(&tb, &format!("leger-backup restore {bad} --yes"));
+    eprintln!("hostile backup refused:\n{refused}");
+    assert!(refused.contains("refused as hostile"), "{refused}");
+    assert!(refused.contains("leger-e2e-canary.service"), "{refused}");
+    succeeds(&tb, "test ! -e ~/leger-e2e-canary-started");
+    // Nothing live was touched: the deployment runs, its data unchanged.
+    succeeds(&tb, "systemctl --user is-active hr1.service");
+    let (data, _) = succeeds(&tb, "got leger-e2e-hr1-data");
+    assert_eq!(data.trim(), "changed");
+    // The sound backup still restores (and starts only hr1.service).
+    succeeds(&tb, &format!("leger-backup restore {id} --yes"));
+    let (data, _) = succeeds(&tb, "got leger-e2e-hr1-data");
+    assert_eq!(data.trim(), "original");
+    succeeds(&tb, "test ! -e ~/leger-e2e-canary-started");
+    succeeds(&tb, CLEANUP_HR1);
+}
+
+const CLEANUP_HR2: &str = "forget leger-e2e-hr2-shared hr2a hr2b";
+
+#[test]
+fn a_volume_a_stopped_deployment_uses_is_replaced_only_with_force() {
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HR2);
+    // hr2a runs; hr2b is installed, stopped, and uses the same volume.
+    succeeds(
+        &tb,
+        "plain hr2a leger-e2e-hr2-shared
+         plain hr2b leger-e2e-hr2-shared
+         systemctl --user daemon-reload
+         systemctl --user start hr2a.service
+         active hr2a.service
+         put leger-e2e-hr2-shared v1",
+    );
+    succeeds(
+        &tb,
+        "! systemctl --user is-active hr2b.service && systemctl --user is-active hr2a.service",
+    );
+    let id = create(&tb, "hr2a");
+    succeeds(&tb, "put leger-e2e-hr2-shared v2");
+    let (_, refused) = fails(&tb, &format!("leger-backup restore {id} --yes"));
+    eprintln!("shared volume refused:\n{refused}");
+    assert!(
+        refused.contains("volume leger-e2e-hr2-shared is used by deployment hr2b"),
+        "{refused}"
+    );
+    assert!(refused.contains("--force"), "{refused}");
+    let (data, _) = succeeds(&tb, "got leger-e2e-hr2-shared");
+    assert_eq!(data.trim(), "v2", "refused restore changed the volume");
+    succeeds(&tb, "systemctl --user is-active hr2a.service");
+    // --force replaces it.
+    let (_, forced) = succeeds(&tb, &format!("leger-backup restore {id} --yes --force"));
+    assert!(
+        forced.contains("--force: volume leger-e2e-hr2-shared"),
+        "{forced}"
+    );
+    let (data, _) = succeeds(&tb, "got leger-e2e-hr2-shared");
+    assert_eq!(data.trim(), "v1");
+    succeeds(&tb, "systemctl --user is-active hr2a.service");
+    succeeds(&tb, CLEANUP_HR2);
+}
+
+const CLEANUP_HR3: &str = r#"
+/src/tests/support/leger-sim remove hr3 --no-backup >/dev/null 2>&1 || true
+rm -f "$Q/hr3.container"
+systemctl --user daemon-reload
+podman volume rm -f leger-e2e-hr3-data >/dev/null 2>&1 || true
+podman untag localhost/busybox:latest localhost/leger-e2e-hr3:v1 >/dev/null 2>&1 || true
+rm -rf "$BACKUPS"/hr3-* ~/e2e-hr3
+"#;
+
+/// A quadlet file of no deployment, with the name hr3's own has.
+const STRAY: &str = "[Container]\nImage=localhost/leger-e2e-hr3-stray:none\n";
+
+#[test]
+fn a_file_of_no_deployment_is_never_silently_overwritten() {
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HR3);
+    // hr3, a leger deployment: its quadlet file is installed at the top of
+    // the Quadlet directory.
+    succeeds(
+        &tb,
+        &format!(
+            "podman tag localhost/busybox:latest localhost/leger-e2e-hr3:v1
+             mkdir -p ~/e2e-hr3
+             printf '[Container]\\nImage=localhost/leger-e2e-hr3:v1\\n%s\\nVolume=leger-e2e-hr3-data:/data\\n' \"$EXEC\" \
+               > ~/e2e-hr3/hr3.container
+             {SIM} install hr3 ~/e2e-hr3
+             active hr3.service
+             put leger-e2e-hr3-data backed-up"
+        ),
+    );
+    let id = create(&tb, "hr3");
+    // Removed; a file of no deployment takes the name.
+    succeeds(
+        &tb,
+        &format!(
+            "{SIM} remove hr3 --no-backup
+             printf '%s' '{STRAY}' > \"$Q/hr3.container\"
+             systemctl --user daemon-reload"
+        ),
+    );
+    let stray_is_there = format!("printf '%s' '{STRAY}' | cmp - \"$Q/hr3.container\"");
+
+    // Refused, naming the file; the file untouched.
+    let (_, refused) = fails(&tb, &format!("leger-backup restore {id} --yes"));
+    eprintln!("overwrite refused:\n{refused}");
+    assert!(
+        refused.contains("belong to no deployment") && refused.contains("hr3.container"),
+        "{refused}"
+    );
+    succeeds(&tb, &stray_is_there);
+    succeeds(
+        &tb,
+        "test ! -d ~/.local/share/bluebuild-quadlets/active/hr3",
+    );
+
+    // With --force, a restore that fails (its image is gone) rolls back:
+    // the file comes back from the safety backup, nothing is installed.
+    succeeds(
+        &tb,
+        "podman untag localhost/busybox:latest localhost/leger-e2e-hr3:v1",
+    );
+    let (_, failed) = fails(&tb, &format!("leger-backup restore {id} --yes --force"));
+    eprintln!("forced restore that failed:\n{failed}");
+    assert!(
+        failed.contains("rolled back to the previous state"),
+        "{failed}"
+    );
+    succeeds(&tb, &stray_is_there);
+    succeeds(
+        &tb,
+        "test ! -d ~/.local/share/bluebuild-quadlets/active/hr3",
+    );
+
+    // With --force and its image back: restored; the undo it prints puts
+    // the file back.
+    succeeds(
+        &tb,
+        "podman tag localhost/busybox:latest localhost/leger-e2e-hr3:v1",
+    );
+    let (_, restored) = succeeds(&tb, &format!("leger-backup restore {id} --yes --force"));
+    succeeds(&tb, "active hr3.service");
+    succeeds(&tb, "grep -q leger-e2e-hr3:v1 \"$Q/hr3.container\"");
+    let (data, _) = succeeds(&tb, "got leger-e2e-hr3-data");
+    assert_eq!(data.trim(), "backed-up");
+    let undo = restored
+        .lines()
+        .find_map(|l| l.strip_prefix("undo with: leger-backup restore "))
+        .expect("undo line")
+        .trim()
+        .to_owned();
+    succeeds(&tb, &format!("leger-backup restore {undo} --yes"));
+    succeeds(&tb, &stray_is_there);
+    succeeds(
+        &tb,
+        "test ! -d ~/.local/share/bluebuild-quadlets/active/hr3",
+    );
+    succeeds(&tb, CLEANUP_HR3);
+}
