@@ -2,9 +2,11 @@
 //! modes, put back exactly where they were installed.
 //!
 //! "Exactly" means: every file of the backup is written with its recorded
-//! content, mode (and symlink target), and every file of the deployment that
+//! content, mode (and symlink target), every directory the backup records
+//! gets its mode back (empty ones too), and every file of the deployment that
 //! is not in the backup is removed, so a restore never leaves a stale unit
-//! behind for systemd's generator to pick up.
+//! behind for systemd's generator to pick up. Modes are permission bits only:
+//! setuid, setgid and sticky are neither recorded nor restored.
 //!
 //! Inside the backup each file keeps its relative path, as in leger's own
 //! backups; a copy installed under the Quadlet directory that equals the
