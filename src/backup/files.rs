@@ -249,23 +249,28 @@ fn write_new(dest: &Path, bytes: &[u8]) -> Result<()> {
 /// Copy the deployment file `src` to a new file `dest` (0600), returning
 /// sha256 and size.
 fn copy_hashing(src: &Path, dest: &Path) -> Result<(String, u64)> {
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dest)?;
-    copy_deployment_file(src, &mut out)
+    copy_deployment_file(src, || {
+        Ok(fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)?)
+    })
 }
 
 /// sha256 and size of the deployment file `path`.
 fn hash_deployment_file(path: &Path) -> Result<(String, u64)> {
-    copy_deployment_file(path, &mut std::io::sink())
+    copy_deployment_file(path, || Ok(std::io::sink()))
 }
 
 /// Stream the deployment file `src` (a regular file, not followed if a
-/// link) into `out`, hashing it, refusing one larger than
-/// [`MAX_FILE_SIZE`], before reading it or when it grows while read.
-fn copy_deployment_file(src: &Path, out: &mut impl Write) -> Result<(String, u64)> {
+/// link) into what `out` opens (only once `src` is found fit), hashing it;
+/// one larger than [`MAX_FILE_SIZE`] is refused before it is read, or as
+/// soon as it grows past it while read.
+fn copy_deployment_file<W: Write>(
+    src: &Path,
+    out: impl FnOnce() -> Result<W>,
+) -> Result<(String, u64)> {
     let too_large = |size: u64| {
         Error::user(format!(
             "{} is {size} bytes, more than a deployment file may be ({MAX_FILE_SIZE} bytes)",
@@ -280,7 +285,7 @@ fn copy_deployment_file(src: &Path, out: &mut impl Write) -> Result<(String, u64
     if size > MAX_FILE_SIZE {
         return Err(too_large(size));
     }
-    let (sha, copied) = copy_hashed(&mut input.take(MAX_FILE_SIZE + 1), out)?;
+    let (sha, copied) = copy_hashed(&mut input.take(MAX_FILE_SIZE + 1), &mut out()?)?;
     if copied > MAX_FILE_SIZE {
         return Err(too_large(copied));
     }
@@ -1030,6 +1035,35 @@ mod tests {
         }
     }
 
+    /// A plain Quadlet deployment's own directory is recorded, with those
+    /// below it.
+    #[test]
+    fn a_plain_deployment_records_its_own_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("systemd/web");
+        write(&dir.join("web.container.d/10.conf"), "[Unit]\n", 0o644);
+        mkdir(&dir.join("web.container.d"), 0o700);
+        mkdir(&dir, 0o750);
+        let deployment = Deployment::from_dir("web", &dir).unwrap();
+        let installation = Installation {
+            active_dir: None,
+            installed_root: dir.clone(),
+            installed_from_active: false,
+        };
+        let dirs = record_dirs(&deployment.files().unwrap(), &installation).unwrap();
+        let got: Vec<_> = dirs
+            .iter()
+            .map(|d| (d.location, d.path.to_string_lossy().into_owned(), d.mode))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Location::Installed, ".".to_owned(), 0o750),
+                (Location::Installed, "web.container.d".to_owned(), 0o700),
+            ]
+        );
+    }
+
     /// A crafted backup asking for setuid/setgid gets permission bits only.
     #[test]
     fn crafted_special_bits_restore_as_permission_bits() {
@@ -1115,7 +1149,7 @@ mod tests {
             err.hint.as_deref().unwrap_or("").contains("volume"),
             "{err:?}"
         );
-        assert_eq!(std::fs::metadata(backup.join("big.db")).unwrap().len(), 0);
+        assert!(!backup.join("big.db").exists());
     }
 
     /// A FIFO in a deployment directory is skipped, never opened (a read
