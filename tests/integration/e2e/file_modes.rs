@@ -34,7 +34,7 @@ rm -rf "$BACKUPS"/leger-e2e-modes-* "$SRC"
 /// all in a 0750 directory (`cp -a` keeps every mode in the active dir).
 const SOURCE: &str = r#"
 mkdir -p "$SRC/secrets" "$SRC/conf" "$SRC/empty" "$SRC/leger-e2e-modes.container.d"
-printf '[Container]\nImage=localhost/busybox:latest\nExec=sleep 600\nRunInit=true\n\n[Install]\nWantedBy=default.target\n' \
+printf '[Container]\nImage=localhost/busybox:latest\nPull=never\nExec=sleep 600\nRunInit=true\n\n[Install]\nWantedBy=default.target\n' \
   > "$SRC/leger-e2e-modes.container"
 printf '[Container]\nEnvironment=MODE=e2e\n' > "$SRC/leger-e2e-modes.container.d/10-env.conf"
 echo token > "$SRC/secrets/token"
