@@ -191,8 +191,54 @@ impl Deployment {
     }
 }
 
+/// Largest deployment file leger-backup copies. Deployment files are unit
+/// files, env files and small configuration; anything larger is data, which
+/// belongs in a volume, and a cap keeps one odd file from filling the backup
+/// disk (or, read back from a hostile backup, the machine's).
+pub const MAX_FILE_SIZE: u64 = 64 << 20;
+
+/// Largest quadlet file read into memory to be parsed: real ones are a few
+/// kilobytes, and a file the size of a volume must not become a string.
+pub const MAX_QUADLET_SIZE: u64 = 1 << 20;
+
+/// Open `path` for reading if it is a regular file, returning it and its
+/// size. `O_NONBLOCK` and the type checked on the opened file mean a FIFO
+/// or a device (`/dev/zero`) never blocks or streams forever; `follow`:
+/// whether a final symlink is followed (a symlinked quadlet file is the
+/// user's choice; a file copied into a backup is recorded as a link).
+pub fn open_regular(path: &Path, follow: bool) -> Result<(fs::File, u64)> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let mut flags = nix::libc::O_NONBLOCK;
+    if !follow {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::user(format!(
+            "{} is not a regular file; not read",
+            path.display()
+        ))
+        .with_hint("a deployment holds regular files and symlinks only: move it away"));
+    }
+    Ok((file, meta.len()))
+}
+
 fn read_source(rel: &Path, path: &Path) -> Result<SourceFile> {
-    let bytes = fs::read(path)?;
+    use std::io::Read;
+    let (file, size) = open_regular(path, true)?;
+    if size > MAX_QUADLET_SIZE {
+        return Err(Error::user(format!(
+            "{} is {size} bytes, more than a quadlet file may be ({MAX_QUADLET_SIZE})",
+            path.display()
+        ))
+        .with_hint("quadlet files are small unit files: fix or remove it"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_QUADLET_SIZE).read_to_end(&mut bytes)?;
     Ok(SourceFile {
         rel_path: rel.to_owned(),
         origin: path.to_owned(),
@@ -363,6 +409,30 @@ mod tests {
         for bad in ["", ".hidden", "..", "a/b", "a b", "ä", "../x", "a\0b"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// A quadlet file that is a link to a device, or huge, is refused by
+    /// name; it is never read to its end.
+    #[test]
+    fn quadlet_files_are_read_within_bounds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("web");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.container")).unwrap();
+        let deployment = Deployment::from_dir("web", &dir).unwrap();
+        let err = deployment.quadlet_sources().unwrap_err();
+        assert!(err.message.contains("zero.container"), "{}", err.message);
+        assert!(
+            err.message.contains("not a regular file"),
+            "{}",
+            err.message
+        );
+        std::fs::remove_file(dir.join("zero.container")).unwrap();
+        let big = std::fs::File::create(dir.join("big.container")).unwrap();
+        big.set_len(MAX_QUADLET_SIZE + 1).unwrap();
+        let err = deployment.quadlet_sources().unwrap_err();
+        assert!(err.message.contains("big.container"), "{}", err.message);
+        assert!(err.message.contains("more than"), "{}", err.message);
     }
 
     #[test]

@@ -356,6 +356,7 @@ pub(crate) fn create_locked(
     });
     stopped?;
     let (files, infos) = (files?, infos?);
+    let dirs = files::record_dirs(&subject.files, &subject.installation)?;
     progress.step(format!("copied {} files", files.len()));
     // Containers of other deployments (or none) keep writing: say so.
     for (volume, container) in foreign? {
@@ -472,6 +473,7 @@ pub(crate) fn create_locked(
         scope: Some(ctx.layout.scope),
         compression: Some(compression),
         files,
+        dirs,
         installation: Some(subject.installation.clone()),
         services,
         secrets: subject.secrets.clone(),

@@ -86,6 +86,20 @@ pub struct FileEntry {
     pub symlink: Option<PathBuf>,
 }
 
+/// One directory of the deployment's trees, so a restore gives it back its
+/// mode (a `secrets/` directory stays 0700) and empty ones come back too.
+/// The owner is the user running leger-backup: nothing to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Which root it lies under.
+    pub location: Location,
+    /// Path relative to that root (`.`: the root itself; checked: relative,
+    /// no `..`).
+    pub path: PathBuf,
+    /// Permission bits (never setuid, setgid or sticky).
+    pub mode: u32,
+}
+
 /// One Podman volume in the backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeEntry {
@@ -192,6 +206,10 @@ pub struct Metadata {
     /// Every file of the deployment with its checksum.
     #[serde(default)]
     pub files: Vec<FileEntry>,
+    /// Every directory of the deployment with its mode (absent in older
+    /// backups: their directories are created with the default mode).
+    #[serde(default)]
+    pub dirs: Vec<DirEntry>,
     /// Where the files were installed.
     #[serde(default)]
     pub installation: Option<Installation>,
@@ -288,6 +306,12 @@ impl Metadata {
             for p in [&file.path, &file.stored_as] {
                 check_relative(p).map_err(|why| bad(format!("file path {p:?} {why}")))?;
             }
+            check_mode(file.mode).map_err(|why| bad(format!("file {:?}: {why}", file.path)))?;
+        }
+        for dir in &self.dirs {
+            check_relative(&dir.path)
+                .map_err(|why| bad(format!("directory path {:?} {why}", dir.path)))?;
+            check_mode(dir.mode).map_err(|why| bad(format!("directory {:?}: {why}", dir.path)))?;
         }
         self.check_names().map_err(bad)
     }
@@ -341,6 +365,15 @@ pub fn check_relative(path: &Path) -> std::result::Result<(), &'static str> {
             Component::ParentDir => return Err("contains '..'"),
             Component::RootDir | Component::Prefix(_) => return Err("is absolute"),
         }
+    }
+    Ok(())
+}
+
+/// A mode from metadata holds permission bits only: anything above
+/// `0o7777` (a file type, garbage) was not written by leger-backup.
+pub fn check_mode(mode: u32) -> std::result::Result<(), String> {
+    if mode > 0o7777 {
+        return Err(format!("mode {mode:#o} has bits above 0o7777"));
     }
     Ok(())
 }

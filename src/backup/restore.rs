@@ -118,6 +118,7 @@ impl Target {
     fn nothing(store: &BackupStore, failed: &Metadata) -> Target {
         let mut metadata = failed.clone();
         metadata.files.clear();
+        metadata.dirs.clear();
         metadata.quadlet_files.clear();
         metadata.services.clear();
         metadata.secrets.clear();
@@ -906,7 +907,8 @@ fn plan_lines(
         Some(d) => files::current_files(d)?,
         None => Vec::new(),
     };
-    let plan = files::plan_restore(&target.entries, &roots, &current_files)?;
+    let plan =
+        files::plan_restore(&target.entries, &roots, &current_files)?.with_dirs(&m.dirs, &roots)?;
     lines.push(format!(
         "  files: {} written{}",
         plan.write.len(),
@@ -1028,7 +1030,8 @@ fn put_back(
         Some(d) => files::current_files(d)?,
         None => Vec::new(),
     };
-    let plan = files::plan_restore(&target.entries, &roots, &current_files)?;
+    let plan =
+        files::plan_restore(&target.entries, &roots, &current_files)?.with_dirs(&m.dirs, &roots)?;
     check()?;
     journal.step(Step::ReplacingFiles)?;
     progress.step(format!(

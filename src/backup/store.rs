@@ -673,6 +673,7 @@ mod tests {
             scope: None,
             compression: None,
             files: vec![],
+            dirs: vec![],
             installation: None,
             services: vec![],
             secrets: vec![],

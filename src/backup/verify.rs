@@ -142,15 +142,16 @@ fn check_file(backup: &StoredBackup, file: &FileEntry) -> std::result::Result<()
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
-    let bytes = std::fs::read(&path).map_err(|e| format!("unreadable: {e}"))?;
-    if bytes.len() as u64 != file.size {
+    // Streamed, and never more than one byte past the recorded size.
+    let (sha, size) = crate::backup::files::hash_file(&path, file.size)
+        .map_err(|e| format!("unreadable: {}", e.message))?;
+    if size != file.size {
+        let more = if size > file.size { "more than " } else { "" };
         return Err(format!(
-            "size {} but the metadata records {}",
-            bytes.len(),
+            "size {more}{size} but the metadata records {}",
             file.size
         ));
     }
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
     if !sha.eq_ignore_ascii_case(&file.sha256) {
         return Err(format!(
             "checksum mismatch: sha256 {sha} but the metadata records {}",
@@ -158,7 +159,9 @@ fn check_file(backup: &StoredBackup, file: &FileEntry) -> std::result::Result<()
         ));
     }
     if let Some(target) = &file.symlink {
-        if bytes != target.as_os_str().as_encoded_bytes() {
+        let (target_sha, _) =
+            crate::backup::files::hash_bytes(target.as_os_str().as_encoded_bytes());
+        if !target_sha.eq_ignore_ascii_case(&sha) {
             return Err("stored symlink target differs from the metadata".into());
         }
     }
@@ -298,6 +301,7 @@ mod tests {
                     Some("web.container"),
                 ),
             ],
+            dirs: vec![],
             installation: None,
             services: vec![],
             secrets: vec![],

@@ -3,6 +3,7 @@
 mod auto;
 mod backups;
 mod basics;
+mod file_modes;
 mod hostile_archives;
 mod hostile_metadata;
 mod packaging;

@@ -3,6 +3,7 @@
 mod auto;
 mod backup_restore;
 mod faults;
+mod file_modes;
 mod hostile_restore;
 mod quadlet_differential;
 mod rpm;
