@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backup::create::{create, CreateOptions};
 use crate::backup::lock::DeploymentLock;
+use crate::backup::metadata::StopResult;
 use crate::config::Seconds;
 use crate::context::Context;
 use crate::deployment::Deployment;
@@ -289,6 +290,8 @@ pub struct SystemEnv<'a> {
     pub ctx: &'a Context,
     /// The deployment whose service stopped.
     pub deployment: &'a Deployment,
+    /// How that service's stop ended, when it failed (recorded in the backup).
+    pub stop_result: Option<StopResult>,
 }
 
 impl Env for SystemEnv<'_> {
@@ -352,6 +355,7 @@ impl Env for SystemEnv<'_> {
             wait: Duration::ZERO,
             services_already_stopped: true,
             progress: false,
+            stop_result: self.stop_result.clone(),
         };
         Ok(create(self.ctx, self.deployment, &options)?.id)
     }

@@ -31,7 +31,8 @@ use crate::backup::files;
 use crate::backup::journal::{Journal, Operation, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
-    BackupType, Consistency, Installation, Metadata, ServiceEntry, VolumeEntry, FORMAT_VERSION,
+    BackupType, Consistency, Installation, Metadata, ServiceEntry, StopResult, VolumeEntry,
+    FORMAT_VERSION,
 };
 use crate::backup::store::BackupStore;
 use crate::context::Context;
@@ -56,6 +57,8 @@ pub struct CreateOptions {
     pub services_already_stopped: bool,
     /// Show progress on stderr (bars on a terminal, lines otherwise).
     pub progress: bool,
+    /// Set by the stop hook when the service failed to stop cleanly.
+    pub stop_result: Option<StopResult>,
 }
 
 impl CreateOptions {
@@ -67,6 +70,7 @@ impl CreateOptions {
             wait: Duration::ZERO,
             services_already_stopped: false,
             progress: true,
+            stop_result: None,
         }
     }
 }
@@ -247,17 +251,9 @@ fn check_reason(reason: &str) -> Result<()> {
 /// Prune the deployment's backups by the configured policy. A failure is
 /// only a warning: the backup itself succeeded.
 fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &Progress) {
-    let keep_manual = ctx.config.backup.keep_manual.value;
-    let keep_automatic = ctx.config.backup.keep_automatic.value;
+    let keep = crate::backup::prune::Keep::configured(&ctx.config.backup);
     let in_use = crate::backup::journal::backups_in_use(&ctx.layout.state_dir);
-    match crate::backup::prune::prune(
-        store,
-        Some(deployment),
-        keep_manual,
-        keep_automatic,
-        &in_use,
-        false,
-    ) {
+    match crate::backup::prune::prune(store, Some(deployment), &keep, &in_use, false) {
         Ok(outcome) => {
             for id in outcome.deleted {
                 progress.step(format!("pruned {id}"));
@@ -490,6 +486,7 @@ pub(crate) fn create_locked(
         secrets: subject.secrets.clone(),
         consistency: Some(consistency),
         downtime_seconds: downtime.map(|d| d.as_secs_f64()),
+        stop_result: opts.stop_result.clone(),
     };
     sealed?;
     pending.finalize(metadata)?;

@@ -6,3 +6,4 @@ mod basics;
 mod packaging;
 mod plan;
 mod recovery;
+mod retention;

@@ -476,13 +476,13 @@ fn enable_and_disable_without_generator_write_and_remove_dropins() {
 }
 
 #[test]
-fn automatic_backups_are_pruned_to_keep_automatic() {
+fn before_apply_backups_are_pruned_to_keep_before_change() {
     let tb = Testbed::get();
     let name = "autoprune";
     ok(&tb, &format!("cleanup {name}"));
     let _config = LegerConfig::set(
         &tb,
-        "backup:\n  keep_automatic: 10\nauto:\n  live_hooks: true\n",
+        "backup:\n  keep_automatic: 2\n  keep_before_change: 10\nauto:\n  live_hooks: true\n",
     );
     ok(&tb, &format!("install {name}"));
     // leger's pre-apply hook, called 12 times as leger calls it: never rate
