@@ -215,10 +215,10 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
             }
         }
         // Cannot tell: a backup is better than none.
-        Err(err) => eprintln!(
+        Err(err) => crate::ui::note(format!(
             "leger-backup stop-hook: cannot ask the manager's state ({}); going on",
             err.message
-        ),
+        )),
     }
     let states = match env.unit_states(others) {
         Ok(states) => states,
@@ -387,7 +387,9 @@ pub fn report(
         Outcome::Failed => "backup FAILED",
         Outcome::BackedUp => "backed up",
     };
-    eprintln!("leger-backup {trigger}: {deployment}: {word}: {message}");
+    crate::ui::note(format!(
+        "leger-backup {trigger}: {deployment}: {word}: {message}"
+    ));
     let event = Event {
         time: Utc::now(),
         trigger: trigger.to_owned(),
@@ -395,10 +397,10 @@ pub fn report(
         backup_id,
     };
     if let Err(err) = record::store(state_dir, deployment, kind, event) {
-        eprintln!(
+        crate::ui::note(format!(
             "leger-backup {trigger}: {deployment}: cannot record this: {}",
             err.message
-        );
+        ));
     }
     match outcome {
         HookOutcome::Failed(why) => Err(Error::internal(format!(

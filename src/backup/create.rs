@@ -771,7 +771,7 @@ impl Progress {
     pub fn step(&self, message: impl std::fmt::Display) {
         match &self.multi {
             Some(multi) => {
-                let _ = multi.println(message.to_string());
+                let _ = multi.println(ui::escape(&message.to_string()));
             }
             None if self.lines => ui::note(message),
             None => {}
@@ -790,7 +790,7 @@ impl Progress {
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_prefix(format!("{verb} {volume}"));
+                bar.set_prefix(ui::escape(&format!("{verb} {volume}")).into_owned());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 VolumeBar {
                     bar: Some((multi.clone(), bar)),
@@ -851,7 +851,7 @@ impl VolumeBar {
         match &self.bar {
             Some((multi, bar)) => {
                 bar.finish_and_clear();
-                let _ = multi.println(line);
+                let _ = multi.println(ui::escape(&line));
             }
             None if self.lines => ui::note(line),
             None => {}

@@ -159,6 +159,16 @@ pub(super) fn fabricate(
     }
 }
 
+/// Change the metadata of a fabricated backup (it carries no checksum of
+/// itself, so the backup stays valid).
+pub(super) fn patch_metadata(env: &TestEnv, id: &str, patch: impl FnOnce(&mut serde_json::Value)) {
+    let path = backups(env).join(id).join(".backup-metadata.json");
+    let mut metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    patch(&mut metadata);
+    std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();
+}
+
 /// A backup as leger's Go implementation writes it: no format version, an
 /// uncompressed `.tar`, no checksums.
 fn fabricate_legacy(env: &TestEnv, id: &str) -> PathBuf {

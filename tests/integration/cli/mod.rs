@@ -3,6 +3,7 @@
 mod auto;
 mod backups;
 mod basics;
+mod escapes;
 mod packaging;
 mod plan;
 mod recovery;

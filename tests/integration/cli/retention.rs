@@ -7,18 +7,17 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 
-use super::backups::{backups, fabricate};
+use super::backups::{fabricate, patch_metadata};
 use crate::support::{stderr, stdout, TestEnv};
 
 /// Mark a fabricated backup as taken after a failed stop, the way the stop
-/// hook records it (the metadata carries no checksum of itself).
+/// hook records it.
 fn mark_failed_stop(env: &TestEnv, id: &str) {
-    let path = backups(env).join(id).join(".backup-metadata.json");
-    let mut metadata: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    metadata["stop_result"] = serde_json::json!({
-        "service_result": "exit-code", "exit_code": "exited", "exit_status": "1",
+    patch_metadata(env, id, |m| {
+        m["stop_result"] = serde_json::json!({
+            "service_result": "exit-code", "exit_code": "exited", "exit_status": "1",
+        });
     });
-    std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();
 }
 
 /// `web` backups: one `before-apply` on January 1st, then one `on-stop`
