@@ -8,6 +8,8 @@ use crate::support::{stderr, stdout, TestEnv};
 /// Sets the window title, rings the bell, clears the screen.
 const TITLE: &str = "\x1b]0;pwned\x07";
 const CLEAR: &str = "\x1b[2J";
+/// A C1 control sequence introducer (U+009B), which serde_json leaves raw.
+const CSI: &str = "\u{9b}31m";
 
 const ID: &str = "web-2025-01-02-030405";
 
@@ -24,7 +26,7 @@ fn hostile() -> TestEnv {
     );
     patch_metadata(&env, ID, |m| {
         m["reason"] = format!("{TITLE}x{CLEAR}").into();
-        m["secrets"] = serde_json::json!([CLEAR, format!("db{TITLE}")]);
+        m["secrets"] = serde_json::json!([CLEAR, format!("db{TITLE}"), CSI]);
     });
     env
 }
@@ -61,7 +63,7 @@ fn list_and_info_escape_reason_and_secrets() {
         "{text}"
     );
     assert!(
-        text.contains("Secrets       \\x1b[2J, db\\x1b]0;pwned\\x07"),
+        text.contains("Secrets       \\x1b[2J, db\\x1b]0;pwned\\x07, \\x9b31m"),
         "{text}"
     );
 
@@ -86,7 +88,7 @@ fn json_carries_the_exact_values() {
         assert_eq!(backup["reason"], format!("{TITLE}x{CLEAR}"), "{args:?}");
         assert_eq!(
             backup["secrets"],
-            serde_json::json!([CLEAR, format!("db{TITLE}")]),
+            serde_json::json!([CLEAR, format!("db{TITLE}"), CSI]),
             "{args:?}"
         );
     }
