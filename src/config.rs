@@ -117,6 +117,7 @@ struct RawBackup {
     threads: Option<u32>,
     keep_manual: Option<usize>,
     keep_automatic: Option<usize>,
+    keep_before_change: Option<usize>,
     auto_prune: Option<bool>,
     stop_services: Option<bool>,
     start_timeout: Option<Seconds>,
@@ -200,8 +201,12 @@ pub struct BackupConfig {
     pub threads: Setting<u32>,
     /// Manual backups kept per deployment by `prune`.
     pub keep_manual: Setting<usize>,
-    /// Automatic backups kept per deployment.
+    /// Automatic backups kept per deployment (other than before-change).
     pub keep_automatic: Setting<usize>,
+    /// Backups taken before a change (`before-remove`, `before-apply`,
+    /// `pre-restore`) kept per deployment: a class of their own, so that
+    /// on-stop backups never push them out.
+    pub keep_before_change: Setting<usize>,
     /// Prune after each automatic backup.
     pub auto_prune: Setting<bool>,
     /// Stop services for a consistent backup (unless `--live`).
@@ -291,6 +296,7 @@ impl Config {
                 threads: Setting::pick(b.threads, 0),
                 keep_manual: Setting::pick(b.keep_manual, 5),
                 keep_automatic: Setting::pick(b.keep_automatic, 10),
+                keep_before_change: Setting::pick(b.keep_before_change, 5),
                 auto_prune: Setting::pick(b.auto_prune, true),
                 stop_services: Setting::pick(b.stop_services, true),
                 start_timeout: Setting::pick(b.start_timeout, Seconds(120)),
@@ -349,6 +355,7 @@ mod tests {
         assert_eq!(c.backup.compression.value, Compression::Zstd);
         assert_eq!(c.backup.keep_manual.value, 5);
         assert_eq!(c.backup.keep_automatic.value, 10);
+        assert_eq!(c.backup.keep_before_change.value, 5);
         assert_eq!(c.auto.min_interval.value, Seconds(600));
         assert_eq!(c.backup.dir.source, Source::Default);
     }
@@ -363,6 +370,7 @@ mod tests {
         assert_eq!(c.backup.compression.value, Compression::Gzip);
         assert_eq!(c.backup.level.value, 6);
         assert_eq!(c.backup.keep_automatic.source, Source::File);
+        assert_eq!(c.backup.keep_before_change.source, Source::Default);
         assert_eq!(c.auto.min_interval.value, Seconds(600));
         assert!(!c.auto.enabled_for("web"));
         assert!(c.auto.enabled_for("db"));
@@ -379,6 +387,8 @@ mod tests {
     #[test]
     fn wrong_type_is_an_error() {
         let err = parse("backup:\n  keep_manual: lots\n").unwrap_err();
+        assert!(err.message.contains(":2:"), "{}", err.message);
+        let err = parse("backup:\n  keep_before_change: -1\n").unwrap_err();
         assert!(err.message.contains(":2:"), "{}", err.message);
         let err = parse("auto:\n  min_interval: soon\n").unwrap_err();
         assert!(err.message.contains("invalid duration"), "{}", err.message);

@@ -161,6 +161,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         wait: LOCK_WAIT,
         services_already_stopped: false,
         progress: true,
+        stop_result: None,
     };
     match create(&ctx, &deployment, &options) {
         Ok(metadata) => {

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backup::create::{create, CreateOptions};
 use crate::backup::lock::DeploymentLock;
+use crate::backup::metadata::StopResult;
 use crate::config::Seconds;
 use crate::context::Context;
 use crate::deployment::Deployment;
@@ -214,10 +215,10 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
             }
         }
         // Cannot tell: a backup is better than none.
-        Err(err) => eprintln!(
+        Err(err) => crate::ui::note(format!(
             "leger-backup stop-hook: cannot ask the manager's state ({}); going on",
             err.message
-        ),
+        )),
     }
     let states = match env.unit_states(others) {
         Ok(states) => states,
@@ -289,6 +290,8 @@ pub struct SystemEnv<'a> {
     pub ctx: &'a Context,
     /// The deployment whose service stopped.
     pub deployment: &'a Deployment,
+    /// How that service's stop ended, when it failed (recorded in the backup).
+    pub stop_result: Option<StopResult>,
 }
 
 impl Env for SystemEnv<'_> {
@@ -352,6 +355,7 @@ impl Env for SystemEnv<'_> {
             wait: Duration::ZERO,
             services_already_stopped: true,
             progress: false,
+            stop_result: self.stop_result.clone(),
         };
         Ok(create(self.ctx, self.deployment, &options)?.id)
     }
@@ -383,7 +387,9 @@ pub fn report(
         Outcome::Failed => "backup FAILED",
         Outcome::BackedUp => "backed up",
     };
-    eprintln!("leger-backup {trigger}: {deployment}: {word}: {message}");
+    crate::ui::note(format!(
+        "leger-backup {trigger}: {deployment}: {word}: {message}"
+    ));
     let event = Event {
         time: Utc::now(),
         trigger: trigger.to_owned(),
@@ -391,10 +397,10 @@ pub fn report(
         backup_id,
     };
     if let Err(err) = record::store(state_dir, deployment, kind, event) {
-        eprintln!(
+        crate::ui::note(format!(
             "leger-backup {trigger}: {deployment}: cannot record this: {}",
             err.message
-        );
+        ));
     }
     match outcome {
         HookOutcome::Failed(why) => Err(Error::internal(format!(

@@ -31,7 +31,8 @@ use crate::backup::files;
 use crate::backup::journal::{Journal, Operation, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
-    BackupType, Consistency, Installation, Metadata, ServiceEntry, VolumeEntry, FORMAT_VERSION,
+    BackupType, Consistency, Installation, Metadata, ServiceEntry, StopResult, VolumeEntry,
+    FORMAT_VERSION,
 };
 use crate::backup::store::BackupStore;
 use crate::backup::tar_guard::{Guarded, Specials};
@@ -57,6 +58,8 @@ pub struct CreateOptions {
     pub services_already_stopped: bool,
     /// Show progress on stderr (bars on a terminal, lines otherwise).
     pub progress: bool,
+    /// Set by the stop hook when the service failed to stop cleanly.
+    pub stop_result: Option<StopResult>,
 }
 
 impl CreateOptions {
@@ -68,6 +71,7 @@ impl CreateOptions {
             wait: Duration::ZERO,
             services_already_stopped: false,
             progress: true,
+            stop_result: None,
         }
     }
 }
@@ -232,17 +236,9 @@ fn check_reason(reason: &str) -> Result<()> {
 /// Prune the deployment's backups by the configured policy. A failure is
 /// only a warning: the backup itself succeeded.
 fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &Progress) {
-    let keep_manual = ctx.config.backup.keep_manual.value;
-    let keep_automatic = ctx.config.backup.keep_automatic.value;
+    let keep = crate::backup::prune::Keep::configured(&ctx.config.backup);
     let in_use = crate::backup::journal::backups_in_use(&ctx.layout.state_dir);
-    match crate::backup::prune::prune(
-        store,
-        Some(deployment),
-        keep_manual,
-        keep_automatic,
-        &in_use,
-        false,
-    ) {
+    match crate::backup::prune::prune(store, Some(deployment), &keep, &in_use, false) {
         Ok(outcome) => {
             for id in outcome.deleted {
                 progress.step(format!("pruned {id}"));
@@ -479,6 +475,7 @@ pub(crate) fn create_locked(
         secrets: subject.secrets.clone(),
         consistency: Some(consistency),
         downtime_seconds: downtime.map(|d| d.as_secs_f64()),
+        stop_result: opts.stop_result.clone(),
     };
     sealed?;
     pending.finalize(metadata)?;
@@ -775,7 +772,7 @@ impl Progress {
     pub fn step(&self, message: impl std::fmt::Display) {
         match &self.multi {
             Some(multi) => {
-                let _ = multi.println(message.to_string());
+                let _ = multi.println(ui::escape(&message.to_string()));
             }
             None if self.lines => ui::note(message),
             None => {}
@@ -794,7 +791,7 @@ impl Progress {
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_prefix(format!("{verb} {volume}"));
+                bar.set_prefix(ui::escape(&format!("{verb} {volume}")).into_owned());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 VolumeBar {
                     bar: Some((multi.clone(), bar)),
@@ -855,7 +852,7 @@ impl VolumeBar {
         match &self.bar {
             Some((multi, bar)) => {
                 bar.finish_and_clear();
-                let _ = multi.println(line);
+                let _ = multi.println(ui::escape(&line));
             }
             None if self.lines => ui::note(line),
             None => {}

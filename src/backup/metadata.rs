@@ -55,6 +55,70 @@ impl BackupType {
     }
 }
 
+/// How the service whose stop triggered an on-stop backup ended, from the
+/// `$SERVICE_RESULT`, `$EXIT_CODE` and `$EXIT_STATUS` systemd gives
+/// `ExecStopPost=`. Recorded only when the stop failed: such a backup may
+/// hold the state that made the service fail, so it is marked and pruned
+/// apart from good ones (see `backup::prune`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopResult {
+    /// `exit-code`, `signal`, `timeout`, `core-dump`, `oom-kill`, ...
+    pub service_result: String,
+    /// `exited`, `killed` or `dumped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<String>,
+    /// The exit status (`1`) or the signal (`KILL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<String>,
+}
+
+impl StopResult {
+    /// From systemd's variables: `None` for a clean stop (`success`) or
+    /// when there are none (not run by systemd). Values that are not the
+    /// short words systemd uses are dropped (an unknown result is kept as
+    /// `unknown`): they end up in metadata and on terminals.
+    pub fn from_systemd(
+        service_result: Option<&str>,
+        exit_code: Option<&str>,
+        exit_status: Option<&str>,
+    ) -> Option<StopResult> {
+        let result = service_result?;
+        if result == "success" {
+            return None;
+        }
+        let word = |v: Option<&str>| v.filter(|v| is_systemd_word(v)).map(str::to_owned);
+        Some(StopResult {
+            service_result: word(Some(result)).unwrap_or_else(|| "unknown".to_owned()),
+            exit_code: word(exit_code),
+            exit_status: word(exit_status),
+        })
+    }
+
+    /// `exit-code (exited, status 1)`.
+    pub fn describe(&self) -> String {
+        let details: Vec<String> = self
+            .exit_code
+            .iter()
+            .cloned()
+            .chain(self.exit_status.iter().map(|s| format!("status {s}")))
+            .collect();
+        if details.is_empty() {
+            self.service_result.clone()
+        } else {
+            format!("{} ({})", self.service_result, details.join(", "))
+        }
+    }
+}
+
+/// A short word of letters, digits, `-` and `_`, as systemd's results,
+/// exit codes, statuses and signal names are.
+fn is_systemd_word(value: &str) -> bool {
+    (1..=32).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
 /// Whether services were stopped while volumes were exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -225,6 +289,9 @@ pub struct Metadata {
     /// Seconds services were down for the backup.
     #[serde(default)]
     pub downtime_seconds: Option<f64>,
+    /// Set on an on-stop backup taken after the service failed to stop cleanly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_result: Option<StopResult>,
 }
 
 impl Metadata {
@@ -232,6 +299,11 @@ impl Metadata {
     /// nothing can be verified).
     pub fn is_legacy(&self) -> bool {
         self.format_version.is_none()
+    }
+
+    /// Whether this backup was taken after its service failed to stop cleanly.
+    pub fn after_failed_stop(&self) -> bool {
+        self.stop_result.is_some()
     }
 
     /// Parse and check metadata read from `path` (the metadata file).
@@ -348,6 +420,18 @@ impl Metadata {
             for (k, value) in v.labels.iter().chain(&v.options) {
                 names::check_label(k, value)
                     .map_err(|why| format!("label or option {k:?} of volume {} {why}", v.name))?;
+            }
+        }
+        if let Some(stop) = &self.stop_result {
+            let words = [
+                Some(&stop.service_result),
+                stop.exit_code.as_ref(),
+                stop.exit_status.as_ref(),
+            ];
+            if let Some(word) = words.into_iter().flatten().find(|w| !is_systemd_word(w)) {
+                return Err(format!(
+                    "stop_result {word:?} is not a systemd result (up to 32 letters, digits, '-', '_')"
+                ));
             }
         }
         Ok(())
@@ -480,6 +564,56 @@ mod tests {
             let err = Metadata::parse(json.as_bytes(), Path::new("m.json")).unwrap_err();
             assert!(err.message.contains(expected), "{}", err.message);
         }
+    }
+
+    #[test]
+    fn stop_result_only_for_failed_stops() {
+        assert_eq!(StopResult::from_systemd(None, None, None), None);
+        assert_eq!(
+            StopResult::from_systemd(Some("success"), Some("exited"), Some("0")),
+            None
+        );
+        let failed =
+            StopResult::from_systemd(Some("exit-code"), Some("exited"), Some("1")).unwrap();
+        assert_eq!(failed.describe(), "exit-code (exited, status 1)");
+        // Values from the environment are bounded words, nothing else.
+        let odd = StopResult::from_systemd(Some("\x1b[2J"), Some("killed"), Some(&"9".repeat(40)))
+            .unwrap();
+        assert_eq!(odd.describe(), "unknown (killed)");
+    }
+
+    #[test]
+    fn stop_result_is_checked_when_loaded() {
+        let json = |stop: &str| {
+            format!(
+                r#"{{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z",
+                "type":"automatic","reason":"on-stop","size":0,"quadlet_files":[],"volumes":[],
+                "format_version":1,"stop_result":{stop}}}"#
+            )
+        };
+        let ok = Metadata::parse(
+            json(r#"{"service_result":"exit-code","exit_code":"exited","exit_status":"1"}"#)
+                .as_bytes(),
+            Path::new("m.json"),
+        )
+        .unwrap();
+        assert!(ok.after_failed_stop());
+        let err = Metadata::parse(
+            json(r#"{"service_result":"signal","exit_status":"\u001b]0;x\u0007"}"#).as_bytes(),
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("is not a systemd result"),
+            "{}",
+            err.message
+        );
+        // Absent in older backups.
+        let old = br#"{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z",
+            "type":"automatic","reason":"on-stop","size":0,"quadlet_files":[],"volumes":[]}"#;
+        assert!(!Metadata::parse(old, Path::new("m.json"))
+            .unwrap()
+            .after_failed_stop());
     }
 
     proptest::proptest! {

@@ -1,5 +1,15 @@
-//! Pruning: per deployment and per type (manual, automatic), keep the newest
-//! N backups and delete the rest.
+//! Pruning: per deployment and per retention class, keep the newest N
+//! backups and delete the rest.
+//!
+//! Three classes, each with its own keep count, so that a flood of one kind
+//! never pushes out another ([`Class`]): manual backups, backups taken
+//! before a change (`before-remove`, `before-apply`, `pre-restore`: the ones
+//! a user rolls back to after a bad change), and other automatic backups
+//! (`on-stop`, ...). Within a class, backups taken after a failed stop (a
+//! crash-looping service) are counted apart: besides the newest `keep` good
+//! ones, only the newest failed one is kept, so they never push out a good
+//! one. Whatever the counts (0 included), a deployment's newest good backup
+//! (not taken after a failed stop) is never deleted.
 //!
 //! The selection ([`select`]) is a pure function so it is tested on its own.
 //! Invalid backups are never pruned: nothing about them can be trusted,
@@ -13,41 +23,143 @@ use crate::backup::metadata::{BackupType, Metadata};
 use crate::backup::store::BackupStore;
 use crate::error::{Error, Result};
 
-/// The IDs to delete among `listed` (valid backups): per deployment and per
-/// type, all but the newest `keep_*` (by `created_at`, then ID). With a
-/// `deployment` filter, other deployments are left alone. Returned newest
-/// first within each group, groups in name order.
-pub fn select(
-    listed: &[Metadata],
-    keep_manual: usize,
-    keep_automatic: usize,
-    deployment: Option<&str>,
-) -> Vec<String> {
-    let mut groups: BTreeMap<(&str, u8), Vec<&Metadata>> = BTreeMap::new();
+/// Reasons of the backups taken before a change to the deployment.
+pub const BEFORE_CHANGE_REASONS: [&str; 3] = ["before-remove", "before-apply", "pre-restore"];
+
+/// A retention class: what a keep count applies to. Derived from the
+/// backup's reason (and leger's `type`), never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Asked for by a person (`type` manual).
+    Manual,
+    /// Taken before a change: [`BEFORE_CHANGE_REASONS`].
+    BeforeChange,
+    /// Every other automatic backup (`on-stop`, `before-update`, ...).
+    Automatic,
+}
+
+impl Class {
+    /// The class of a backup.
+    pub fn of(m: &Metadata) -> Class {
+        if BEFORE_CHANGE_REASONS.contains(&m.reason.as_str()) {
+            Class::BeforeChange
+        } else if m.backup_type == BackupType::Manual {
+            Class::Manual
+        } else {
+            Class::Automatic
+        }
+    }
+
+    /// `manual`, `before-change`, `automatic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Manual => "manual",
+            Class::BeforeChange => "before-change",
+            Class::Automatic => "automatic",
+        }
+    }
+}
+
+/// How many backups of each class to keep per deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    /// `backup.keep_manual`.
+    pub manual: usize,
+    /// `backup.keep_before_change`.
+    pub before_change: usize,
+    /// `backup.keep_automatic`.
+    pub automatic: usize,
+}
+
+impl Keep {
+    /// The counts of the `backup:` settings.
+    pub fn configured(b: &crate::config::BackupConfig) -> Keep {
+        Keep {
+            manual: b.keep_manual.value,
+            before_change: b.keep_before_change.value,
+            automatic: b.keep_automatic.value,
+        }
+    }
+
+    /// The count for `class`; for backups taken after a failed stop, at
+    /// most one (counted apart from the good ones).
+    fn of(&self, class: Class, failed_stop: bool) -> usize {
+        let keep = match class {
+            Class::Manual => self.manual,
+            Class::BeforeChange => self.before_change,
+            Class::Automatic => self.automatic,
+        };
+        if failed_stop {
+            keep.min(1)
+        } else {
+            keep
+        }
+    }
+}
+
+impl std::fmt::Display for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} manual, {} before-change and {} automatic",
+            self.manual, self.before_change, self.automatic
+        )
+    }
+}
+
+/// What [`select`] decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// IDs to delete, newest first within each group, groups in
+    /// deployment, then class order.
+    pub doomed: Vec<String>,
+    /// IDs the keep counts would delete but that are kept as their
+    /// deployment's newest good backup.
+    pub protected: Vec<String>,
+}
+
+/// Newest first: by `created_at`, then ID.
+fn newest_first(a: &&Metadata, b: &&Metadata) -> std::cmp::Ordering {
+    (b.created_at, &b.id).cmp(&(a.created_at, &a.id))
+}
+
+/// The backups to delete among `listed` (valid backups): per deployment,
+/// class, and good or after a failed stop, all but the newest `keep`
+/// ([`Keep::of`]); never a deployment's newest good backup. With a
+/// `deployment` filter, other deployments are left alone.
+pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Selection {
+    type Group<'a> = (&'a str, Class, bool);
+    let mut groups: BTreeMap<Group, Vec<&Metadata>> = BTreeMap::new();
+    let mut newest_good: BTreeMap<&str, &Metadata> = BTreeMap::new();
     for m in listed {
         if deployment.is_some_and(|d| d != m.deployment_name) {
             continue;
         }
-        let kind = match m.backup_type {
-            BackupType::Manual => 0,
-            BackupType::Automatic => 1,
-        };
+        let failed = m.after_failed_stop();
         groups
-            .entry((m.deployment_name.as_str(), kind))
+            .entry((m.deployment_name.as_str(), Class::of(m), failed))
             .or_default()
             .push(m);
+        if !failed {
+            let best = newest_good.entry(&m.deployment_name).or_insert(m);
+            if newest_first(&m, best).is_lt() {
+                *best = m;
+            }
+        }
     }
-    let mut doomed = Vec::new();
-    for ((_, kind), mut backups) in groups {
-        backups.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
-        let keep = if kind == 0 {
-            keep_manual
-        } else {
-            keep_automatic
-        };
-        doomed.extend(backups.into_iter().skip(keep).map(|m| m.id.clone()));
+    let mut selection = Selection::default();
+    for ((name, class, failed), mut backups) in groups {
+        backups.sort_by(newest_first);
+        for m in backups.into_iter().skip(keep.of(class, failed)) {
+            if newest_good.get(name).is_some_and(|n| n.id == m.id) {
+                selection.protected.push(m.id.clone());
+            } else {
+                selection.doomed.push(m.id.clone());
+            }
+        }
     }
-    doomed
+    selection
 }
 
 /// A backup prune left alone because its metadata is unusable.
@@ -82,10 +194,12 @@ pub struct PruneOutcome {
     /// Kept although the policy says delete: an unfinished operation
     /// needs them (also in `kept`).
     pub held: Vec<HeldBackup>,
+    /// Kept although the keep counts say delete: the newest good backup of
+    /// its deployment (also in `kept`).
+    pub protected: Vec<String>,
 }
 
-/// Apply the policy (keep the newest `keep_manual` manual and
-/// `keep_automatic` automatic backups per deployment, only `deployment`'s
+/// Apply the policy ([`select`] with `keep`, only `deployment`'s backups
 /// when given) to the backups in `store`; with `dry_run`, only report.
 /// Backups in `in_use` (ID -> what needs them) are kept whatever the
 /// policy says. Every deletion is attempted; failures are reported
@@ -93,8 +207,7 @@ pub struct PruneOutcome {
 pub fn prune(
     store: &BackupStore,
     deployment: Option<&str>,
-    keep_manual: usize,
-    keep_automatic: usize,
+    keep: &Keep,
     in_use: &BTreeMap<String, String>,
     dry_run: bool,
 ) -> Result<PruneOutcome> {
@@ -118,11 +231,13 @@ pub fn prune(
             }
         }
     }
-    let (held, doomed): (Vec<String>, Vec<String>) =
-        select(&valid, keep_manual, keep_automatic, deployment)
-            .into_iter()
-            .partition(|id| in_use.contains_key(id));
+    let selection = select(&valid, keep, deployment);
+    let (held, doomed): (Vec<String>, Vec<String>) = selection
+        .doomed
+        .into_iter()
+        .partition(|id| in_use.contains_key(id));
     outcome.deleted = doomed;
+    outcome.protected = selection.protected;
     outcome.held = held
         .into_iter()
         .map(|id| HeldBackup {
@@ -163,6 +278,7 @@ pub fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::metadata::StopResult;
     use chrono::{TimeZone, Utc};
 
     fn meta(deployment: &str, day: u32, reason: &str) -> Metadata {
@@ -187,6 +303,90 @@ mod tests {
             secrets: vec![],
             consistency: None,
             downtime_seconds: None,
+            stop_result: None,
+        }
+    }
+
+    fn keep(manual: usize, before_change: usize, automatic: usize) -> Keep {
+        Keep {
+            manual,
+            before_change,
+            automatic,
+        }
+    }
+
+    /// An on-stop backup taken after the service failed.
+    fn failed_stop(day: u32) -> Metadata {
+        Metadata {
+            stop_result: StopResult::from_systemd(Some("exit-code"), Some("exited"), Some("1")),
+            ..meta("web", day, "on-stop")
+        }
+    }
+
+    fn ids(days: impl IntoIterator<Item = u32>) -> Vec<String> {
+        days.into_iter()
+            .map(|d| format!("web-2025-01-{d:02}-120000"))
+            .collect()
+    }
+
+    #[test]
+    fn before_apply_survives_ten_on_stop_backups() {
+        let mut all = vec![meta("web", 1, "before-apply")];
+        all.extend((2..=11).map(|d| meta("web", d, "on-stop")));
+        let selection = select(&all, &keep(5, 5, 3), None);
+        // The three newest on-stop are kept, and the before-apply.
+        assert_eq!(selection.doomed, ids((2..=8).rev()));
+        assert!(selection.protected.is_empty());
+    }
+
+    #[test]
+    fn failed_stop_backups_never_push_out_a_good_one() {
+        let mut all = vec![meta("web", 1, "on-stop")];
+        all.extend((2..=11).map(failed_stop));
+        let selection = select(&all, &keep(5, 5, 3), None);
+        // Only the newest failed one is kept besides the good one.
+        assert_eq!(selection.doomed, ids((2..=10).rev()));
+        // Alone in its class, the good one is still kept with a count of 1.
+        let selection = select(&all, &keep(5, 5, 1), None);
+        assert_eq!(selection.doomed, ids((2..=10).rev()));
+    }
+
+    #[test]
+    fn zero_keep_counts_never_delete_the_newest_good_backup() {
+        let all = vec![
+            meta("web", 1, "manual"),
+            meta("web", 2, "before-apply"),
+            meta("web", 3, "on-stop"),
+            failed_stop(4),
+            meta("db", 1, "before-remove"),
+        ];
+        let selection = select(&all, &keep(0, 0, 0), None);
+        assert_eq!(
+            selection.doomed,
+            [
+                "web-2025-01-01-120000",
+                "web-2025-01-02-120000",
+                "web-2025-01-04-120000"
+            ]
+        );
+        assert_eq!(
+            selection.protected,
+            ["db-2025-01-01-120000", "web-2025-01-03-120000"]
+        );
+    }
+
+    #[test]
+    fn class_comes_from_the_reason() {
+        for (reason, class) in [
+            ("manual", Class::Manual),
+            ("weekly", Class::Manual),
+            ("before-remove", Class::BeforeChange),
+            ("before-apply", Class::BeforeChange),
+            ("pre-restore", Class::BeforeChange),
+            ("on-stop", Class::Automatic),
+            ("before-update", Class::Automatic),
+        ] {
+            assert_eq!(Class::of(&meta("web", 1, reason)), class, "{reason}");
         }
     }
 
@@ -200,7 +400,7 @@ mod tests {
         }
         // Order in the input does not matter.
         all.reverse();
-        let doomed = select(&all, 2, 3, None);
+        let doomed = select(&all, &keep(2, 0, 3), None).doomed;
         assert_eq!(
             doomed,
             vec![
@@ -224,7 +424,7 @@ mod tests {
         let all: Vec<_> = (1..=4)
             .flat_map(|d| [meta("web", d, "manual"), meta("db", d, "manual")])
             .collect();
-        let doomed = select(&all, 1, 1, Some("db"));
+        let doomed = select(&all, &keep(1, 1, 1), Some("db")).doomed;
         assert_eq!(
             doomed,
             vec![
@@ -238,8 +438,11 @@ mod tests {
     #[test]
     fn fewer_than_kept_deletes_nothing_and_zero_deletes_all() {
         let all = vec![meta("web", 1, "manual"), meta("web", 2, "pre-restore")];
-        assert!(select(&all, 5, 10, None).is_empty());
-        assert_eq!(select(&all, 0, 10, None), vec!["web-2025-01-01-120000"]);
+        assert!(select(&all, &keep(5, 5, 10), None).doomed.is_empty());
+        assert_eq!(
+            select(&all, &keep(0, 10, 10), None).doomed,
+            vec!["web-2025-01-01-120000"]
+        );
     }
 
     #[test]
@@ -252,7 +455,7 @@ mod tests {
         }
         let held_id = "web-2025-01-01-120000".to_owned();
         let in_use = BTreeMap::from([(held_id.clone(), "needed".to_owned())]);
-        let outcome = prune(&store, None, 1, 1, &in_use, false).unwrap();
+        let outcome = prune(&store, None, &keep(1, 1, 1), &in_use, false).unwrap();
         assert_eq!(outcome.deleted, ["web-2025-01-02-120000"]);
         assert_eq!(
             outcome.held,
@@ -271,7 +474,7 @@ mod tests {
         let a = meta("web", 1, "manual");
         let mut b = a.clone();
         b.id = format!("{}-2", a.id);
-        let doomed = select(&[a.clone(), b], 1, 1, None);
+        let doomed = select(&[a.clone(), b], &keep(1, 1, 1), None).doomed;
         assert_eq!(doomed, vec![a.id]);
     }
 }

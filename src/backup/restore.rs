@@ -283,6 +283,7 @@ pub fn restore(
             wait: Duration::ZERO,
             services_already_stopped: true,
             progress: true,
+            stop_result: None,
         };
         journal.update(|r| {
             r.safety = Some(Safety::Taking { id: String::new() });

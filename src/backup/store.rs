@@ -679,6 +679,7 @@ mod tests {
             secrets: vec![],
             consistency: None,
             downtime_seconds: None,
+            stop_result: None,
         }
     }
 

@@ -307,6 +307,7 @@ mod tests {
             secrets: vec![],
             consistency: None,
             downtime_seconds: None,
+            stop_result: None,
         };
         pending.finalize(metadata).unwrap();
         let b = store.load("web-1").unwrap();

@@ -68,7 +68,7 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Delete one backup.
     Delete(DeleteArgs),
-    /// Delete old backups, keeping the newest per deployment and type.
+    /// Delete old backups, keeping the newest per deployment and class.
     Prune(PruneArgs),
     /// Show what a backup of a deployment would capture, touching nothing.
     Plan(PlanArgs),
@@ -181,9 +181,14 @@ pub struct PruneArgs {
     /// Manual backups to keep per deployment (default from config: 5).
     #[arg(long)]
     pub keep_manual: Option<usize>,
-    /// Automatic backups to keep per deployment (default from config: 10).
+    /// Automatic backups to keep per deployment, other than before-change
+    /// ones (default from config: 10).
     #[arg(long)]
     pub keep_automatic: Option<usize>,
+    /// Backups taken before a change (before-remove, before-apply,
+    /// pre-restore) to keep per deployment (default from config: 5).
+    #[arg(long)]
+    pub keep_before_change: Option<usize>,
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,

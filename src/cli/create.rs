@@ -33,6 +33,7 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         wait: Duration::from_secs(args.wait),
         services_already_stopped: false,
         progress: true,
+        stop_result: None,
     };
     let metadata = create::create(&ctx, &deployment, &opts)?;
     if global.json {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::args::IdArg;
-use super::list::{listed_json, open_store, type_name};
+use super::list::{listed_json, open_store, reason_text, type_name};
 use super::GlobalArgs;
 use crate::backup::metadata::{Consistency, Metadata};
 use crate::backup::store::{validate_id, Listed};
@@ -61,7 +61,7 @@ pub fn render(m: &Metadata, path: &std::path::Path) -> String {
         m.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
     );
     kv(&mut out, 0, "Type", type_name(m.backup_type));
-    kv(&mut out, 0, "Reason", &m.reason);
+    kv(&mut out, 0, "Reason", reason_text(m));
     kv(&mut out, 0, "Size", ui::human_size(m.size));
     kv(&mut out, 0, "Path", path.display());
     match m.format_version {

@@ -5,6 +5,8 @@ use serde_json::{Map, Value};
 
 use super::args::ListArgs;
 use super::GlobalArgs;
+use crate::backup::metadata::Metadata;
+use crate::backup::prune::Class;
 use crate::backup::recovery;
 use crate::backup::store::{resolve_inside, BackupStore, Listed};
 use crate::context::Context;
@@ -34,7 +36,8 @@ pub(super) fn belongs_to(entry: &Listed, deployment: &str) -> bool {
 }
 
 /// The JSON object for one listed backup: `id`, `path`, `valid`, `error`,
-/// then every metadata field.
+/// for a valid one its `retention` class and `after_failed_stop`, then
+/// every metadata field.
 pub(super) fn listed_json(entry: &Listed) -> Result<Value> {
     let mut object = Map::new();
     object.insert("id".into(), Value::from(entry.id.clone()));
@@ -49,6 +52,11 @@ pub(super) fn listed_json(entry: &Listed) -> Result<Value> {
             .map_or(Value::Null, |e| Value::from(e.clone())),
     );
     if let Ok(m) = &entry.metadata {
+        object.insert("retention".into(), Value::from(Class::of(m).name()));
+        object.insert(
+            "after_failed_stop".into(),
+            Value::from(m.after_failed_stop()),
+        );
         if let Value::Object(fields) = serde_json::to_value(m)? {
             for (k, v) in fields {
                 object.entry(k).or_insert(v);
@@ -102,7 +110,7 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
                     m.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                     type_name(m.backup_type).to_owned(),
                     ui::human_size(m.size),
-                    m.reason.clone(),
+                    reason_text(m),
                     if volumes.is_empty() {
                         "-".to_owned()
                     } else {
@@ -178,6 +186,14 @@ fn check_archives(mut entry: Listed) -> Listed {
         entry.metadata = Err(p);
     }
     entry
+}
+
+/// The reason, and the failure of the stop an on-stop backup followed.
+pub(super) fn reason_text(m: &Metadata) -> String {
+    match &m.stop_result {
+        Some(stop) => format!("{} (after a failed stop: {})", m.reason, stop.describe()),
+        None => m.reason.clone(),
+    }
 }
 
 /// `manual` / `automatic`.

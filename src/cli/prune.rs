@@ -1,11 +1,11 @@
-//! `prune`: keep the newest backups per deployment and type, delete the
+//! `prune`: keep the newest backups per deployment and class, delete the
 //! rest; invalid backups are listed, never deleted automatically.
 
 use super::args::PruneArgs;
 use super::list::open_store;
 use super::GlobalArgs;
 use crate::backup::journal::backups_in_use;
-use crate::backup::prune::prune;
+use crate::backup::prune::{prune, Keep};
 use crate::error::Result;
 use crate::ui;
 
@@ -20,18 +20,17 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
             ui::note(notice);
         }
     }
-    let keep_manual = args
-        .keep_manual
-        .unwrap_or(ctx.config.backup.keep_manual.value);
-    let keep_automatic = args
-        .keep_automatic
-        .unwrap_or(ctx.config.backup.keep_automatic.value);
+    let configured = Keep::configured(&ctx.config.backup);
+    let keep = Keep {
+        manual: args.keep_manual.unwrap_or(configured.manual),
+        before_change: args.keep_before_change.unwrap_or(configured.before_change),
+        automatic: args.keep_automatic.unwrap_or(configured.automatic),
+    };
     let in_use = backups_in_use(&ctx.layout.state_dir);
     let outcome = prune(
         &store,
         args.deployment.as_deref(),
-        keep_manual,
-        keep_automatic,
+        &keep,
         &in_use,
         args.dry_run,
     )?;
@@ -50,6 +49,11 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
     for held in &outcome.held {
         text.push_str(&format!("kept {} ({})\n", held.id, held.why));
     }
+    for id in &outcome.protected {
+        text.push_str(&format!(
+            "kept {id} (the newest good backup of its deployment is never pruned)\n"
+        ));
+    }
     for invalid in &outcome.invalid {
         text.push_str(&format!(
             "kept invalid {} (not pruned automatically: {})\n",
@@ -58,7 +62,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
     }
     ui::print_text(&text)?;
     ui::note(format!(
-        "{} {}, kept {} (keeping {keep_manual} manual and {keep_automatic} automatic per deployment)",
+        "{} {}, kept {} (keeping {keep} per deployment)",
         verb,
         outcome.deleted.len(),
         outcome.kept.len()

@@ -34,6 +34,11 @@ fn print_human(config: &Config) -> Result<()> {
         row("backup.threads", &b.threads, u32::to_string),
         row("backup.keep_manual", &b.keep_manual, usize::to_string),
         row("backup.keep_automatic", &b.keep_automatic, usize::to_string),
+        row(
+            "backup.keep_before_change",
+            &b.keep_before_change,
+            usize::to_string,
+        ),
         row("backup.auto_prune", &b.auto_prune, bool::to_string),
         row("backup.stop_services", &b.stop_services, bool::to_string),
         row(

@@ -5,6 +5,7 @@ use super::args::StopHookArgs;
 use super::GlobalArgs;
 use crate::auto::dropin;
 use crate::auto::stop_hook::{self, HookOutcome, Policy, SystemEnv};
+use crate::backup::metadata::StopResult;
 use crate::backup::recovery;
 use crate::config::Config;
 use crate::context::Context;
@@ -75,6 +76,17 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
     let env = SystemEnv {
         ctx: &ctx,
         deployment: &deployment,
+        stop_result: stop_result_from_env(),
     };
     stop_hook::run_hook(&env, &policy, &others)
+}
+
+/// What systemd tells `ExecStopPost=` about how the service ended.
+fn stop_result_from_env() -> Option<StopResult> {
+    let var = |name: &str| std::env::var(name).ok();
+    StopResult::from_systemd(
+        var("SERVICE_RESULT").as_deref(),
+        var("EXIT_CODE").as_deref(),
+        var("EXIT_STATUS").as_deref(),
+    )
 }

@@ -14,7 +14,7 @@ use crate::support::{stderr, stdout, TestEnv};
 /// The default backup directory inside the test HOME.
 pub(super) const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 
-fn backups(env: &TestEnv) -> PathBuf {
+pub(super) fn backups(env: &TestEnv) -> PathBuf {
     env.path(BACKUPS)
 }
 
@@ -55,7 +55,7 @@ pub(super) fn sha256(bytes: &[u8]) -> String {
 }
 
 /// A backup written the way leger-backup writes one.
-struct Fabricated {
+pub(super) struct Fabricated {
     id: String,
     dir: PathBuf,
     /// sha256 of each archive, by volume name.
@@ -64,7 +64,7 @@ struct Fabricated {
 
 /// Fabricate a backup `id` of `deployment` created at `created` (RFC 3339)
 /// with one zstd archive per volume and one deployment file.
-fn fabricate(
+pub(super) fn fabricate(
     env: &TestEnv,
     id: &str,
     deployment: &str,
@@ -159,6 +159,16 @@ fn fabricate(
         dir,
         archive_sha,
     }
+}
+
+/// Change the metadata of a fabricated backup (it carries no checksum of
+/// itself, so the backup stays valid).
+pub(super) fn patch_metadata(env: &TestEnv, id: &str, patch: impl FnOnce(&mut serde_json::Value)) {
+    let path = backups(env).join(id).join(".backup-metadata.json");
+    let mut metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    patch(&mut metadata);
+    std::fs::write(&path, serde_json::to_vec(&metadata).unwrap()).unwrap();
 }
 
 /// A backup as leger's Go implementation writes it: no format version, an
@@ -594,7 +604,8 @@ fn prune_uses_the_configured_policy_per_deployment() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "deleted web-2025-01-03-100000\nkept invalid web-2025-01-01-000000 (not pruned automatically: .backup-metadata.json: malformed metadata: EOF while parsing a value at line 1 column 7)\n"
+        "kept web-2025-01-03-100000 (the newest good backup of its deployment is never pruned)\n\
+         kept invalid web-2025-01-01-000000 (not pruned automatically: .backup-metadata.json: malformed metadata: EOF while parsing a value at line 1 column 7)\n"
     );
     // db untouched although it has two manual backups.
     assert!(backups(&env).join("db-2025-01-02-120000").exists());

@@ -3,9 +3,11 @@
 mod auto;
 mod backups;
 mod basics;
+mod escapes;
 mod file_modes;
 mod hostile_archives;
 mod hostile_metadata;
 mod packaging;
 mod plan;
 mod recovery;
+mod retention;

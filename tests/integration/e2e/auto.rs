@@ -476,13 +476,13 @@ fn enable_and_disable_without_generator_write_and_remove_dropins() {
 }
 
 #[test]
-fn automatic_backups_are_pruned_to_keep_automatic() {
+fn before_apply_backups_are_pruned_to_keep_before_change() {
     let tb = Testbed::get();
     let name = "autoprune";
     ok(&tb, &format!("cleanup {name}"));
     let _config = LegerConfig::set(
         &tb,
-        "backup:\n  keep_automatic: 10\nauto:\n  live_hooks: true\n",
+        "backup:\n  keep_automatic: 2\n  keep_before_change: 10\nauto:\n  live_hooks: true\n",
     );
     ok(&tb, &format!("install {name}"));
     // leger's pre-apply hook, called 12 times as leger calls it: never rate
@@ -501,6 +501,97 @@ fn automatic_backups_are_pruned_to_keep_automatic() {
     assert_eq!(list.len(), 10, "{list:#?}");
     assert!(list.iter().all(|b| b["reason"] == "before-apply"));
     assert_eq!(status_of(&tb, name)["kept"]["automatic"], 10);
+
+    ok(&tb, &format!("cleanup {name}"));
+}
+
+#[test]
+fn a_crash_looping_service_never_pushes_out_the_before_apply_backup() {
+    let tb = Testbed::get();
+    let name = "autocrash";
+    ok(&tb, &format!("cleanup {name}"));
+    // Every stop may back up (no rate limit), and only two automatic
+    // backups are kept: the retention classes must still keep the one the
+    // user needs.
+    let _config = LegerConfig::set(
+        &tb,
+        "backup:\n  keep_automatic: 2\nauto:\n  min_interval: 0\n  coalesce_seconds: 0\n  live_hooks: true\n",
+    );
+    // The app exits 3 on its own once /data/fail exists: a failed stop.
+    ok(
+        &tb,
+        &format!(
+            "make_src {name} \"$HOME/auto-e2e/{name}\" && \
+             sed -i \"s|^Exec=.*|Exec=sh -c 'while [ ! -e /data/fail ]; do sleep 0.2; done; exit 3'|\" \
+               \"$HOME/auto-e2e/{name}/{name}-app.container\" && \
+             $SIM install {name} \"$HOME/auto-e2e/{name}\" >/dev/null && \
+             systemctl --user is-active $(services {name}) >/dev/null"
+        ),
+    );
+    // What leger runs before an apply: the backup to roll back to.
+    ok(
+        &tb,
+        &format!(
+            "LEGER_EVENT=pre-apply LEGER_DEPLOYMENT={name} LEGER_SCOPE=user \
+             /src/hooks/pre-apply.d/50-leger-backup pre-apply {name}"
+        ),
+    );
+    // A clean stop of the whole deployment: one good on-stop backup.
+    ok(&tb, &format!("systemctl --user stop $(services {name})"));
+    // Then the app crashes again and again, each time alone (side stays down).
+    let wait_down = format!(
+        "for i in $(seq 150); do s=$(systemctl --user show -P ActiveState {name}-app.service); \
+           [ \"$s\" = failed ] || [ \"$s\" = inactive ] && break; sleep 0.2; done; \
+         [ \"$s\" = failed ] || {{ echo \"app is $s\" >&2; exit 1; }}"
+    );
+    for round in 0..4 {
+        ok(
+            &tb,
+            &format!(
+                "podman unshare rm -f \"$(vol_mp {name})/fail\"; \
+                 systemctl --user reset-failed {name}-app.service 2>/dev/null || true; \
+                 systemctl --user start {name}-app.service && \
+                 podman unshare touch \"$(vol_mp {name})/fail\" && {wait_down}"
+            ),
+        );
+        eprintln!("crash {round} done");
+    }
+    let list = backups(&tb, name);
+    let summary: Vec<(String, bool)> = list
+        .iter()
+        .map(|b| {
+            (
+                b["reason"].as_str().unwrap_or("?").to_owned(),
+                b["after_failed_stop"] == true,
+            )
+        })
+        .collect();
+    // Newest first: the newest failed-stop backup only, the good on-stop
+    // one, and the before-apply one.
+    assert_eq!(
+        summary,
+        [
+            ("on-stop".to_owned(), true),
+            ("on-stop".to_owned(), false),
+            ("before-apply".to_owned(), false)
+        ],
+        "{list:#?}"
+    );
+    assert_eq!(
+        list[0]["stop_result"],
+        serde_json::json!({"service_result": "exit-code", "exit_code": "exited", "exit_status": "3"}),
+        "{:#}",
+        list[0]
+    );
+    assert_eq!(list[2]["retention"], "before-change");
+    let id = list[0]["id"].as_str().unwrap();
+    let info = ok(&tb, &format!("leger-backup info {id}"));
+    assert!(
+        info.contains("on-stop (after a failed stop: exit-code (exited, status 3))"),
+        "{info}"
+    );
+    let text = ok(&tb, &format!("leger-backup list --deployment {name}"));
+    assert!(text.contains("after a failed stop"), "{text}");
 
     ok(&tb, &format!("cleanup {name}"));
 }
