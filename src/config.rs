@@ -254,10 +254,12 @@ pub struct Config {
 
 impl Config {
     /// Load the config for `layout`; a missing file means all defaults.
+    /// Read within 1 MiB and never blocking: the generator loads it at
+    /// every `daemon-reload`.
     pub fn load(layout: &Layout) -> Result<Config> {
         let file = layout.config_file();
-        match fs_err::read_to_string(&file) {
-            Ok(text) => Self::parse(&text, &file, layout),
+        match crate::regular_file::read_capped(&file, 1 << 20) {
+            Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes), &file, layout),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Self::resolve(RawFile::default(), file, false, layout))
             }

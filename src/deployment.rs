@@ -29,6 +29,12 @@ pub const QUADLET_EXTENSIONS: &[&str] = &[
     "build",
 ];
 
+/// The largest quadlet file or drop-in read, in bytes. Real ones are a few
+/// KiB; anything near this is a mistake or an attack, and the generator
+/// reads these files at every `daemon-reload`, where it must stay fast and
+/// small whatever the Quadlet directories hold.
+pub const QUADLET_FILE_MAX: u64 = 1 << 20;
+
 /// Check a deployment name before it touches the disk: letters, digits,
 /// `-`, `_`, `.`, not starting with `.` (so never `..` or a hidden file).
 pub fn validate_name(name: &str) -> Result<()> {
@@ -166,8 +172,20 @@ impl Deployment {
     }
 
     /// The quadlet files systemd uses for this deployment: the installed copy
-    /// when there is one, else the active directory's.
+    /// when there is one, else the active directory's. The first file that
+    /// cannot be read (not a regular file, too large) is an error naming it.
     pub fn quadlet_sources(&self) -> Result<Vec<SourceFile>> {
+        let (sources, unread) = self.quadlet_sources_skipping()?;
+        match unread.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(sources),
+        }
+    }
+
+    /// [`Self::quadlet_sources`], leaving out each file that cannot be read,
+    /// with the error naming it: for the generator and `enable`, where one
+    /// bad file must not cost the other units their drop-ins.
+    pub fn quadlet_sources_skipping(&self) -> Result<(Vec<SourceFile>, Vec<Error>)> {
         let files = self.files()?;
         let mut chosen: Vec<&DeploymentFile> = Vec::new();
         for file in files.iter().filter(|f| is_quadlet_path(&f.rel_path)) {
@@ -177,10 +195,15 @@ impl Deployment {
                 None => chosen.push(file),
             }
         }
-        chosen
-            .into_iter()
-            .map(|f| read_source(&f.rel_path, &f.path))
-            .collect()
+        let mut sources = Vec::new();
+        let mut unread = Vec::new();
+        for file in chosen {
+            match read_source(&file.rel_path, &file.path) {
+                Ok(source) => sources.push(source),
+                Err(err) => unread.push(err),
+            }
+        }
+        Ok((sources, unread))
     }
 
     /// Resolve this deployment's quadlets against everything installed.
@@ -191,8 +214,17 @@ impl Deployment {
     }
 }
 
+/// Read one quadlet file within [`QUADLET_FILE_MAX`], never blocking.
 fn read_source(rel: &Path, path: &Path) -> Result<SourceFile> {
-    let bytes = fs::read(path)?;
+    let bytes = crate::regular_file::read_capped(path, QUADLET_FILE_MAX).map_err(|err| {
+        if crate::regular_file::is_refusal(&err) {
+            Error::user(format!("{err}: not read as a quadlet file")).with_hint(
+                "a quadlet file must be a regular file (or a symlink to one) of at most 1 MiB",
+            )
+        } else {
+            err.into()
+        }
+    })?;
     Ok(SourceFile {
         rel_path: rel.to_owned(),
         origin: path.to_owned(),

@@ -23,6 +23,7 @@ pub mod layout;
 pub mod podman;
 pub mod process;
 pub mod quadlet;
+pub mod regular_file;
 pub mod systemd;
 pub mod ui;
 

@@ -83,8 +83,16 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
             report.disabled.push(name.clone());
             continue;
         }
-        let own = match deployment.quadlet_sources() {
-            Ok(own) => own,
+        let own = match deployment.quadlet_sources_skipping() {
+            Ok((own, unread)) => {
+                for err in unread {
+                    problem(
+                        &mut report,
+                        format!("deployment {name}: skipped: {}", err.message),
+                    );
+                }
+                own
+            }
             Err(err) => {
                 problem(
                     &mut report,
@@ -103,8 +111,11 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
         if let Some(why) = &services.fallback {
             problem(
                 &mut report,
-                format!("deployment {name}: quadlet files not resolved ({why}); services taken from file names"),
+                format!("deployment {name}: quadlet files not resolved ({why}); services taken from each file alone"),
             );
+        }
+        for refused in services.refused {
+            problem(&mut report, format!("deployment {name}: {refused}"));
         }
         let text = dropin::dropin_text(binary, name, layout.scope, config.auto.stop_timeout.value);
         for service in services.names {
@@ -125,21 +136,19 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
     }
 
     for (service, deployment, text) in planned {
-        match out_dir {
-            Some(dir) => {
-                if let Err(err) = write_fresh(dir, &service, &text) {
-                    problem(
-                        &mut report,
-                        format!("cannot write the drop-in for {service}: {}", err.message),
-                    );
-                    continue;
-                }
-            }
-            None => {
-                let path = dropin::dropin_path(Path::new("NORMAL_DIR"), &service);
+        let written = match out_dir {
+            Some(dir) => write_fresh(dir, &service, &text),
+            None => dropin::dropin_path(Path::new("NORMAL_DIR"), &service).map(|path| {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "# {}\n{text}", path.display());
-            }
+            }),
+        };
+        if let Err(err) = written {
+            problem(
+                &mut report,
+                format!("cannot write the drop-in for {service}: {}", err.message),
+            );
+            continue;
         }
         report.dropins.push((service, deployment));
     }
@@ -149,7 +158,7 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
 /// Write a drop-in into the generator's output directory, which systemd
 /// empties before every run: no comparison, no temporary file.
 fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
-    let path = dropin::dropin_path(dir, service);
+    let path = dropin::dropin_path(dir, service)?;
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent)?;
     }
@@ -158,8 +167,10 @@ fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
 }
 
 fn user_dropin_exists(layout: &Layout, service: &str) -> bool {
-    let path = dropin::dropin_path(&layout.systemd_unit_dir, service);
-    std::fs::read_to_string(path).is_ok_and(|t| dropin::dropin_deployment(&t).is_some())
+    let Ok(path) = dropin::dropin_path(&layout.systemd_unit_dir, service) else {
+        return false;
+    };
+    dropin::read_dropin(&path).is_ok_and(|t| dropin::dropin_deployment(&t).is_some())
 }
 
 /// The generator's entry point: never fails a reload. Every error and even
