@@ -3,6 +3,7 @@
 mod auto;
 mod backups;
 mod basics;
+mod generator_hostile;
 mod packaging;
 mod plan;
 mod recovery;
