@@ -270,6 +270,71 @@ fn the_shipped_hook_scripts_find_the_binary_and_pass_arguments() {
     }
 }
 
+/// The shipped hook scripts name the system binaries by absolute path, so
+/// they run from a copy whose `/usr/bin` and `/usr/local/bin` point into a
+/// temporary directory (nothing in the shipped script can be redirected).
+#[test]
+fn the_hook_scripts_prefer_usr_bin_then_usr_local_bin_then_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let fake = |dir: &str| {
+        let path = root.join(dir).join("leger-backup");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\necho \"{dir}\" \"$@\"\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    for event in ["pre-remove", "pre-apply"] {
+        let shipped =
+            std::fs::read_to_string(repo_root().join(format!("hooks/{event}.d/50-leger-backup")))
+                .unwrap();
+        for system in ["/usr/bin/leger-backup", "/usr/local/bin/leger-backup"] {
+            assert_eq!(shipped.matches(system).count(), 1, "{event}: {system}");
+        }
+        let usr_bin = fake("usr-bin");
+        let usr_local = fake("usr-local-bin");
+        let in_path = fake("planted-in-path");
+        let copy = root.join(format!("{event}-hook"));
+        std::fs::write(
+            &copy,
+            shipped
+                .replace("/usr/bin/leger-backup", usr_bin.to_str().unwrap())
+                .replace("/usr/local/bin/leger-backup", usr_local.to_str().unwrap()),
+        )
+        .unwrap();
+        let run = || {
+            std::process::Command::new("/bin/sh")
+                .arg(&copy)
+                .args([event, "web"])
+                .env_clear()
+                .env("PATH", in_path.parent().unwrap())
+                .output()
+                .unwrap()
+        };
+        for (remove, winner) in [
+            (None, "usr-bin"),
+            (Some(&usr_bin), "usr-local-bin"),
+            (Some(&usr_local), "planted-in-path"),
+        ] {
+            if let Some(path) = remove {
+                std::fs::remove_file(path).unwrap();
+            }
+            let out = run();
+            assert!(out.status.success(), "{event}: {}", stderr(&out));
+            assert_eq!(stdout(&out), format!("{winner} leger-hook {event} web\n"));
+        }
+        std::fs::remove_file(&in_path).unwrap();
+        let out = run();
+        assert_eq!(out.status.code(), Some(1), "{event}");
+        assert!(
+            stderr(&out).contains("not found in /usr/bin, /usr/local/bin or PATH"),
+            "{event}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[test]
 fn stop_hook_records_skips_and_status_shows_them() {
     let env = with_deployments();
