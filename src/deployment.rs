@@ -36,19 +36,23 @@ pub const QUADLET_EXTENSIONS: &[&str] = &[
 pub const QUADLET_FILE_MAX: u64 = 1 << 20;
 
 /// Check a deployment name before it touches the disk: letters, digits,
-/// `-`, `_`, `.`, not starting with `.` (so never `..` or a hidden file).
+/// `-`, `_`, `.`, not starting with `.` (so never `..` or a hidden file) nor
+/// `-` (it becomes an argument: `stop-hook --deployment NAME`).
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
-        && !name.starts_with('.')
+        && !name.starts_with(['.', '-'])
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::user(format!("invalid deployment name {name:?}"))
-            .with_hint("names use letters, digits, '-', '_' and '.', and do not start with '.'"))
+        Err(
+            Error::user(format!("invalid deployment name {name:?}")).with_hint(
+                "names use letters, digits, '-', '_' and '.', and do not start with '.' or '-'",
+            ),
+        )
     }
 }
 
@@ -392,7 +396,9 @@ mod tests {
         for ok in ["web", "my-app_2", "a.b", "X1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "..", "a/b", "a b", "ä", "../x", "a\0b"] {
+        for bad in [
+            "", ".hidden", "..", "a/b", "a b", "ä", "../x", "a\0b", "-x", "--url=x",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }

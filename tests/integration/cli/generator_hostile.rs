@@ -247,6 +247,18 @@ fn enable_refuses_the_same_hostile_files_and_hooks_everything_else() {
 }
 
 #[test]
+fn generator_takes_no_option_like_deployment_name_from_a_directory() {
+    let env = with_solo();
+    env.write(
+        &format!("{QUADLETS}/-opt/opt.container"),
+        "[Container]\nImage=x\n",
+    );
+    let (err, normal) = run_generator(&env);
+    assert_only_dropins(&env, &normal, &["solo-pod.service"]);
+    assert!(!err.contains("-opt"), "{err}");
+}
+
+#[test]
 fn plan_refuses_a_service_name_systemd_would_not_accept() {
     let env = TestEnv::new();
     write_bad_service_names(&env);
