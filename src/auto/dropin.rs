@@ -379,19 +379,22 @@ mod tests {
     }
 
     #[test]
-    fn fallback_when_resolver_fails_uses_file_names() {
-        // The resolver either resolves these or fails; both must give the
-        // two hooked services and nothing for the volume.
+    fn fallback_when_resolver_fails_uses_each_file_alone() {
+        // A broken drop-in makes the resolver fail; the two hooked services
+        // still come from their files, and nothing for the volume.
         let own = [
             source("web.container"),
             source("db.container"),
             source("data.volume"),
-            source("web.container.d/10-env.conf"),
+            SourceFile {
+                text: "oops\n".to_owned(),
+                ..source("web.container.d/10-env.conf")
+            },
         ];
         let services = hooked_services(&own, &[]);
-        if services.fallback.is_some() {
-            assert_eq!(services.names, ["db.service", "web.service"]);
-        }
+        assert!(services.fallback.is_some());
+        assert_eq!(services.names, ["db.service", "web.service"]);
+        assert!(services.refused.is_empty());
     }
 
     fn source_text(rel: &str, text: &str) -> SourceFile {

@@ -244,6 +244,22 @@ fn enable_refuses_the_same_hostile_files_and_hooks_everything_else() {
             "{file}: {what}: {err}"
         );
     }
+
+    // `status` names them too, deployment by deployment.
+    let out = env.run(&["status", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = |name: &str| {
+        let deployment = status["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap();
+        deployment["notes"].to_string()
+    };
+    assert!(notes("evil").contains("up.container"), "{status}");
+    assert!(notes("web").contains("zero.container"), "{status}");
 }
 
 #[test]
