@@ -252,13 +252,17 @@ pub struct Config {
     pub auto: AutoConfig,
 }
 
+/// The largest config file read, in bytes: a real one is a few hundred;
+/// a symlink to `/dev/zero` must not hang the generator.
+pub const CONFIG_FILE_MAX: u64 = 1 << 20;
+
 impl Config {
     /// Load the config for `layout`; a missing file means all defaults.
-    /// Read within 1 MiB and never blocking: the generator loads it at
-    /// every `daemon-reload`.
+    /// Read within [`CONFIG_FILE_MAX`] and never blocking: the generator
+    /// loads it at every `daemon-reload`.
     pub fn load(layout: &Layout) -> Result<Config> {
         let file = layout.config_file();
-        match crate::regular_file::read_capped(&file, 1 << 20) {
+        match crate::regular_file::read_capped(&file, CONFIG_FILE_MAX) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes), &file, layout),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Self::resolve(RawFile::default(), file, false, layout))

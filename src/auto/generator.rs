@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::deployment;
+use crate::deployment::{self, Deployment};
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
 
@@ -50,10 +50,6 @@ pub fn layout_for(scope: Scope) -> Result<Layout> {
 /// only an unwritable output directory is an error.
 pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Result<Report> {
     let mut report = Report::default();
-    let problem = |report: &mut Report, message: String| {
-        eprintln!("{LOG_PREFIX}: {message}");
-        report.problems.push(message);
-    };
 
     let config = match Config::load(layout) {
         Ok(config) => config,
@@ -83,42 +79,11 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
             report.disabled.push(name.clone());
             continue;
         }
-        let own = match deployment.quadlet_sources_skipping() {
-            Ok((own, unread)) => {
-                for err in unread {
-                    problem(
-                        &mut report,
-                        format!("deployment {name}: skipped: {}", err.message),
-                    );
-                }
-                own
-            }
-            Err(err) => {
-                problem(
-                    &mut report,
-                    format!("deployment {name}: skipped: {}", err.message),
-                );
-                continue;
-            }
+        let Some(services) = services_of(deployment, &mut report) else {
+            continue;
         };
-        // Each deployment is resolved on its own files. Service names only
-        // depend on them (file names, `ServiceName=`, own drop-ins); the
-        // whole search path would make the run quadratic in the number of
-        // deployments (the resolver reads all of it on every call) for
-        // nothing but rare cases, where an extra drop-in is harmless: one
-        // for a unit Quadlet skips applies to no service.
-        let services = dropin::hooked_services(&own, &[]);
-        if let Some(why) = &services.fallback {
-            problem(
-                &mut report,
-                format!("deployment {name}: quadlet files not resolved ({why}); services taken from each file alone"),
-            );
-        }
-        for refused in services.refused {
-            problem(&mut report, format!("deployment {name}: {refused}"));
-        }
         let text = dropin::dropin_text(binary, name, layout.scope, config.auto.stop_timeout.value);
-        for service in services.names {
+        for service in services {
             if let Some((_, other, _)) = planned.iter().find(|(s, _, _)| *s == service) {
                 problem(
                     &mut report,
@@ -153,6 +118,57 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
         report.dropins.push((service, deployment));
     }
     Ok(report)
+}
+
+/// Log `message` (systemd passes stderr to the journal) and keep it.
+fn problem(report: &mut Report, message: String) {
+    eprintln!("{LOG_PREFIX}: {message}");
+    report.problems.push(message);
+}
+
+/// The hooked services of `deployment`, or `None` when its files cannot
+/// even be listed. A file that cannot be read and a unit whose service
+/// name systemd refuses are logged and left out; the rest are hooked.
+fn services_of(deployment: &Deployment, report: &mut Report) -> Option<Vec<String>> {
+    let name = &deployment.name;
+    let own = match deployment.quadlet_sources_skipping() {
+        Ok((own, unread)) => {
+            for err in unread {
+                problem(
+                    report,
+                    format!("deployment {name}: skipped: {}", err.message),
+                );
+            }
+            own
+        }
+        Err(err) => {
+            problem(
+                report,
+                format!("deployment {name}: skipped: {}", err.message),
+            );
+            return None;
+        }
+    };
+    // Each deployment is resolved on its own files. Service names only
+    // depend on them (file names, `ServiceName=`, own drop-ins); the whole
+    // search path would make the run quadratic in the number of deployments
+    // (the resolver reads all of it on every call) for nothing but rare
+    // cases, where an extra drop-in is harmless: one for a unit Quadlet
+    // skips applies to no service.
+    let services = dropin::hooked_services(&own, &[]);
+    if let Some(why) = &services.fallback {
+        problem(
+            report,
+            format!(
+                "deployment {name}: quadlet files not resolved ({why}); services taken from \
+                 each file alone"
+            ),
+        );
+    }
+    for refused in services.refused {
+        problem(report, format!("deployment {name}: {refused}"));
+    }
+    Some(services.names)
 }
 
 /// Write a drop-in into the generator's output directory, which systemd
