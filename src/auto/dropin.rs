@@ -197,7 +197,7 @@ pub fn dropin_path(dir: &Path, service: &str) -> Result<PathBuf> {
 /// The largest drop-in read back to see whether it is ours (ours are a few
 /// hundred bytes), so a unit directory holding a symlink to `/dev/zero`
 /// never hangs the generator.
-const DROPIN_MAX: u64 = 64 * 1024;
+pub const DROPIN_MAX: u64 = 64 * 1024;
 
 /// The text of the drop-in at `path`, when it is a regular file of at most
 /// [`DROPIN_MAX`] bytes; never blocks.
