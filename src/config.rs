@@ -257,12 +257,18 @@ pub struct Config {
     pub auto: AutoConfig,
 }
 
+/// The largest config file read, in bytes: a real one is a few hundred;
+/// a symlink to `/dev/zero` must not hang the generator.
+pub const CONFIG_FILE_MAX: u64 = 1 << 20;
+
 impl Config {
     /// Load the config for `layout`; a missing file means all defaults.
+    /// Read within [`CONFIG_FILE_MAX`] and never blocking: the generator
+    /// loads it at every `daemon-reload`.
     pub fn load(layout: &Layout) -> Result<Config> {
         let file = layout.config_file();
-        match fs_err::read_to_string(&file) {
-            Ok(text) => Self::parse(&text, &file, layout),
+        match crate::regular_file::read_capped(&file, CONFIG_FILE_MAX) {
+            Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes), &file, layout),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Ok(Self::resolve(RawFile::default(), file, false, layout))
             }

@@ -29,20 +29,30 @@ pub const QUADLET_EXTENSIONS: &[&str] = &[
     "build",
 ];
 
+/// The largest quadlet file or drop-in read, in bytes. Real ones are a few
+/// KiB; anything near this is a mistake or an attack, and the generator
+/// reads these files at every `daemon-reload`, where it must stay fast and
+/// small whatever the Quadlet directories hold.
+pub const QUADLET_FILE_MAX: u64 = 1 << 20;
+
 /// Check a deployment name before it touches the disk: letters, digits,
-/// `-`, `_`, `.`, not starting with `.` (so never `..` or a hidden file).
+/// `-`, `_`, `.`, not starting with `.` (so never `..` or a hidden file) nor
+/// `-` (it becomes an argument: `stop-hook --deployment NAME`).
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
-        && !name.starts_with('.')
+        && !name.starts_with(['.', '-'])
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(Error::user(format!("invalid deployment name {name:?}"))
-            .with_hint("names use letters, digits, '-', '_' and '.', and do not start with '.'"))
+        Err(
+            Error::user(format!("invalid deployment name {name:?}")).with_hint(
+                "names use letters, digits, '-', '_' and '.', and do not start with '.' or '-'",
+            ),
+        )
     }
 }
 
@@ -166,8 +176,20 @@ impl Deployment {
     }
 
     /// The quadlet files systemd uses for this deployment: the installed copy
-    /// when there is one, else the active directory's.
+    /// when there is one, else the active directory's. The first file that
+    /// cannot be read (not a regular file, too large) is an error naming it.
     pub fn quadlet_sources(&self) -> Result<Vec<SourceFile>> {
+        let (sources, unread) = self.quadlet_sources_skipping()?;
+        match unread.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(sources),
+        }
+    }
+
+    /// [`Self::quadlet_sources`], leaving out each file that cannot be read,
+    /// with the error naming it: for the generator and `enable`, where one
+    /// bad file must not cost the other units their drop-ins.
+    pub fn quadlet_sources_skipping(&self) -> Result<(Vec<SourceFile>, Vec<Error>)> {
         let files = self.files()?;
         let mut chosen: Vec<&DeploymentFile> = Vec::new();
         for file in files.iter().filter(|f| is_quadlet_path(&f.rel_path)) {
@@ -177,10 +199,15 @@ impl Deployment {
                 None => chosen.push(file),
             }
         }
-        chosen
-            .into_iter()
-            .map(|f| read_source(&f.rel_path, &f.path))
-            .collect()
+        let mut sources = Vec::new();
+        let mut unread = Vec::new();
+        for file in chosen {
+            match read_source(&file.rel_path, &file.path) {
+                Ok(source) => sources.push(source),
+                Err(err) => unread.push(err),
+            }
+        }
+        Ok((sources, unread))
     }
 
     /// Resolve this deployment's quadlets against everything installed.
@@ -197,48 +224,33 @@ impl Deployment {
 /// disk (or, read back from a hostile backup, the machine's).
 pub const MAX_FILE_SIZE: u64 = 64 << 20;
 
-/// Largest quadlet file read into memory to be parsed: real ones are a few
-/// kilobytes, and a file the size of a volume must not become a string.
-pub const MAX_QUADLET_SIZE: u64 = 1 << 20;
-
 /// Open `path` for reading if it is a regular file, returning it and its
-/// size. `O_NONBLOCK` and the type checked on the opened file mean a FIFO
-/// or a device (`/dev/zero`) never blocks or streams forever; `follow`:
-/// whether a final symlink is followed (a symlinked quadlet file is the
-/// user's choice; a file copied into a backup is recorded as a link).
+/// size ([`crate::regular_file::open`]: never blocks on a FIFO or streams a
+/// device). `follow`: whether a final symlink is followed (a symlinked
+/// quadlet file is the user's choice; a file copied into a backup is
+/// recorded as a link). Not a regular file: a user error saying so.
 pub fn open_regular(path: &Path, follow: bool) -> Result<(fs::File, u64)> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let mut flags = nix::libc::O_NONBLOCK;
-    if !follow {
-        flags |= nix::libc::O_NOFOLLOW;
-    }
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(Error::user(format!(
-            "{} is not a regular file; not read",
-            path.display()
-        ))
-        .with_hint("a deployment holds regular files and symlinks only: move it away"));
-    }
-    Ok((file, meta.len()))
+    crate::regular_file::open(path, follow).map_err(|err| {
+        if crate::regular_file::is_refusal(&err) {
+            Error::user(format!("{err}; not read"))
+                .with_hint("a deployment holds regular files and symlinks only: move it away")
+        } else {
+            err.into()
+        }
+    })
 }
 
+/// Read one quadlet file within [`QUADLET_FILE_MAX`], never blocking.
 fn read_source(rel: &Path, path: &Path) -> Result<SourceFile> {
-    use std::io::Read;
-    let (file, size) = open_regular(path, true)?;
-    if size > MAX_QUADLET_SIZE {
-        return Err(Error::user(format!(
-            "{} is {size} bytes, more than a quadlet file may be ({MAX_QUADLET_SIZE})",
-            path.display()
-        ))
-        .with_hint("quadlet files are small unit files: fix or remove it"));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_QUADLET_SIZE).read_to_end(&mut bytes)?;
+    let bytes = crate::regular_file::read_capped(path, QUADLET_FILE_MAX).map_err(|err| {
+        if crate::regular_file::is_refusal(&err) {
+            Error::user(format!("{err}: not read as a quadlet file")).with_hint(
+                "a quadlet file must be a regular file (or a symlink to one) of at most 1 MiB",
+            )
+        } else {
+            err.into()
+        }
+    })?;
     Ok(SourceFile {
         rel_path: rel.to_owned(),
         origin: path.to_owned(),
@@ -406,7 +418,9 @@ mod tests {
         for ok in ["web", "my-app_2", "a.b", "X1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".hidden", "..", "a/b", "a b", "ä", "../x", "a\0b"] {
+        for bad in [
+            "", ".hidden", "..", "a/b", "a b", "ä", "../x", "a\0b", "-x", "--url=x",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }
@@ -429,10 +443,10 @@ mod tests {
         );
         std::fs::remove_file(dir.join("zero.container")).unwrap();
         let big = std::fs::File::create(dir.join("big.container")).unwrap();
-        big.set_len(MAX_QUADLET_SIZE + 1).unwrap();
+        big.set_len(QUADLET_FILE_MAX + 1).unwrap();
         let err = deployment.quadlet_sources().unwrap_err();
         assert!(err.message.contains("big.container"), "{}", err.message);
-        assert!(err.message.contains("more than"), "{}", err.message);
+        assert!(err.message.contains("larger than"), "{}", err.message);
     }
 
     #[test]

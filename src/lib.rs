@@ -24,6 +24,7 @@ pub mod names;
 pub mod podman;
 pub mod process;
 pub mod quadlet;
+pub mod regular_file;
 pub mod systemd;
 pub mod ui;
 

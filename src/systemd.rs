@@ -182,3 +182,113 @@ fn unreachable_manager_hint(err: Error) -> Error {
         err
     }
 }
+
+/// systemd's limit on a unit name (`UNIT_NAME_MAX` is 256 with the NUL).
+const UNIT_NAME_MAX: usize = 255;
+
+/// Why `name` is not a service name leger-backup may act on, or `None`
+/// when it is one. The one check for every service name that becomes a path
+/// (`<unit dir>/<name>.d/`) or a `systemctl` argument: systemd's unit-name
+/// grammar (`[A-Za-z0-9:_.\@-]`, at most 255 bytes, a `.service` suffix
+/// after a non-empty name), and never a leading `-`, which `systemctl` and
+/// `podman` would read as an option. Quadlet copies `ServiceName=` into the
+/// name unchecked, so `ServiceName=../../x` would otherwise make a drop-in
+/// path leave its directory.
+pub fn service_name_problem(name: &str) -> Option<&'static str> {
+    let stem = name.strip_suffix(".service");
+    Some(if name.len() > UNIT_NAME_MAX {
+        "longer than 255 bytes"
+    } else if name.starts_with('-') {
+        "starts with '-'"
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '\\' | '@' | '-')))
+    {
+        if bad.is_control() || bad.is_whitespace() {
+            "contains a blank or control character"
+        } else {
+            "contains a character outside [A-Za-z0-9:_.\\@-]"
+        }
+    } else if name.matches('@').count() > 1 {
+        "contains more than one '@'"
+    } else {
+        match stem {
+            None => "does not end in .service",
+            Some(s) if matches!(s, "" | "." | "..") || s.starts_with('@') => {
+                "has no name before .service"
+            }
+            Some(_) => return None,
+        }
+    })
+}
+
+/// [`service_name_problem`] as an error naming the value.
+pub fn validate_service_name(name: &str) -> Result<()> {
+    match service_name_problem(name) {
+        None => Ok(()),
+        Some(why) => Err(Error::user(format!(
+            "{name:?} is not a valid systemd service name: it {why}"
+        ))
+        .with_hint("service names use letters, digits, ':', '_', '.', '\\', '@' and '-', do not start with '-', and end in .service")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_follow_systemd_and_are_never_options() {
+        for ok in [
+            "web.service",
+            "web-db.service",
+            "foo@.service",
+            "foo@bar.service",
+            "a:b_c.d\\x2d.service",
+            &format!("{}.service", "a".repeat(247)),
+        ] {
+            assert_eq!(service_name_problem(ok), None, "{ok}");
+            assert!(validate_service_name(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("../../x.service", "contains '/'"),
+            ("a/b.service", "contains '/'"),
+            ("-x.service", "starts with '-'"),
+            ("--url=ssh:x.service", "starts with '-'"),
+            ("web", "does not end in .service"),
+            ("web.socket", "does not end in .service"),
+            (".service", "has no name before .service"),
+            ("..service", "has no name before .service"),
+            ("...service", "has no name before .service"),
+            ("@x.service", "has no name before .service"),
+            ("a b.service", "contains a blank or control character"),
+            ("a\nb.service", "contains a blank or control character"),
+            ("a\0b.service", "contains a blank or control character"),
+            (
+                "wéb.service",
+                "contains a character outside [A-Za-z0-9:_.\\@-]",
+            ),
+            (
+                "a$b.service",
+                "contains a character outside [A-Za-z0-9:_.\\@-]",
+            ),
+            ("a@b@c.service", "contains more than one '@'"),
+            (
+                &format!("{}.service", "a".repeat(248)),
+                "longer than 255 bytes",
+            ),
+            ("", "does not end in .service"),
+        ] {
+            assert_eq!(service_name_problem(bad), Some(why), "{bad:?}");
+        }
+        let err = validate_service_name("../../x.service").unwrap_err();
+        assert!(
+            err.message.contains("\"../../x.service\""),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.is_some());
+    }
+}

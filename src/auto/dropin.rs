@@ -91,18 +91,23 @@ pub fn hooked_service_of_file(path: &Path) -> Option<String> {
 /// The hooked services of a deployment and how they were found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Services {
-    /// Service names, sorted, without duplicates.
+    /// Service names, sorted, without duplicates; all valid systemd
+    /// service names.
     pub names: Vec<String>,
     /// Why the Quadlet resolver could not be used, when the names were
-    /// derived from file names instead (a `ServiceName=` override is then
-    /// not seen).
+    /// derived from each file alone instead (drop-ins are then not seen).
     pub fallback: Option<String>,
+    /// Units left without a hook because their service name is not one
+    /// systemd accepts (`ServiceName=../../x`): one message per unit,
+    /// naming the file and the name.
+    pub refused: Vec<String>,
 }
 
 /// The hooked services of a deployment whose quadlet files are `own`,
 /// resolved against every `installed` file. The resolver is authoritative
-/// (it knows `ServiceName=`); when it fails (a broken file) the names come
-/// from the file names, so a broken neighbour never loses the hooks.
+/// (it knows drop-ins); when it fails (a broken file, a service name
+/// systemd refuses) each unit file is read on its own, so a broken
+/// neighbour never loses the hooks of the others.
 pub fn hooked_services(own: &[SourceFile], installed: &[SourceFile]) -> Services {
     match quadlet::resolve(own, installed) {
         Ok(resolution) => {
@@ -117,41 +122,95 @@ pub fn hooked_services(own: &[SourceFile], installed: &[SourceFile]) -> Services
             Services {
                 names,
                 fallback: None,
+                refused: Vec::new(),
             }
         }
         Err(err) => {
-            let mut names: Vec<String> = own
-                .iter()
-                .filter_map(|s| hooked_service_of_file(&s.rel_path))
-                .collect();
-            names.sort();
-            names.dedup();
-            Services {
-                names,
-                fallback: Some(err.message),
-            }
+            let mut services = services_file_by_file(own);
+            services.fallback = Some(err.message);
+            services
         }
     }
 }
 
-/// The hooked services of `deployment`, reading its files and the Quadlet
-/// search path.
-pub fn deployment_services(deployment: &Deployment, layout: &Layout) -> Result<Services> {
-    let own = deployment.quadlet_sources()?;
-    let installed = crate::deployment::installed_quadlet_files(layout)?;
-    Ok(hooked_services(&own, &installed))
+/// The hooked services of `own` read file by file: `ServiceName=` of the
+/// file itself when it parses, else the file name. Names systemd would
+/// refuse are left out, each with a message naming its file.
+fn services_file_by_file(own: &[SourceFile]) -> Services {
+    let mut names = Vec::new();
+    let mut refused = Vec::new();
+    for source in own {
+        let Some(by_file_name) = hooked_service_of_file(&source.rel_path) else {
+            continue;
+        };
+        let file_name = source.rel_path.file_name().unwrap_or_default();
+        let file_name = file_name.to_string_lossy();
+        let service = match (
+            quadlet::parse(&file_name, &source.text),
+            quadlet::search_path::kind_of(&file_name),
+        ) {
+            (Ok(unit), Some(kind)) => quadlet::resolve::service_name(&unit, &file_name, kind),
+            _ => by_file_name,
+        };
+        match crate::systemd::service_name_problem(&service) {
+            None => names.push(service),
+            Some(why) => refused.push(format!(
+                "{}: not hooked: its service name {service:?} is not a valid systemd unit name \
+                 (it {why})",
+                source.origin.display()
+            )),
+        }
+    }
+    names.sort();
+    names.dedup();
+    Services {
+        names,
+        fallback: None,
+        refused,
+    }
 }
 
-/// Path of our drop-in for `service` under the unit directory `dir`.
-pub fn dropin_path(dir: &Path, service: &str) -> PathBuf {
-    dir.join(format!("{service}.d")).join(DROPIN_FILE)
+/// The hooked services of `deployment`, reading its files and the Quadlet
+/// search path. A file that cannot be read (a FIFO, a symlink to a device, a huge file)
+/// is left out and named in [`Services::refused`].
+pub fn deployment_services(deployment: &Deployment, layout: &Layout) -> Result<Services> {
+    let (own, unread) = deployment.quadlet_sources_skipping()?;
+    let installed = crate::deployment::installed_quadlet_files(layout)?;
+    let mut services = hooked_services(&own, &installed);
+    services.refused.extend(
+        unread
+            .into_iter()
+            .map(|err| format!("skipped: {}", err.message)),
+    );
+    Ok(services)
+}
+
+/// Path of our drop-in for `service` under the unit directory `dir`. The
+/// one place a service name becomes a path: a name systemd would refuse
+/// (`../../x.service`, `-x.service`) is an error, so no drop-in is ever
+/// read, written or removed outside `dir`.
+pub fn dropin_path(dir: &Path, service: &str) -> Result<PathBuf> {
+    crate::systemd::validate_service_name(service)?;
+    Ok(dir.join(format!("{service}.d")).join(DROPIN_FILE))
+}
+
+/// The largest drop-in read back to see whether it is ours (ours are a few
+/// hundred bytes), so a unit directory holding a symlink to `/dev/zero`
+/// never hangs the generator.
+pub const DROPIN_MAX: u64 = 64 * 1024;
+
+/// The text of the drop-in at `path`, when it is a regular file of at most
+/// [`DROPIN_MAX`] bytes; never blocks.
+pub fn read_dropin(path: &Path) -> std::io::Result<String> {
+    let bytes = crate::regular_file::read_capped(path, DROPIN_MAX)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Write `text` as our drop-in for `service` under `dir`, unless it is
 /// already there with that text. Returns whether the file changed.
 pub fn write_dropin(dir: &Path, service: &str, text: &str) -> Result<bool> {
-    let path = dropin_path(dir, service);
-    if fs::read_to_string(&path).is_ok_and(|old| old == text) {
+    let path = dropin_path(dir, service)?;
+    if read_dropin(&path).is_ok_and(|old| old == text) {
         return Ok(false);
     }
     if let Some(parent) = path.parent() {
@@ -167,8 +226,8 @@ pub fn write_dropin(dir: &Path, service: &str, text: &str) -> Result<bool> {
 /// it is left empty). A file of that name we did not write is left alone.
 /// Returns whether a file was removed.
 pub fn remove_dropin(dir: &Path, service: &str) -> Result<bool> {
-    let path = dropin_path(dir, service);
-    match fs::read_to_string(&path) {
+    let path = dropin_path(dir, service)?;
+    match read_dropin(&path) {
         Ok(text) if text.starts_with(HEADER) => {
             fs::remove_file(&path)?;
             if let Some(parent) = path.parent() {
@@ -179,6 +238,7 @@ pub fn remove_dropin(dir: &Path, service: &str) -> Result<bool> {
         }
         Ok(_) => Ok(false),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if crate::regular_file::is_refusal(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -210,11 +270,11 @@ pub fn find_dropins(dir: &Path) -> Result<Vec<FoundDropin>> {
         let Some(service) = name.to_str().and_then(|n| n.strip_suffix(".d")) else {
             continue;
         };
-        if !service.ends_with(".service") {
+        if crate::systemd::service_name_problem(service).is_some() {
             continue;
         }
         let path = entry.path().join(DROPIN_FILE);
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(text) = read_dropin(&path) else {
             continue;
         };
         if let Some(deployment) = dropin_deployment(&text) {
@@ -319,19 +379,57 @@ mod tests {
     }
 
     #[test]
-    fn fallback_when_resolver_fails_uses_file_names() {
-        // The resolver either resolves these or fails; both must give the
-        // two hooked services and nothing for the volume.
+    fn fallback_when_resolver_fails_uses_each_file_alone() {
+        // A broken drop-in makes the resolver fail; the two hooked services
+        // still come from their files, and nothing for the volume.
         let own = [
             source("web.container"),
             source("db.container"),
             source("data.volume"),
-            source("web.container.d/10-env.conf"),
+            SourceFile {
+                text: "oops\n".to_owned(),
+                ..source("web.container.d/10-env.conf")
+            },
         ];
         let services = hooked_services(&own, &[]);
-        if services.fallback.is_some() {
-            assert_eq!(services.names, ["db.service", "web.service"]);
+        assert!(services.fallback.is_some());
+        assert_eq!(services.names, ["db.service", "web.service"]);
+        assert!(services.refused.is_empty());
+    }
+
+    fn source_text(rel: &str, text: &str) -> SourceFile {
+        SourceFile {
+            text: text.to_owned(),
+            ..source(rel)
         }
+    }
+
+    #[test]
+    fn a_service_name_systemd_refuses_is_never_hooked() {
+        let own = [
+            source_text(
+                "web.container",
+                "[Container]\nImage=x\nServiceName=../../x\n",
+            ),
+            source_text("db.container", "[Container]\nImage=x\nServiceName=custom\n"),
+            source_text("-opt.container", "[Container]\nImage=x\n"),
+            source_text("broken.container", "[Container\n"),
+        ];
+        let services = hooked_services(&own, &[]);
+        assert!(services.fallback.is_some());
+        assert_eq!(services.names, ["broken.service", "custom.service"]);
+        assert_eq!(services.refused.len(), 2, "{:?}", services.refused);
+        assert!(services.refused[0].starts_with("web.container: "));
+        assert!(services.refused[0].contains("\"../../x.service\""));
+        assert!(services.refused[1].starts_with("-opt.container: "));
+
+        let tmp = tempfile::tempdir().unwrap();
+        for bad in ["../../x.service", "-x.service", "a/b.service", "web"] {
+            assert!(dropin_path(tmp.path(), bad).is_err(), "{bad}");
+            assert!(write_dropin(tmp.path(), bad, "x").is_err(), "{bad}");
+            assert!(remove_dropin(tmp.path(), bad).is_err(), "{bad}");
+        }
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -350,9 +448,9 @@ mod tests {
         assert!(!remove_dropin(dir, "web.service").unwrap());
 
         std::fs::create_dir_all(dir.join("db.service.d")).unwrap();
-        std::fs::write(dropin_path(dir, "db.service"), "[Service]\n").unwrap();
+        std::fs::write(dropin_path(dir, "db.service").unwrap(), "[Service]\n").unwrap();
         assert!(!remove_dropin(dir, "db.service").unwrap());
-        assert!(dropin_path(dir, "db.service").exists());
+        assert!(dropin_path(dir, "db.service").unwrap().exists());
         assert!(find_dropins(dir).unwrap().is_empty());
     }
 }

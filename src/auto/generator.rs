@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::deployment;
+use crate::deployment::{self, Deployment};
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
 
@@ -50,10 +50,6 @@ pub fn layout_for(scope: Scope) -> Result<Layout> {
 /// only an unwritable output directory is an error.
 pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Result<Report> {
     let mut report = Report::default();
-    let problem = |report: &mut Report, message: String| {
-        eprintln!("{LOG_PREFIX}: {message}");
-        report.problems.push(message);
-    };
 
     let config = match Config::load(layout) {
         Ok(config) => config,
@@ -83,31 +79,11 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
             report.disabled.push(name.clone());
             continue;
         }
-        let own = match deployment.quadlet_sources() {
-            Ok(own) => own,
-            Err(err) => {
-                problem(
-                    &mut report,
-                    format!("deployment {name}: skipped: {}", err.message),
-                );
-                continue;
-            }
+        let Some(services) = services_of(deployment, &mut report) else {
+            continue;
         };
-        // Each deployment is resolved on its own files. Service names only
-        // depend on them (file names, `ServiceName=`, own drop-ins); the
-        // whole search path would make the run quadratic in the number of
-        // deployments (the resolver reads all of it on every call) for
-        // nothing but rare cases, where an extra drop-in is harmless: one
-        // for a unit Quadlet skips applies to no service.
-        let services = dropin::hooked_services(&own, &[]);
-        if let Some(why) = &services.fallback {
-            problem(
-                &mut report,
-                format!("deployment {name}: quadlet files not resolved ({why}); services taken from file names"),
-            );
-        }
         let text = dropin::dropin_text(binary, name, layout.scope, config.auto.stop_timeout.value);
-        for service in services.names {
+        for service in services {
             if let Some((_, other, _)) = planned.iter().find(|(s, _, _)| *s == service) {
                 problem(
                     &mut report,
@@ -125,31 +101,80 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
     }
 
     for (service, deployment, text) in planned {
-        match out_dir {
-            Some(dir) => {
-                if let Err(err) = write_fresh(dir, &service, &text) {
-                    problem(
-                        &mut report,
-                        format!("cannot write the drop-in for {service}: {}", err.message),
-                    );
-                    continue;
-                }
-            }
-            None => {
-                let path = dropin::dropin_path(Path::new("NORMAL_DIR"), &service);
+        let written = match out_dir {
+            Some(dir) => write_fresh(dir, &service, &text),
+            None => dropin::dropin_path(Path::new("NORMAL_DIR"), &service).map(|path| {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "# {}\n{text}", path.display());
-            }
+            }),
+        };
+        if let Err(err) = written {
+            problem(
+                &mut report,
+                format!("cannot write the drop-in for {service}: {}", err.message),
+            );
+            continue;
         }
         report.dropins.push((service, deployment));
     }
     Ok(report)
 }
 
+/// Log `message` (systemd passes stderr to the journal) and keep it.
+fn problem(report: &mut Report, message: String) {
+    eprintln!("{LOG_PREFIX}: {message}");
+    report.problems.push(message);
+}
+
+/// The hooked services of `deployment`, or `None` when its files cannot
+/// even be listed. A file that cannot be read and a unit whose service
+/// name systemd refuses are logged and left out; the rest are hooked.
+fn services_of(deployment: &Deployment, report: &mut Report) -> Option<Vec<String>> {
+    let name = &deployment.name;
+    let own = match deployment.quadlet_sources_skipping() {
+        Ok((own, unread)) => {
+            for err in unread {
+                problem(
+                    report,
+                    format!("deployment {name}: skipped: {}", err.message),
+                );
+            }
+            own
+        }
+        Err(err) => {
+            problem(
+                report,
+                format!("deployment {name}: skipped: {}", err.message),
+            );
+            return None;
+        }
+    };
+    // Each deployment is resolved on its own files. Service names only
+    // depend on them (file names, `ServiceName=`, own drop-ins); the whole
+    // search path would make the run quadratic in the number of deployments
+    // (the resolver reads all of it on every call) for nothing but rare
+    // cases, where an extra drop-in is harmless: one for a unit Quadlet
+    // skips applies to no service.
+    let services = dropin::hooked_services(&own, &[]);
+    if let Some(why) = &services.fallback {
+        problem(
+            report,
+            format!(
+                "deployment {name}: quadlet files not resolved ({why}); services taken from \
+                 each file alone"
+            ),
+        );
+    }
+    for refused in services.refused {
+        problem(report, format!("deployment {name}: {refused}"));
+    }
+    Some(services.names)
+}
+
 /// Write a drop-in into the generator's output directory, which systemd
 /// empties before every run: no comparison, no temporary file.
 fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
-    let path = dropin::dropin_path(dir, service);
+    let path = dropin::dropin_path(dir, service)?;
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent)?;
     }
@@ -158,8 +183,10 @@ fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
 }
 
 fn user_dropin_exists(layout: &Layout, service: &str) -> bool {
-    let path = dropin::dropin_path(&layout.systemd_unit_dir, service);
-    std::fs::read_to_string(path).is_ok_and(|t| dropin::dropin_deployment(&t).is_some())
+    let Ok(path) = dropin::dropin_path(&layout.systemd_unit_dir, service) else {
+        return false;
+    };
+    dropin::read_dropin(&path).is_ok_and(|t| dropin::dropin_deployment(&t).is_some())
 }
 
 /// The generator's entry point: never fails a reload. Every error and even

@@ -61,12 +61,26 @@ pub fn generator_dirs(scope: Scope) -> &'static [&'static str] {
     }
 }
 
+/// Environment variable that, for the user manager, replaces the
+/// directories searched for our generator (`:`-separated): tests decide
+/// whether a generator is installed, whatever the host has. It changes only
+/// whether `enable`/`disable` flip the config or write the user's own
+/// drop-ins, and never what root's `--system` commands do.
+pub const GENERATOR_DIRS_ENV: &str = "LEGER_BACKUP_GENERATOR_DIRS";
+
 /// Where our generator is installed for `scope`, if it is: the first entry
 /// of the search path with its name, unless that entry masks it (a symlink
 /// to `/dev/null`) or dangles. Decides whether `enable`/`disable` flip the
 /// config (generator) or write drop-ins themselves.
 pub fn installed_generator(scope: Scope) -> Option<PathBuf> {
-    installed_generator_in(generator_dirs(scope), generator_name(scope))
+    let name = generator_name(scope);
+    match std::env::var(GENERATOR_DIRS_ENV) {
+        Ok(dirs) if scope == Scope::User => {
+            let dirs: Vec<&str> = dirs.split(':').filter(|d| !d.is_empty()).collect();
+            installed_generator_in(&dirs, name)
+        }
+        _ => installed_generator_in(generator_dirs(scope), name),
+    }
 }
 
 fn installed_generator_in(dirs: &[&str], name: &str) -> Option<PathBuf> {

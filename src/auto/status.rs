@@ -153,7 +153,8 @@ pub fn gather(ctx: &Context) -> Result<Status> {
     let mut deployments = Vec::new();
     for d in deployment::discover(layout)? {
         let (services, mut notes) = match dropin::deployment_services(&d, layout) {
-            Ok(s) => (s.names, Vec::new()),
+            // Units left without a hook, named with their file.
+            Ok(s) => (s.names, s.refused),
             Err(err) => (
                 Vec::new(),
                 vec![format!("cannot read its files: {}", err.message)],

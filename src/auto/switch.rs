@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::deployment::{self, Deployment};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{Layout, Scope};
 use crate::systemd::Systemctl;
 use crate::ui;
@@ -40,6 +40,9 @@ pub struct Changes {
     pub written: Vec<PathBuf>,
     /// Drop-in files removed.
     pub removed: Vec<PathBuf>,
+    /// Units left without a drop-in, one message each naming the file
+    /// (a service name systemd refuses, a file that cannot be read).
+    pub refused: Vec<String>,
 }
 
 impl Changes {
@@ -88,11 +91,14 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
     for path in &changes.removed {
         ui::note(format!("removed {}", path.display()));
     }
+    for refused in &changes.refused {
+        ui::warn(refused);
+    }
     if changes.is_empty() {
         ui::note(format!(
             "automatic backups already {what} for {names} ({how})"
         ));
-        return Ok(changes);
+        return refused_units(changes);
     }
     match Systemctl::new(scope).daemon_reload() {
         Ok(()) => ui::note(format!("automatic backups {what} for {names} ({how})")),
@@ -116,7 +122,20 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
             "no deployments are installed yet; new ones are covered {when}"
         ));
     }
-    Ok(changes)
+    refused_units(changes)
+}
+
+/// The changes, or an error when some unit was left without its drop-in
+/// (each was named in a warning): the command did what it could, but the
+/// user must fix those files.
+fn refused_units(changes: Changes) -> Result<Changes> {
+    match changes.refused.len() {
+        0 => Ok(changes),
+        n => Err(Error::user(format!(
+            "{n} unit(s) got no automatic backups: see the warnings above"
+        ))
+        .with_hint("fix the files named there, then run the command again")),
+    }
 }
 
 /// The changes themselves, with the generator's presence given (tests).
@@ -162,9 +181,14 @@ pub fn apply(
             let services = dropin::deployment_services(deployment, layout)?;
             if let Some(why) = &services.fallback {
                 ui::warn(format!(
-                    "{}: quadlet files not resolved ({why}); services taken from file names",
+                    "{}: quadlet files not resolved ({why}); services taken from each file alone",
                     deployment.name
                 ));
+            }
+            for refused in &services.refused {
+                changes
+                    .refused
+                    .push(format!("{}: {refused}", deployment.name));
             }
             if services.names.is_empty() {
                 ui::warn(format!(
@@ -180,7 +204,9 @@ pub fn apply(
             );
             for service in &services.names {
                 if dropin::write_dropin(unit_dir, service, &text)? {
-                    changes.written.push(dropin::dropin_path(unit_dir, service));
+                    changes
+                        .written
+                        .push(dropin::dropin_path(unit_dir, service)?);
                 }
             }
         }
@@ -248,8 +274,8 @@ mod tests {
         assert_eq!(
             ch.written,
             [
-                dropin::dropin_path(&l.systemd_unit_dir, "db.service"),
-                dropin::dropin_path(&l.systemd_unit_dir, "web.service"),
+                dropin::dropin_path(&l.systemd_unit_dir, "db.service").unwrap(),
+                dropin::dropin_path(&l.systemd_unit_dir, "web.service").unwrap(),
             ]
         );
         // Again: nothing to do.
@@ -260,7 +286,9 @@ mod tests {
         apply(&l, &c, &d, &Selection::All, true, false, bin).unwrap();
         let ch = apply(&l, &c, &only(&d, "web"), &web, false, false, bin).unwrap();
         assert_eq!(ch.removed.len(), 2);
-        assert!(dropin::dropin_path(&l.systemd_unit_dir, "other.service").exists());
+        assert!(dropin::dropin_path(&l.systemd_unit_dir, "other.service")
+            .unwrap()
+            .exists());
         let ch = apply(&l, &c, &[], &Selection::All, false, false, bin).unwrap();
         assert_eq!(ch.removed.len(), 1, "drop-ins of deployments gone go too");
         assert_eq!(

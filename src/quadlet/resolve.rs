@@ -128,6 +128,26 @@ fn provided_image(unit: &LoadedUnit<'_>) -> Option<String> {
     }
 }
 
+/// Refuse a unit whose service name systemd would not accept: it becomes a
+/// path (`<unit dir>/<service>.d/`) and a `systemctl` argument, and Quadlet
+/// copies `ServiceName=` into it unchecked (`ServiceName=../../x`).
+fn check_service_name(loaded: &LoadedUnit<'_>, service: &str) -> Result<()> {
+    let Some(why) = crate::systemd::service_name_problem(service) else {
+        return Ok(());
+    };
+    let origin = match loaded.unit.lookup(group_of(loaded.kind), "ServiceName") {
+        Some((value, entry)) => format!("{}:{}: ServiceName={value}", entry.file, entry.line),
+        None => format!("{}: the file name", loaded.file.label),
+    };
+    Err(Error::user(format!(
+        "{origin} gives the service name {service:?}, which is not a valid systemd unit name: it {why}"
+    ))
+    .with_hint(
+        "service names use letters, digits, ':', '_', '.', '\\', '@' and '-' and do not start \
+         with '-'; fix the name, then run the command again",
+    ))
+}
+
 /// Resolve a deployment; see [`super::resolve()`].
 pub fn resolve(deployment: &[SourceFile], installed: &[SourceFile]) -> Result<Resolution> {
     let search = SearchPath::new(deployment, installed).map_err(|e| {
@@ -280,6 +300,7 @@ impl Resolver<'_, '_> {
     fn unit(&mut self, loaded: &LoadedUnit<'_>) -> Result<()> {
         let unit = &loaded.unit;
         let service = service_name(unit, &loaded.file.name, loaded.kind);
+        check_service_name(loaded, &service)?;
         self.out.units.push(Unit {
             file: loaded.file.label.clone(),
             kind: loaded.kind,
@@ -882,6 +903,37 @@ mod tests {
                 ("web.container", UnitKind::Container, "web.service"),
             ]
         );
+    }
+
+    #[test]
+    fn service_names_systemd_refuses_are_errors_naming_file_and_value() {
+        for (file, text, named) in [
+            (
+                "web.container",
+                container("ServiceName=../../x\n"),
+                "web.container:3: ServiceName=../../x",
+            ),
+            (
+                "web.container",
+                container("ServiceName=-x\n"),
+                "ServiceName=-x",
+            ),
+            (
+                "d.volume",
+                "[Volume]\nServiceName=a/b\n".to_owned(),
+                "d.volume:2: ServiceName=a/b",
+            ),
+            ("-x.container", container(""), "-x.container: the file name"),
+        ] {
+            let err =
+                run_with(&[(file, &text), ("ok.container", &container(""))], &[]).unwrap_err();
+            assert!(err.message.contains(named), "{}", err.message);
+            assert!(
+                err.message.contains("not a valid systemd unit name"),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]

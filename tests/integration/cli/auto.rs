@@ -2,8 +2,6 @@
 //! generator, `enable`/`disable` drop-ins, the leger hook's cheap paths, the
 //! stop hook's skips, `status`, and the generator benchmark script.
 
-use std::path::Path;
-
 use crate::support::{repo_root, stderr, stdout, TestEnv};
 
 const WEB: &str = "[Container]\nImage=localhost/busybox:latest\nVolume=web-data.volume:/data\n";
@@ -25,19 +23,6 @@ fn with_deployments() -> TestEnv {
         "[Pod]\nPodName=solo\n",
     );
     env
-}
-
-/// Whether a leger-backup user generator is installed on this machine
-/// (then `enable` flips the config instead of writing drop-ins).
-fn host_has_generator() -> bool {
-    [
-        "/run/systemd/user-generators",
-        "/etc/systemd/user-generators",
-        "/usr/local/lib/systemd/user-generators",
-        "/usr/lib/systemd/user-generators",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join("leger-backup-user-generator").exists())
 }
 
 #[test]
@@ -127,10 +112,6 @@ fn generator_honours_the_config() {
 
 #[test]
 fn enable_and_disable_write_and_remove_dropins_without_generator() {
-    if host_has_generator() {
-        eprintln!("a leger-backup generator is installed here: enable flips the config instead");
-        return;
-    }
     let env = with_deployments();
     let unit_dir = env.path(".config/systemd/user");
     let out = env.run(&["enable", "web"]);
@@ -183,9 +164,6 @@ fn enable_and_disable_write_and_remove_dropins_without_generator() {
 
 #[test]
 fn enable_refuses_a_config_it_cannot_edit_safely() {
-    if host_has_generator() {
-        return;
-    }
     let env = with_deployments();
     let config = "# mine\nauto: {deployments: {web: {enabled: false}}}\n";
     env.write(".config/leger/config.yaml", config);
@@ -203,6 +181,36 @@ fn enable_refuses_a_config_it_cannot_edit_safely() {
     let out = env.run(&["enable", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no deployment named"));
+}
+
+#[test]
+fn enable_and_disable_flip_the_config_when_the_generator_is_installed() {
+    let env = with_deployments();
+    let generator = env.generator_dir().join("leger-backup-user-generator");
+    std::fs::create_dir_all(env.generator_dir()).unwrap();
+    std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("leger-backup"), &generator).unwrap();
+    let out = env.run(&["disable", "web"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("through the generator"), "{err}");
+    assert!(err.contains(&generator.display().to_string()), "{err}");
+    let config = std::fs::read_to_string(env.path(".config/leger/config.yaml")).unwrap();
+    assert!(config.contains("enabled: false"), "{config}");
+    assert!(!env.path(".config/systemd/user").exists());
+
+    // Masked (a symlink to /dev/null): drop-ins again.
+    std::fs::remove_file(&generator).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &generator).unwrap();
+    let out = env.run(&["enable", "solo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("through drop-ins"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env
+        .path(".config/systemd/user/solo-pod.service.d/50-leger-backup.conf")
+        .exists());
 }
 
 #[test]
@@ -256,6 +264,71 @@ fn the_shipped_hook_scripts_find_the_binary_and_pass_arguments() {
         assert!(out.status.success(), "{event}: {}", stderr(&out));
         assert!(
             stderr(&out).contains("no backup taken before"),
+            "{event}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The shipped hook scripts name the system binaries by absolute path, so
+/// they run from a copy whose `/usr/bin` and `/usr/local/bin` point into a
+/// temporary directory (nothing in the shipped script can be redirected).
+#[test]
+fn the_hook_scripts_prefer_usr_bin_then_usr_local_bin_then_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let fake = |dir: &str| {
+        let path = root.join(dir).join("leger-backup");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("#!/bin/sh\necho \"{dir}\" \"$@\"\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    for event in ["pre-remove", "pre-apply"] {
+        let shipped =
+            std::fs::read_to_string(repo_root().join(format!("hooks/{event}.d/50-leger-backup")))
+                .unwrap();
+        for system in ["/usr/bin/leger-backup", "/usr/local/bin/leger-backup"] {
+            assert_eq!(shipped.matches(system).count(), 1, "{event}: {system}");
+        }
+        let usr_bin = fake("usr-bin");
+        let usr_local = fake("usr-local-bin");
+        let in_path = fake("planted-in-path");
+        let copy = root.join(format!("{event}-hook"));
+        std::fs::write(
+            &copy,
+            shipped
+                .replace("/usr/bin/leger-backup", usr_bin.to_str().unwrap())
+                .replace("/usr/local/bin/leger-backup", usr_local.to_str().unwrap()),
+        )
+        .unwrap();
+        let run = || {
+            std::process::Command::new("/bin/sh")
+                .arg(&copy)
+                .args([event, "web"])
+                .env_clear()
+                .env("PATH", in_path.parent().unwrap())
+                .output()
+                .unwrap()
+        };
+        for (remove, winner) in [
+            (None, "usr-bin"),
+            (Some(&usr_bin), "usr-local-bin"),
+            (Some(&usr_local), "planted-in-path"),
+        ] {
+            if let Some(path) = remove {
+                std::fs::remove_file(path).unwrap();
+            }
+            let out = run();
+            assert!(out.status.success(), "{event}: {}", stderr(&out));
+            assert_eq!(stdout(&out), format!("{winner} leger-hook {event} web\n"));
+        }
+        std::fs::remove_file(&in_path).unwrap();
+        let out = run();
+        assert_eq!(out.status.code(), Some(1), "{event}");
+        assert!(
+            stderr(&out).contains("not found in /usr/bin, /usr/local/bin or PATH"),
             "{event}: {}",
             stderr(&out)
         );

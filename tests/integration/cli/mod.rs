@@ -5,6 +5,7 @@ mod backups;
 mod basics;
 mod escapes;
 mod file_modes;
+mod generator_hostile;
 mod hostile_archives;
 mod hostile_metadata;
 mod packaging;

@@ -53,11 +53,27 @@ impl TestEnv {
         dest
     }
 
+    /// Where the binary looks for an installed leger-backup user generator
+    /// (`LEGER_BACKUP_GENERATOR_DIRS`): empty unless a test installs one,
+    /// whatever the host has.
+    pub fn generator_dir(&self) -> PathBuf {
+        self.path("user-generators")
+    }
+
     /// A command for the binary with HOME set and XDG variables cleared.
     pub fn command(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("leger-backup").unwrap();
+        assert_cmd::Command::from_std(
+            self.command_for(&assert_cmd::cargo::cargo_bin("leger-backup")),
+        )
+    }
+
+    /// `program` with the environment of [`Self::command`] (a wrapper that
+    /// then runs the binary, such as `sh -c 'ulimit ...; exec ...'`).
+    pub fn command_for(&self, program: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .env("HOME", self.home.path())
+            .env("LEGER_BACKUP_GENERATOR_DIRS", self.generator_dir())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("LANG", "C.UTF-8")
             .current_dir(self.home.path());
