@@ -83,7 +83,7 @@ impl StopResult {
         exit_status: Option<&str>,
     ) -> Option<StopResult> {
         let result = service_result?;
-        if result == "success" {
+        if result == "success" || ended_by_the_stop(result, exit_code, exit_status) {
             return None;
         }
         let word = |v: Option<&str>| v.filter(|v| is_systemd_word(v)).map(str::to_owned);
@@ -108,6 +108,24 @@ impl StopResult {
             format!("{} ({})", self.service_result, details.join(", "))
         }
     }
+}
+
+/// Whether the main process ended the way a requested stop ends it: by
+/// SIGTERM (or SIGINT, SIGHUP), or by SIGKILL after the stop timeout, seen
+/// either as the signal or as podman's `128 + signal` exit status. systemd
+/// reports these as `exit-code` for Quadlet services (checked: a busybox
+/// container stopped with `systemctl --user stop` gives `exit-code`,
+/// `exited`, `143`), yet the stop was not a failure; only an exit of the
+/// service's own (a crash) is.
+fn ended_by_the_stop(result: &str, exit_code: Option<&str>, exit_status: Option<&str>) -> bool {
+    let by_stop_signal = match (exit_code, exit_status) {
+        (Some("killed"), Some(signal)) => {
+            matches!(signal, "TERM" | "INT" | "HUP" | "KILL")
+        }
+        (Some("exited"), Some(status)) => matches!(status, "143" | "130" | "129" | "137"),
+        _ => false,
+    };
+    matches!(result, "exit-code" | "signal") && by_stop_signal
 }
 
 /// A short word of letters, digits, `-` and `_`, as systemd's results,
@@ -580,6 +598,14 @@ mod tests {
         let odd = StopResult::from_systemd(Some("\x1b[2J"), Some("killed"), Some(&"9".repeat(40)))
             .unwrap();
         assert_eq!(odd.describe(), "unknown (killed)");
+        // A requested stop ends a container by SIGTERM, or by SIGKILL after
+        // the stop timeout: not a failure, however systemd words it.
+        for (code, status) in [("exited", "143"), ("exited", "137"), ("killed", "TERM")] {
+            let r = StopResult::from_systemd(Some("exit-code"), Some(code), Some(status));
+            assert_eq!(r, None, "{code} {status}");
+        }
+        let crash = StopResult::from_systemd(Some("signal"), Some("killed"), Some("SEGV"));
+        assert!(crash.is_some());
     }
 
     #[test]

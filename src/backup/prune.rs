@@ -232,12 +232,22 @@ pub fn prune(
         }
     }
     let selection = select(&valid, keep, deployment);
+    // What an unfinished operation needs is the reason worth telling, also
+    // when the backup is the newest good one anyway.
     let (held, doomed): (Vec<String>, Vec<String>) = selection
         .doomed
         .into_iter()
+        .chain(selection.protected.iter().cloned())
         .partition(|id| in_use.contains_key(id));
-    outcome.deleted = doomed;
-    outcome.protected = selection.protected;
+    outcome.deleted = doomed
+        .into_iter()
+        .filter(|id| !selection.protected.contains(id))
+        .collect();
+    outcome.protected = selection
+        .protected
+        .into_iter()
+        .filter(|id| !in_use.contains_key(id))
+        .collect();
     outcome.held = held
         .into_iter()
         .map(|id| HeldBackup {

@@ -487,7 +487,7 @@ fn restore_killed_at(name: &'static str, point: &str, step: &str, rolled_back: b
     assert!(sound.contains(&b1) && sound.contains(&safety), "{sound:?}");
     // Neither a prune keeping nothing nor a delete takes what the recovery
     // needs.
-    let out = s.ok("leger-backup prune --deployment $N --keep-manual 0 --keep-automatic 0");
+    let out = s.ok("leger-backup prune --deployment $N --keep-manual 0 --keep-automatic 0 --keep-before-change 0");
     for needle in [
         format!("kept {safety} (the safety backup of the unfinished restore of {name})"),
         format!("kept {b1} (the backup the unfinished restore of {name} puts back)"),
