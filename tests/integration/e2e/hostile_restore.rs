@@ -3,11 +3,13 @@
 //! it; a volume another (stopped) deployment uses is replaced only with
 //! `--force`; a file of no deployment in the way of a restore is refused,
 //! and with `--force` kept in the safety backup, so a rollback and the undo
-//! put it back.
+//! put it back. A volume archive that writes through a symlink is refused
+//! (and `podman volume import` alone is shown to write outside); a FIFO
+//! recorded at backup time comes back.
 //!
-//! Names (deployments `hr1`, `hr2a`, `hr2b`, `hr3`, volumes
-//! `leger-e2e-hr*`, the unit `leger-e2e-canary.service`) are unique to this
-//! file. No test publishes a port.
+//! Names (deployments `hr1`, `hr2a`, `hr2b`, `hr3`, `ha1`, volumes
+//! `leger-e2e-hr*`, `leger-e2e-ha1-*`, the unit `leger-e2e-canary.service`)
+//! are unique to this file. No test publishes a port.
 
 use crate::support::deploy::MANIFEST_SH;
 use crate::support::testbed::Testbed;
@@ -278,4 +280,106 @@ fn a_file_of_no_deployment_is_never_silently_overwritten() {
         "test ! -d ~/.local/share/bluebuild-quadlets/active/hr3",
     );
     succeeds(&tb, CLEANUP_HR3);
+}
+
+const CLEANUP_HA1: &str = r#"
+rm -rf ~/leger-e2e-outside ~/leger-e2e-craft
+podman volume rm -f leger-e2e-ha1-scratch >/dev/null 2>&1 || true
+forget leger-e2e-ha1-data ha1
+"#;
+
+/// A volume archive that writes through a symlink (`a -> ~/outside`, then
+/// `a/file`): `podman volume import` alone writes outside the volume (shown
+/// first, so the test proves the hazard is real); `restore` refuses the
+/// backup, writes nothing anywhere and leaves the deployment running.
+#[test]
+fn a_volume_archive_writing_through_a_symlink_never_leaves_the_volume() {
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HA1);
+    succeeds(
+        &tb,
+        r#"plain ha1 leger-e2e-ha1-data
+        systemctl --user daemon-reload
+        systemctl --user start ha1.service
+        active ha1.service
+        put leger-e2e-ha1-data original"#,
+    );
+    let id = create(&tb, "ha1");
+    // The crafted tar, in podman's order: the symlink, then a file under it.
+    succeeds(
+        &tb,
+        r#"mkdir -p ~/leger-e2e-outside ~/leger-e2e-craft/one ~/leger-e2e-craft/two/a
+        ln -s "$HOME/leger-e2e-outside" ~/leger-e2e-craft/one/a
+        echo pwned > ~/leger-e2e-craft/two/a/file
+        tar -C ~/leger-e2e-craft/one -cf ~/leger-e2e-craft/evil.tar a
+        tar -C ~/leger-e2e-craft/two -rf ~/leger-e2e-craft/evil.tar a/file
+        tar -tvf ~/leger-e2e-craft/evil.tar
+        podman volume create leger-e2e-ha1-scratch >/dev/null
+        podman volume import leger-e2e-ha1-scratch ~/leger-e2e-craft/evil.tar
+        test -f ~/leger-e2e-outside/file   # podman alone writes outside
+        rm -f ~/leger-e2e-outside/file
+        podman volume rm -f leger-e2e-ha1-scratch >/dev/null"#,
+    );
+    let (_, stderr) = fails(
+        &tb,
+        &format!(
+            r#"B="$BACKUPS/{id}"; A="$B/volumes/leger-e2e-ha1-data.tar.zst"
+            zstd -q -f ~/leger-e2e-craft/evil.tar -o "$A"
+            size=$(stat -c %s "$A"); sha=$(sha256sum "$A" | cut -d' ' -f1)
+            raw=$(stat -c %s ~/leger-e2e-craft/evil.tar)
+            jq --argjson s "$size" --arg h "$sha" --argjson r "$raw" \
+              '.volumes[0].size = $s | .volumes[0].sha256 = $h | .volumes[0].uncompressed_size = $r' \
+              "$B/.backup-metadata.json" > "$B/m.json"
+            mv "$B/m.json" "$B/.backup-metadata.json"
+            put leger-e2e-ha1-data current
+            leger-backup restore {id} --yes"#
+        ),
+    );
+    assert!(
+        stderr.contains("entry \"a/file\" passes through \"a\", which is not a directory"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    succeeds(
+        &tb,
+        r#"test ! -e ~/leger-e2e-outside/file
+        test "$(got leger-e2e-ha1-data)" = current
+        systemctl --user is-active --quiet ha1.service"#,
+    );
+    succeeds(&tb, CLEANUP_HA1);
+}
+
+/// A FIFO in a volume is recorded when the backup is created, so the
+/// restore lets exactly it through and it comes back.
+#[test]
+fn a_fifo_recorded_at_backup_time_comes_back() {
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HA1);
+    succeeds(
+        &tb,
+        r#"plain ha1 leger-e2e-ha1-data
+        systemctl --user daemon-reload
+        systemctl --user start ha1.service
+        active ha1.service
+        put leger-e2e-ha1-data original
+        podman unshare mkfifo "$(mp leger-e2e-ha1-data)/pipe""#,
+    );
+    let id = create(&tb, "ha1");
+    let (specials, _) = succeeds(
+        &tb,
+        &format!(r#"jq -c '.volumes[0].special_files' "$BACKUPS/{id}/.backup-metadata.json""#),
+    );
+    assert_eq!(specials.trim(), r#"["pipe"]"#);
+    succeeds(
+        &tb,
+        &format!(
+            r#"podman unshare rm "$(mp leger-e2e-ha1-data)/pipe"
+            put leger-e2e-ha1-data changed
+            leger-backup restore {id} --yes
+            podman unshare test -p "$(mp leger-e2e-ha1-data)/pipe"
+            test "$(got leger-e2e-ha1-data)" = original
+            active ha1.service"#
+        ),
+    );
+    succeeds(&tb, CLEANUP_HA1);
 }
