@@ -8,20 +8,18 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-ensure_nextest() {
-    if ! cargo nextest --version >/dev/null 2>&1; then
-        step "installing cargo-nextest"
-        cargo install --locked cargo-nextest
-    fi
-}
+step "prerequisites (installed once, before any test runs)"
+tests/prerequisites.sh
 
-step "lint: cargo fmt --check, cargo clippy -D warnings"
+step "lint: cargo fmt --check, cargo clippy -D warnings, shellcheck, cargo deny"
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
+shellcheck -S warning hooks/*/* tests/*.sh tests/testbed/*.sh tests/bench/*.sh \
+    packaging/rpm/build.sh tests/support/leger-sim .ci/run
+tests/deny.sh
 
 step "build (release, installed into the testbed)"
 cargo build --release --locked
-ensure_nextest
 cargo nextest run --locked --no-run
 
 step "testbed up"

@@ -29,6 +29,15 @@ plain() {
   printf '[Container]\nImage=%s\n%s\nVolume=%s:/data\n' "${3:-localhost/busybox:latest}" "$EXEC" "$2" \
     > "$Q/$1/$1.container"
 }
+# running NAME VOLUME: the plain deployment NAME installed, started and
+# active, its volume's file `f` holding "original".
+running() {
+  plain "$1" "$2"
+  systemctl --user daemon-reload
+  systemctl --user start "$1.service"
+  active "$1.service"
+  put "$2" original
+}
 # forget VOLUME NAME...: stop and remove the plain deployments NAME, their
 # backups, and VOLUME (what a previous, failed run may have left).
 forget() {
@@ -102,11 +111,7 @@ fn a_foreign_unit_named_by_metadata_is_never_started() {
         r#"mkdir -p ~/.config/systemd/user
         printf '[Service]\nType=oneshot\nExecStart=/bin/sh -c "touch %%h/leger-e2e-canary-started"\n' \
           > ~/.config/systemd/user/leger-e2e-canary.service
-        plain hr1 leger-e2e-hr1-data
-        systemctl --user daemon-reload
-        systemctl --user start hr1.service
-        active hr1.service
-        put leger-e2e-hr1-data original"#,
+        running hr1 leger-e2e-hr1-data"#,
     );
     let id = create(&tb, "hr1");
     // A copy whose metadata names the canary as the deployment's service
@@ -296,14 +301,7 @@ forget leger-e2e-ha1-data ha1
 fn a_volume_archive_writing_through_a_symlink_never_leaves_the_volume() {
     let tb = Testbed::get();
     succeeds(&tb, CLEANUP_HA1);
-    succeeds(
-        &tb,
-        r#"plain ha1 leger-e2e-ha1-data
-        systemctl --user daemon-reload
-        systemctl --user start ha1.service
-        active ha1.service
-        put leger-e2e-ha1-data original"#,
-    );
+    succeeds(&tb, r#"running ha1 leger-e2e-ha1-data"#);
     let id = create(&tb, "ha1");
     // The crafted tar, in podman's order: the symlink, then a file under it.
     succeeds(
@@ -357,11 +355,7 @@ fn a_fifo_recorded_at_backup_time_comes_back() {
     succeeds(&tb, CLEANUP_HA1);
     succeeds(
         &tb,
-        r#"plain ha1 leger-e2e-ha1-data
-        systemctl --user daemon-reload
-        systemctl --user start ha1.service
-        active ha1.service
-        put leger-e2e-ha1-data original
+        r#"running ha1 leger-e2e-ha1-data
         podman unshare mkfifo "$(mp leger-e2e-ha1-data)/pipe""#,
     );
     let id = create(&tb, "ha1");
