@@ -23,6 +23,9 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	shellcheck -S warning hooks/*/* tests/*.sh tests/testbed/*.sh tests/bench/*.sh \
+		packaging/rpm/build.sh tests/support/leger-sim .ci/run
+	tests/deny.sh
 
 ## The main job, for real, in the testbed: install the bundled example, back it up, break it, restore it.
 demo: build

@@ -12,11 +12,7 @@ step "prerequisites (installed once, before any test runs)"
 tests/prerequisites.sh
 
 step "lint: cargo fmt --check, cargo clippy -D warnings, shellcheck, cargo deny"
-cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
-shellcheck -S warning hooks/*/* tests/*.sh tests/testbed/*.sh tests/bench/*.sh \
-    packaging/rpm/build.sh tests/support/leger-sim .ci/run
-tests/deny.sh
+make --no-print-directory lint
 
 step "build (release, installed into the testbed)"
 cargo build --release --locked
