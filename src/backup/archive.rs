@@ -195,6 +195,12 @@ fn zstd_encoder(level: i32, threads: u32) -> Result<zstd::stream::raw::Encoder<'
     ] {
         enc.set_parameter(p).map_err(setup)?;
     }
+    // zstd's levels above 19 ask for windows of up to 2^27; every archive
+    // we write must read back within the reader's bound.
+    if level > 19 {
+        enc.set_parameter(CParameter::WindowLog(MAX_ZSTD_WINDOW_LOG))
+            .map_err(setup)?;
+    }
     Ok(enc)
 }
 
@@ -446,9 +452,13 @@ pub struct ReadDigest {
     pub uncompressed_size: u64,
 }
 
-/// Largest zstd window (log2) accepted when reading: 128 MiB, what zstd's
-/// own levels use at most. Archives asking for more are refused.
-pub const MAX_ZSTD_WINDOW_LOG: u32 = 27;
+/// Largest zstd window (log2) accepted when reading, and used when writing:
+/// 16 MiB. The window is allocated whole when a frame is decoded, so this
+/// keeps a restore's memory well under 64 MB whatever the archive says (a
+/// 2^27 window measured 132 MB resident). zstd levels up to 19 use at most
+/// 2^23; our encoder caps higher levels at this; frames asking for more
+/// are refused with a message.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 24;
 
 /// Decompression ratio no gzip stream can exceed (deflate's limit is about
 /// 1032:1): the bound for archives whose metadata records no size.
@@ -487,7 +497,7 @@ pub fn open_archive(path: &Path, compression: Compression) -> Result<ArchiveRead
             let mut d =
                 zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, reader))
                     .map_err(|e| Error::internal(format!("cannot set up the zstd decoder: {e}")))?;
-            // Our own encoder uses at most a 2^27 window at any level; a
+            // Our own encoder never uses more than this window; a
             // larger window would let a small hostile archive make us
             // allocate up to 2 GiB (see `explain_zstd`).
             d.window_log_max(MAX_ZSTD_WINDOW_LOG)
@@ -605,8 +615,8 @@ fn explain_zstd(e: io::Error) -> io::Error {
     if e.to_string().contains("too much memory") {
         io::Error::other(format!(
             "the zstd stream asks for a window larger than 2^{MAX_ZSTD_WINDOW_LOG} bytes \
-             (128 MiB), which leger-backup refuses: it was not written by leger-backup \
-             or `zstd` at a normal level (`zstd --long=31` archives need repacking)"
+             (16 MiB), which leger-backup refuses: it was not written by leger-backup \
+             or `zstd` at a level up to 19 (`--long` or `--ultra` archives need repacking)"
         ))
     } else {
         e
@@ -1064,7 +1074,7 @@ mod tests {
         std::fs::write(&dest, &bytes).unwrap();
         let err = check_archive(&dest, Compression::Zstd, None).unwrap_err();
         assert!(
-            err.message.contains("window larger than 2^27"),
+            err.message.contains("window larger than 2^24"),
             "{}",
             err.message
         );

@@ -26,7 +26,7 @@ pub const METADATA_FILE: &str = ".backup-metadata.json";
 /// Largest metadata file read: far above what a real backup records (its
 /// files, volumes and device nodes), far below what would strain memory
 /// when `list` reads every backup's metadata.
-pub const MAX_METADATA_BYTES: u64 = 16 << 20;
+pub const MAX_METADATA_BYTES: u64 = 2 << 20;
 
 /// The metadata format this version writes; loading refuses newer ones.
 pub const FORMAT_VERSION: u32 = 1;

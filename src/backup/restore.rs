@@ -38,7 +38,7 @@ use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
-use crate::backup::tar_guard::{Specials, TarGuard};
+use crate::backup::tar_guard::{self, Specials, TarGuard};
 use crate::backup::trust;
 use crate::backup::verify;
 use crate::context::Context;
@@ -1340,6 +1340,15 @@ fn decompress_into(
     mut guard: TarGuard<'_>,
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> (archive::ArchiveReader, std::io::Result<()>) {
+    // Our own first block: podman never sniffs the archive's bytes for a
+    // compression format (see `tar_guard::root_header`).
+    let root = tar_guard::root_header();
+    if let Err(why) = guard.feed(&root) {
+        return (reader, Err(std::io::Error::other(why)));
+    }
+    if tx.send(root.to_vec()).is_err() {
+        return (reader, Ok(()));
+    }
     loop {
         let mut chunk = vec![0u8; archive::CHUNK];
         let n = match reader.read(&mut chunk) {

@@ -17,7 +17,18 @@ impl Header {
         check_checksum(block)?;
         let magic = &block[257..263];
         let mut name = until_nul(&block[..100]).to_vec();
-        if magic == b"ustar\0" {
+        if magic == b"ustar " && &block[263..265] == b" \0" {
+            // GNU: bytes 345.. are atime and ctime. When one does not parse,
+            // Go falls back to reading them as a USTAR prefix (for files an
+            // old Go wrote), so the name would differ from what we check.
+            let unreadable = |field: &[u8]| field[0] != 0 && parse_number(field).is_none();
+            if unreadable(&block[345..357]) || unreadable(&block[357..369]) {
+                return Err(
+                    "a GNU header whose time fields do not parse (Go would read them as a name prefix)"
+                        .into(),
+                );
+            }
+        } else if magic == b"ustar\0" {
             if &block[508..512] == b"tar\0" {
                 return Err("a star-format header: not accepted".into());
             }
@@ -42,7 +53,11 @@ impl Header {
 
 /// The header checksum, signed or unsigned as Go accepts.
 fn check_checksum(block: &[u8]) -> Result<(), Refusal> {
-    let recorded = parse_number(&block[148..156]).ok_or("an unreadable header checksum")?;
+    // Octal only, as Go reads it (no base-256 here).
+    let recorded = Some(&block[148..156])
+        .filter(|field| field[0] & 0x80 == 0)
+        .and_then(parse_number)
+        .ok_or("an unreadable header checksum")?;
     let (mut unsigned, mut signed) = (0u64, 0i64);
     for (i, &b) in block.iter().enumerate() {
         let b = if (148..156).contains(&i) { b' ' } else { b };
@@ -117,6 +132,10 @@ fn take_pax_record(pax: &mut Pax, key: &[u8], value: &[u8]) -> Result<(), Refusa
             Ok(value.to_vec())
         }
     };
+    // Go keeps the header's own value when a PAX value is empty.
+    if value.is_empty() && matches!(key, b"path" | b"linkpath" | b"size") {
+        return Ok(());
+    }
     match key {
         b"path" => pax.path = Some(no_nul("path")?),
         b"linkpath" => pax.linkpath = Some(no_nul("linkpath")?),

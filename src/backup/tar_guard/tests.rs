@@ -259,3 +259,60 @@ fn numbers_parse_like_go() {
     assert_eq!(parse_number(&[0xff, 0xff]), None, "negative base-256");
     assert_eq!(parse_number(b"9"), None);
 }
+
+/// Review findings: each of these was accepted by an earlier guard and is
+/// read by Go so that an entry lands outside the volume (or elsewhere).
+#[test]
+fn a_gnu_header_whose_times_do_not_parse_is_refused() {
+    // Go would read bytes 345.. as a prefix: the entry "b" becomes "a/b".
+    let mut g = header("b", b'0', 0, "");
+    g[257..263].copy_from_slice(b"ustar ");
+    g[263..265].copy_from_slice(b" \0");
+    g[345..347].copy_from_slice(b"a\0");
+    g[148..156].copy_from_slice(b"        ");
+    let sum: u32 = g.iter().map(|&x| u32::from(x)).sum();
+    g[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    refused(
+        &tar(&[header("a", b'2', 0, "/home/victim"), g]),
+        "time fields do not parse",
+    );
+}
+
+#[test]
+fn a_hard_link_to_a_symlink_is_refused() {
+    refused(
+        &tar(&[
+            header("s", b'2', 0, "/home/victim"),
+            header("t", b'1', 0, "s"),
+            header("u", b'1', 0, "t/.ssh/id_ed25519"),
+        ]),
+        "the target is a symlink",
+    );
+}
+
+#[test]
+fn empty_pax_paths_and_long_names_keep_the_header_name_like_go() {
+    let mut p = pax(&[("path", "")]);
+    p.extend(header("../../tmp/x", b'5', 0, ""));
+    refused(&tar(&[p]), "contains '..'");
+    let mut l = header("././@LongLink", b'L', 1, "");
+    l.extend_from_slice(&[0u8; BLOCK]);
+    l.extend(header("../../tmp/x", b'5', 0, ""));
+    refused(&tar(&[l]), "contains '..'");
+}
+
+#[test]
+fn the_root_header_a_restore_sends_first_is_accepted_before_any_archive() {
+    let root = root_header();
+    let mut with_root = root.to_vec();
+    with_root.extend(podman_like());
+    assert_eq!(check(&with_root), Ok(vec![]));
+    // An archive that has a root entry of its own still reads.
+    let mut twice = root.to_vec();
+    twice.extend(tar(&[header("./", b'5', 0, ""), file("a", b"x")]));
+    assert_eq!(check(&twice), Ok(vec![]));
+    // A base-256 checksum is not something Go reads.
+    let mut b256 = header("a", b'0', 0, "");
+    b256[148] = 0x80;
+    refused(&tar(&[b256]), "checksum");
+}

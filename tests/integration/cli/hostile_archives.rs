@@ -247,7 +247,7 @@ fn a_2_gib_zstd_window_is_refused_without_allocating_it() {
     zst.extend_from_slice(&block.to_le_bytes()[..3]);
     zst.extend_from_slice(&tar);
     craft(&env, &zst, tar.len() as u64);
-    refused_everywhere(&env, "window larger than 2^27");
+    refused_everywhere(&env, "window larger than 2^24");
     let peak = children_peak_rss_mib();
     assert!(peak < 64, "peak RSS {peak} MiB");
 }
@@ -291,7 +291,7 @@ fn a_1_gib_metadata_file_is_refused_without_reading_it() {
     let out = env.run(&["info", ID]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("larger than 16 MiB"),
+        stderr(&out).contains("larger than 2 MiB"),
         "{}",
         stderr(&out)
     );
