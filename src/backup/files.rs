@@ -387,6 +387,9 @@ impl FilesPlan {
                 .chain(dir.path.components())
                 .filter(|c| *c != Component::CurDir)
                 .collect();
+            if dir.location == Location::Installed && roots.active.is_some() {
+                self.check_own_installed_dir(&path, &dir.path, &roots.installed)?;
+            }
             if !self.dirs.iter().any(|d| d.path == path) {
                 self.dirs.push(PlannedDir {
                     path,
@@ -397,6 +400,27 @@ impl FilesPlan {
         }
         self.dirs.sort_by_key(|d| d.path.components().count());
         Ok(self)
+    }
+}
+
+impl FilesPlan {
+    /// A leger deployment shares the Quadlet directory with every other
+    /// deployment: of it, a backup may only give modes to directories that
+    /// hold files it writes — never the shared directory itself (a crafted
+    /// `"."`, mode 0777, would let anyone add units) nor another
+    /// deployment's.
+    fn check_own_installed_dir(&self, path: &Path, recorded: &Path, shared: &Path) -> Result<()> {
+        let holds_own_file = self.write.iter().any(|(entry, target)| {
+            entry.location == Location::Installed && target.starts_with(path) && target != path
+        });
+        if holds_own_file && path != shared {
+            return Ok(());
+        }
+        Err(Error::user(format!(
+            "the backup records directory {:?} of the shared Quadlet directory, which holds none of its files",
+            recorded
+        ))
+        .with_hint("the metadata is damaged or hostile; the backup is refused"))
     }
 }
 
@@ -912,6 +936,45 @@ mod tests {
     /// A 0700 `secrets/`, a 0750 dir, an empty dir and a 0500 dir holding a
     /// file come back with their modes, after removal and over a changed
     /// tree.
+    /// Review finding: a crafted `dirs` entry for `.` of the shared Quadlet
+    /// directory (mode 0777) would have made it world-writable.
+    #[test]
+    fn a_leger_backup_gives_modes_only_to_directories_of_its_own_files() {
+        use crate::backup::metadata::DirEntry;
+        let tmp = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            active: Some(tmp.path().join("active/web")),
+            installed: tmp.path().join("systemd"),
+        };
+        let entry = |path: &str| FileEntry {
+            location: Location::Installed,
+            path: path.into(),
+            stored_as: path.into(),
+            size: 0,
+            mode: 0o644,
+            sha256: String::new(),
+            symlink: None,
+        };
+        let plan = || {
+            plan_restore(
+                &[entry("web.container"), entry("sub/x.container")],
+                &roots,
+                &[],
+            )
+            .unwrap()
+        };
+        let dir = |path: &str| DirEntry {
+            location: Location::Installed,
+            path: path.into(),
+            mode: 0o777,
+        };
+        assert!(plan().with_dirs(&[dir("sub")], &roots).is_ok());
+        for hostile in [".", "other", "sub/x.container/.."] {
+            let err = plan().with_dirs(&[dir(hostile)], &roots);
+            assert!(err.is_err(), "{hostile}: {:?}", err.map(|p| p.dirs));
+        }
+    }
+
     #[test]
     fn directory_modes_round_trip() {
         let tmp = tempfile::tempdir().unwrap();

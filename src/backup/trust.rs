@@ -104,7 +104,14 @@ pub(crate) fn backup_sources(
         .into_values()
         .map(|entry| {
             let stored = backup.resolve(&entry.stored_as)?;
-            let bytes = fs_err::read(&stored)?;
+            // Read before verification: bounded, and never blocking on a
+            // FIFO a crafted backup put there.
+            let bytes =
+                crate::regular_file::read_capped(&stored, crate::deployment::QUADLET_FILE_MAX)
+                    .map_err(|e| {
+                        Error::user(format!("{e}: not read as a quadlet file of the backup"))
+                            .with_hint("the backup is damaged or hostile; it is refused")
+                    })?;
             let root = match (entry.location, &roots.active) {
                 (Location::Active, Some(active)) => active,
                 _ => &roots.installed,

@@ -310,3 +310,23 @@ fn a_sound_crafted_backup_passes_so_the_refusals_above_mean_something() {
     let out = env.run(&["verify", ID]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+#[test]
+fn a_fifo_in_place_of_a_stored_quadlet_file_never_blocks_a_restore() {
+    let env = TestEnv::new();
+    let dir = craft_tar(&env, &finish_tar(Vec::new()));
+    let stored = dir.join(".active/web.container");
+    std::fs::remove_file(&stored).unwrap();
+    nix::unistd::mkfifo(&stored, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let (path, log) = logging_tools(&env);
+    let out = env
+        .command()
+        .env("PATH", path)
+        .args(["restore", ID, "--yes"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+}
