@@ -126,7 +126,8 @@ fn newest_first(a: &&Metadata, b: &&Metadata) -> std::cmp::Ordering {
 
 /// The backups to delete among `listed` (valid backups): per deployment,
 /// class, and good or after a failed stop, all but the newest `keep`
-/// ([`Keep::of`]); never a deployment's newest good backup. With a
+/// ([`Keep::of`]) — and, before a change, the newest of each reason; never
+/// a deployment's newest good backup. With a
 /// `deployment` filter, other deployments are left alone.
 pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Selection {
     type Group<'a> = (&'a str, Class, bool);
@@ -151,7 +152,16 @@ pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Sel
     let mut selection = Selection::default();
     for ((name, class, failed), mut backups) in groups {
         backups.sort_by(newest_first);
-        for m in backups.into_iter().skip(keep.of(class, failed)) {
+        let count = keep.of(class, failed);
+        // Repeated restores (`pre-restore`) must not push out the backup
+        // taken before the last apply: in the before-change class the newest
+        // of each reason is kept too (unless the count is 0).
+        let mut reasons_seen = std::collections::BTreeSet::new();
+        for (i, m) in backups.into_iter().enumerate() {
+            let newest_of_reason = reasons_seen.insert(m.reason.as_str());
+            if i < count || (class == Class::BeforeChange && count > 0 && newest_of_reason) {
+                continue;
+            }
             if newest_good.get(name).is_some_and(|n| n.id == m.id) {
                 selection.protected.push(m.id.clone());
             } else {
@@ -347,6 +357,16 @@ mod tests {
         // The three newest on-stop are kept, and the before-apply.
         assert_eq!(selection.doomed, ids((2..=8).rev()));
         assert!(selection.protected.is_empty());
+    }
+
+    #[test]
+    fn repeated_restores_never_push_out_the_before_apply_backup() {
+        let mut all = vec![meta("web", 1, "before-apply")];
+        all.extend((2..=8).map(|d| meta("web", d, "pre-restore")));
+        let selection = select(&all, &keep(5, 2, 3), None);
+        // The two newest pre-restore, and the before-apply as the newest of
+        // its reason.
+        assert_eq!(selection.doomed, ids((2..=6).rev()));
     }
 
     #[test]

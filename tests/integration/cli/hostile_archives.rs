@@ -327,6 +327,10 @@ fn a_fifo_in_place_of_a_stored_quadlet_file_never_blocks_a_restore() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
 }
