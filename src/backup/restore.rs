@@ -210,9 +210,10 @@ pub fn restore(
     let legacy = metadata.is_legacy();
     let target = Target::of(backup.clone())?;
     let current = current_deployment(ctx, &name)?;
-    check_trusted(ctx, &target, current.as_ref())?;
+    let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
     progress.step(format!("verifying {id}"));
     verify_backup(&backup)?;
+    check_volumes_outside_storage(&name, &outside_storage, opts.force)?;
     // What the restore would replace that is not the deployment's: refused
     // before the question (only files are read).
     let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
@@ -616,8 +617,14 @@ fn verify_backup(backup: &StoredBackup) -> Result<()> {
 /// Refuse a backup whose metadata names a unit, volume or secret that
 /// neither its own quadlet files nor those of the deployment installed now
 /// produce, or volume settings no `.volume` file declares (see
-/// [`trust`]). Reads files only: it runs before any command.
-fn check_trusted(ctx: &Context, target: &Target, current: Option<&Deployment>) -> Result<()> {
+/// [`trust`]). Reads files only: it runs before any command. Returns the
+/// backup's volumes that mount something outside Podman's storage
+/// ([`trust::volumes_outside_podman_storage`]).
+fn check_trusted(
+    ctx: &Context,
+    target: &Target,
+    current: Option<&Deployment>,
+) -> Result<Vec<String>> {
     let m = target.metadata();
     let roots = roots_for(ctx, m);
     let sources = trust::backup_sources(&target.backup, &target.entries, &roots)?;
@@ -634,7 +641,32 @@ fn check_trusted(ctx: &Context, target: &Target, current: Option<&Deployment>) -
     if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
         produced.add(&resolution);
     }
-    trust::check(m, &produced)
+    trust::check(m, &produced)?;
+    Ok(trust::volumes_outside_podman_storage(&sources))
+}
+
+/// A volume that mounts a host path or a device takes the import wherever
+/// it points: only with `--force`, after the user has seen where.
+fn check_volumes_outside_storage(name: &str, volumes: &[String], force: bool) -> Result<()> {
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    if force {
+        for v in volumes {
+            ui::warn(format!(
+                "--force: {v}: the import writes into what this volume mounts"
+            ));
+        }
+        return Ok(());
+    }
+    Err(Error::user(format!(
+        "refusing to restore {name}: its quadlet files mount volumes from outside Podman's \
+         storage, and the import would write into them: {}",
+        volumes.join("; ")
+    ))
+    .with_hint(
+        "check that these are the deployment's own (an NFS share, a disk), then pass --force",
+    ))
 }
 
 /// What the safety backup captures: the deployment as installed now (if it

@@ -125,6 +125,45 @@ pub(crate) fn backup_sources(
         .collect()
 }
 
+/// The backup's own `.volume` files (and their drop-ins) that mount a
+/// volume from outside Podman's storage: `Device=` (a bind of a host path,
+/// a disk, an NFS share) or a `Driver=` other than `local`. A restore
+/// imports the archive into whatever such a volume mounts, so a crafted
+/// backup could aim the import at a host directory; each is described as
+/// `FILE: Device=...`, for the restore to refuse without `--force`.
+pub(crate) fn volumes_outside_podman_storage(sources: &[SourceFile]) -> Vec<String> {
+    let is_volume_file = |path: &Path| {
+        path.extension().is_some_and(|e| e == "volume")
+            || path
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d.to_string_lossy().ends_with(".volume.d"))
+    };
+    sources
+        .iter()
+        .filter(|s| is_volume_file(&s.rel_path))
+        .filter_map(|s| {
+            let file = s.rel_path.to_string_lossy();
+            let unit = crate::quadlet::unit_file::parse(&file, &s.text).ok()?;
+            let value = |key: &str| {
+                unit.lookup("Volume", key)
+                    .map(|(v, _)| v)
+                    .filter(|v| !v.is_empty())
+            };
+            let settings: Vec<String> = [
+                value("Device").map(|d| format!("Device={d}")),
+                value("Driver")
+                    .filter(|d| d != "local")
+                    .map(|d| format!("Driver={d}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!settings.is_empty()).then(|| format!("{file}: {}", settings.join(", ")))
+        })
+        .collect()
+}
+
 /// Refuse `metadata` when it names a unit, volume or secret that `produced`
 /// does not hold, or volume settings no `.volume` file declares. The error
 /// names the field and the value.
@@ -215,6 +254,33 @@ mod tests {
             origin: format!("/q/{rel}").into(),
             text: text.to_owned(),
         }
+    }
+
+    /// Review finding: `Device=` in a backup's `.volume` file would aim the
+    /// import at a host directory.
+    #[test]
+    fn volumes_that_mount_host_paths_or_other_drivers_are_named() {
+        let files = [
+            source(
+                "web.container",
+                "[Container]\nImage=x\nVolume=data.volume:/d\n",
+            ),
+            source(
+                "data.volume",
+                "[Volume]\nDevice=/home/u\nType=none\nOptions=bind\n",
+            ),
+            source("nfs.volume", "[Volume]\nDriver=local\n"),
+            source("plug.volume", "[Volume]\nDriver=rexray\n"),
+            source("cache.volume.d/10-dev.conf", "[Volume]\nDevice=/dev/sdb1\n"),
+        ];
+        assert_eq!(
+            volumes_outside_podman_storage(&files),
+            [
+                "data.volume: Device=/home/u",
+                "plug.volume: Driver=rexray",
+                "cache.volume.d/10-dev.conf: Device=/dev/sdb1",
+            ]
+        );
     }
 
     /// `web.container` mounting `data.volume` and a plain `cache` volume.
