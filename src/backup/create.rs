@@ -363,8 +363,15 @@ pub(crate) fn create_locked(
     let dirs = files::record_dirs(&subject.files, &subject.installation)?;
     progress.step(format!("copied {} files", files.len()));
     // Containers of other deployments (or none) keep writing: say so.
+    // Nothing else writes to the other volumes while they are read, unless
+    // the deployment's services keep running.
+    let mut quiet: BTreeSet<String> = match consistency {
+        Consistency::Stopped => subject.volumes.iter().map(|v| v.name.clone()).collect(),
+        Consistency::Live => BTreeSet::new(),
+    };
     for (volume, container) in foreign? {
         if container.state == "running" {
+            quiet.remove(&volume);
             ui::warn(format!(
                 "volume {volume} is also used by container {}{}, which is not part of {} and \
                  keeps running: its writes during the export may make this backup of {volume} \
@@ -379,28 +386,21 @@ pub(crate) fn create_locked(
         }
     }
 
-    let signatures = signatures(&ctx.podman, &infos);
-    for (spec, signature) in subject.volumes.iter().zip(&signatures) {
-        if let Err(e) = signature {
-            progress.step(format!(
-                "volume {}: no tree signature ({e}); the next backup exports it again",
-                spec.name
-            ));
-        }
-    }
     let previous = previous.unwrap_or_else(|e| {
         progress.step(format!(
             "no archive is shared: listing the backups failed: {e}"
         ));
         None
     });
+    let sources = VolumeSources {
+        previous: previous.as_ref(),
+        quiet,
+    };
     let volumes = write_volumes(
         ctx,
         subject,
-        infos
-            .into_iter()
-            .zip(signatures.into_iter().map(|s| s.ok().flatten())),
-        previous.as_ref(),
+        infos,
+        &sources,
         pending.path(),
         progress,
         journal,
@@ -489,45 +489,31 @@ fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspec
     })
 }
 
-/// The tree signature of every volume that exists and can be fingerprinted
-/// (see [`reuse`]), volumes in parallel; taken once the services are
-/// stopped, so that it describes what the export reads. `Ok(None)` for a
-/// volume not fingerprinted; an error only spoils that volume's signature.
-fn signatures(podman: &Podman, infos: &[Inspected]) -> Vec<Result<Option<String>>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = infos
-            .iter()
-            .map(|info| {
-                scope.spawn(move || match info {
-                    Some((info, _)) if reuse::fingerprintable(info) => {
-                        reuse::tree_signature(podman, &info.mountpoint).map(Some)
-                    }
-                    _ => Ok(None),
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| joined(h, "fingerprinting a volume"))
-            .collect()
-    })
+/// Where the archives of a backup's volumes come from, besides the export.
+struct VolumeSources<'a> {
+    /// The deployment's newest backup, whose archives may be shared.
+    previous: Option<&'a StoredBackup>,
+    /// The volumes nothing writes to while they are read: the services
+    /// mounting them are stopped and no container of another deployment
+    /// runs on them.
+    quiet: BTreeSet<String>,
 }
 
 /// Write the archive of every volume into the pending backup at `dir`: a
-/// link to the `previous` backup's archive when the volume has not changed
+/// link to the previous backup's archive when the volume has not changed
 /// since, an export otherwise. Returns the volumes' entries, in order.
 fn write_volumes(
     ctx: &Context,
     subject: &Subject,
-    inspected: impl Iterator<Item = (Inspected, Option<String>)>,
-    previous: Option<&StoredBackup>,
+    infos: Vec<Inspected>,
+    sources: &VolumeSources,
     dir: &Path,
     progress: &Progress,
     journal: &mut Journal,
 ) -> Result<Vec<VolumeEntry>> {
     let compression = ctx.config.backup.compression.value;
     let mut volumes = Vec::new();
-    for (spec, (info, signature)) in subject.volumes.iter().zip(inspected) {
+    for (spec, info) in subject.volumes.iter().zip(infos) {
         let mut entry = VolumeEntry {
             name: spec.name.clone(),
             archive_path: None,
@@ -543,7 +529,7 @@ fn write_volumes(
             volume_service: spec.volume_service.clone(),
             used_by: spec.used_by.clone(),
             special_files: Vec::new(),
-            tree_signature: signature,
+            tree_signature: None,
         };
         let Some((info, root)) = info else {
             progress.step(format!(
@@ -555,8 +541,8 @@ fn write_volumes(
         };
         entry.root = root;
         entry.driver = Some(info.driver.clone());
-        entry.labels = info.labels;
-        entry.options = info.options;
+        entry.labels = info.labels.clone();
+        entry.options = info.options.clone();
         interrupt::check()?;
         journal.step(Step::Exporting {
             volume: spec.name.clone(),
@@ -574,42 +560,109 @@ fn write_volumes(
         }
         let dest = dir.join(&rel);
         entry.archive_path = Some(rel);
-        if let Some(shared) = share_archive(previous, &entry, compression, &dest, progress) {
-            volumes.push(shared);
-            continue;
-        }
-        let (stats, specials) = export_volume(
-            ctx,
-            &spec.name,
-            &dest,
-            compression,
-            ctx.config.backup.level.value,
-            ctx.config.backup.threads.value,
-            progress,
-        )?;
-        entry.size = stats.size;
-        entry.uncompressed_size = stats.uncompressed_size;
-        entry.sha256 = Some(stats.sha256);
-        entry.special_files = specials;
-        volumes.push(entry);
+        volumes.push(archive_volume(ctx, &info, entry, sources, &dest, progress)?);
     }
     Ok(volumes)
 }
 
-/// The entry of a volume whose archive in `previous` is linked to `dest`,
-/// when the volume has not changed since (see [`reuse::reusable`]); `None`
+/// Write the archive of the existing volume `info` to `dest` and complete
+/// its `entry`, tree signature included.
+///
+/// When the previous backup holds an archive of the volume that may be
+/// shared, the signature is taken first and decides: a match proves the
+/// tree is the one that archive holds. Otherwise, on a quiet volume (see
+/// [`VolumeSources`]) it is taken while the volume is exported, so a backup
+/// with nothing to share waits no longer than for the export. A signature
+/// is recorded only for a quiet volume, or with a shared archive (it is
+/// the one that archive was proven against): a tree that changes while it
+/// is read may differ from what the signature describes.
+fn archive_volume(
+    ctx: &Context,
+    info: &VolumeInfo,
+    mut entry: VolumeEntry,
+    sources: &VolumeSources,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<VolumeEntry> {
+    let compression = ctx.config.backup.compression.value;
+    let podman = &ctx.podman;
+    let name = entry.name.clone();
+    let fingerprint = || fingerprint(podman, info, progress);
+    let export = || {
+        export_volume(
+            ctx,
+            &name,
+            dest,
+            compression,
+            ctx.config.backup.level.value,
+            ctx.config.backup.threads.value,
+            progress,
+        )
+    };
+    let candidate = sources.previous.filter(|p| {
+        reuse::fingerprintable(info)
+            && reuse::candidate(&p.metadata, &entry.name, compression).is_some()
+    });
+    let quiet = sources.quiet.contains(&name);
+    let (stats, specials) = match candidate {
+        Some(previous) => {
+            let signature = fingerprint();
+            if let Some(shared) =
+                share_archive(previous, &entry, signature.as_deref(), dest, progress)
+            {
+                return Ok(shared);
+            }
+            entry.tree_signature = signature.filter(|_| quiet);
+            export()?
+        }
+        None if !quiet => export()?,
+        None => std::thread::scope(|scope| {
+            let signing = scope.spawn(fingerprint);
+            let exported = export();
+            // A panic in the signature thread only loses the signature.
+            entry.tree_signature = signing.join().ok().flatten();
+            exported
+        })?,
+    };
+    entry.size = stats.size;
+    entry.uncompressed_size = stats.uncompressed_size;
+    entry.sha256 = Some(stats.sha256);
+    entry.special_files = specials;
+    Ok(entry)
+}
+
+/// The tree signature of volume `info` (see [`reuse`]), `None` when it is
+/// not fingerprinted or the fingerprint failed: that costs only the
+/// sharing of its archive by the next backup, so it is a note, not an
+/// error.
+fn fingerprint(podman: &Podman, info: &VolumeInfo, progress: &Progress) -> Option<String> {
+    if !reuse::fingerprintable(info) {
+        return None;
+    }
+    reuse::tree_signature(podman, &info.mountpoint)
+        .map_err(|e| {
+            progress.step(format!(
+                "volume {}: no tree signature ({e}); the next backup exports it again",
+                info.name
+            ))
+        })
+        .ok()
+}
+
+/// The entry of a volume whose archive in `previous` (a candidate: of the
+/// same compression) is linked to `dest`, when the volume's `signature`
+/// says it has not changed since (see [`reuse::reusable`]); `None`
 /// when it must be exported, a failed link (`EXDEV`, `EMLINK`, the archive
 /// gone) included.
 fn share_archive(
-    previous: Option<&StoredBackup>,
+    previous: &StoredBackup,
     entry: &VolumeEntry,
-    compression: crate::config::Compression,
+    signature: Option<&str>,
     dest: &Path,
     progress: &Progress,
 ) -> Option<VolumeEntry> {
-    let previous = previous?;
-    let signature = entry.tree_signature.as_deref()?;
-    let old = reuse::reusable(&previous.metadata, &entry.name, signature, compression)?;
+    let compression = previous.metadata.compression?;
+    let old = reuse::reusable(&previous.metadata, &entry.name, signature?, compression)?;
     match reuse::link_archive(previous, old, dest) {
         Ok(()) => {
             progress.step(format!(

@@ -23,6 +23,13 @@
 //! `Device=`) are never fingerprinted: their ctimes are not the kernel's
 //! word on the data.
 //!
+//! A signature is recorded only when it describes the archive: for a
+//! volume nothing wrote to while it was read (its services stopped, no
+//! container of another deployment running on it), or with a shared
+//! archive. Taken before the export, a signature is sound whatever happens
+//! next (any later change moves a ctime it read, so it never comes back);
+//! taken beside the export, only while nothing writes.
+//!
 //! A shared archive is an ordinary file with two names: deleting or pruning
 //! one backup unlinks one name and leaves the other backup whole; the last
 //! backup holding it frees the space. A backup's `size` counts its archives
@@ -138,6 +145,19 @@ pub(crate) fn reusable<'a>(
     signature: &str,
     compression: Compression,
 ) -> Option<&'a VolumeEntry> {
+    candidate(previous, name, compression)
+        .filter(|v| v.tree_signature.as_deref() == Some(signature))
+}
+
+/// The entry of `previous` whose archive a backup of volume `name` written
+/// with `compression` may share if the signatures match: every condition
+/// of [`reusable`] but the signature's value. Without one there is no need
+/// to know the signature before the export.
+pub(crate) fn candidate<'a>(
+    previous: &'a Metadata,
+    name: &str,
+    compression: Compression,
+) -> Option<&'a VolumeEntry> {
     if previous.compression != Some(compression)
         || previous.consistency != Some(Consistency::Stopped)
         || previous.is_legacy()
@@ -149,8 +169,8 @@ pub(crate) fn reusable<'a>(
             && v.existed
             && v.archive_path.is_some()
             && v.sha256.is_some()
+            && v.tree_signature.is_some()
             && matches!(v.driver.as_deref(), Some("local" | ""))
-            && v.tree_signature.as_deref() == Some(signature)
     })
 }
 
@@ -187,6 +207,7 @@ pub(crate) fn shared_entry(current: VolumeEntry, previous: &VolumeEntry) -> Volu
         uncompressed_size: previous.uncompressed_size,
         sha256: previous.sha256.clone(),
         special_files: previous.special_files.clone(),
+        tree_signature: previous.tree_signature.clone(),
         ..current
     }
 }
@@ -231,6 +252,8 @@ mod tests {
         let prev = previous(vec![volume("other", Some(SIG)), volume("data", Some(SIG))]);
         let entry = reusable(&prev, "data", SIG, Compression::Zstd).unwrap();
         assert_eq!(entry.name, "data");
+        // Before the signature is known: worth taking it first.
+        assert_eq!(candidate(&prev, "data", Compression::Zstd), Some(entry));
     }
 
     #[test]
@@ -251,6 +274,7 @@ mod tests {
         // No signature recorded (an older backup).
         let old = previous(vec![volume("data", None)]);
         assert!(reusable(&old, "data", SIG, Compression::Zstd).is_none());
+        assert!(candidate(&old, "data", Compression::Zstd).is_none());
         // Not of the local driver, absent, without archive or checksum.
         let variants: [fn(&mut VolumeEntry); 4] = [
             |v| v.driver = Some("nfs-plugin".into()),
