@@ -195,6 +195,21 @@ impl Podman {
             .ok_or_else(|| Error::internal(format!("unexpected stat output {text:?} for {path}")))
     }
 
+    /// Start `find DIR -printf FORMAT` inside the user namespace (where the
+    /// files of subordinate uids are readable), one line per entry of the
+    /// tree, `DIR` itself included, on stdout. One process walks the whole
+    /// tree: a fingerprint must not cost a process per file.
+    pub fn list_tree(&self, dir: &str, format: &str) -> Result<Streaming> {
+        // find reads an argument starting with `-` as an expression, and has
+        // no `--` for its starting points: only absolute paths are given.
+        if !dir.starts_with('/') {
+            return Err(Error::internal(format!(
+                "cannot list {dir:?}: not an absolute path"
+            )));
+        }
+        Streaming::reading(self.in_user_namespace(&["find", dir, "-printf", format]))
+    }
+
     /// Set mode and owner of `path` inside the user namespace.
     pub fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {
         let owner = format!("{}:{}", own.uid, own.gid);

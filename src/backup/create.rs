@@ -7,6 +7,10 @@
 //! again right after the last export, before the slow part (fsync and
 //! rename) — and also when anything fails, through [`ServiceGuard`].
 //!
+//! A volume unchanged since the deployment's newest backup is not exported:
+//! that backup's archive is linked into this one ([`crate::backup::reuse`]).
+//! The journal records linking as the volume's `Exporting` step.
+//!
 //! [`create`] takes the deployment's lock; [`create_locked`] is the same
 //! backup for a caller that already holds it (a restore taking its safety
 //! backup), so both go through one code path.
@@ -34,7 +38,8 @@ use crate::backup::metadata::{
     BackupType, Consistency, Installation, Metadata, ServiceEntry, StopResult, VolumeEntry,
     FORMAT_VERSION,
 };
-use crate::backup::store::BackupStore;
+use crate::backup::reuse;
+use crate::backup::store::{BackupStore, StoredBackup};
 use crate::backup::tar_guard::{Guarded, Specials};
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
@@ -332,9 +337,10 @@ pub(crate) fn create_locked(
     // the export happens side by side, each query a process of its own: the
     // files are copied, each volume is inspected and its root's mode and
     // owner read (a `podman unshare`: it sets up a user namespace), and
-    // containers outside the deployment using the volumes are looked for.
+    // containers outside the deployment using the volumes are looked for,
+    // and the newest backup, whose archives this one may share, is found.
     // A stop changes none of it; the downtime holds only the export.
-    let (stopped, files, infos, foreign) = std::thread::scope(|scope| {
+    let (stopped, files, infos, foreign, previous) = std::thread::scope(|scope| {
         let stopping = scope.spawn(|| guard.stop(progress));
         let inspected = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
         let foreign = scope.spawn(|| {
@@ -342,12 +348,14 @@ pub(crate) fn create_locked(
             let own: BTreeSet<String> = all_services(subject).into_iter().collect();
             foreign_users(&ctx.podman, &names, &own)
         });
+        let previous = scope.spawn(|| reuse::newest_backup(store, &subject.name));
         let files = files::copy_into_backup(&subject.files, pending.path());
         (
             joined(stopping, "stopping the services"),
             files,
             joined(inspected, "inspecting the volumes"),
             joined(foreign, "listing the volumes' containers"),
+            joined(previous, "listing the backups"),
         )
     });
     stopped?;
@@ -355,8 +363,15 @@ pub(crate) fn create_locked(
     let dirs = files::record_dirs(&subject.files, &subject.installation)?;
     progress.step(format!("copied {} files", files.len()));
     // Containers of other deployments (or none) keep writing: say so.
+    // Nothing else writes to the other volumes while they are read, unless
+    // the deployment's services keep running.
+    let mut quiet: BTreeSet<String> = match consistency {
+        Consistency::Stopped => subject.volumes.iter().map(|v| v.name.clone()).collect(),
+        Consistency::Live => BTreeSet::new(),
+    };
     for (volume, container) in foreign? {
         if container.state == "running" {
+            quiet.remove(&volume);
             ui::warn(format!(
                 "volume {volume} is also used by container {}{}, which is not part of {} and \
                  keeps running: its writes during the export may make this backup of {volume} \
@@ -371,68 +386,25 @@ pub(crate) fn create_locked(
         }
     }
 
-    let compression = ctx.config.backup.compression.value;
-    let level = ctx.config.backup.level.value;
-    let threads = ctx.config.backup.threads.value;
-    let mut volumes = Vec::new();
-    for (spec, info) in subject.volumes.iter().zip(infos) {
-        let mut entry = VolumeEntry {
-            name: spec.name.clone(),
-            archive_path: None,
-            size: 0,
-            existed: info.is_some(),
-            uncompressed_size: 0,
-            sha256: None,
-            root: None,
-            driver: None,
-            labels: Default::default(),
-            options: Default::default(),
-            defined_by: spec.defined_by.clone(),
-            volume_service: spec.volume_service.clone(),
-            used_by: spec.used_by.clone(),
-            special_files: Vec::new(),
-        };
-        let Some((info, root)) = info else {
-            progress.step(format!(
-                "volume {} does not exist yet: recorded as absent",
-                spec.name
-            ));
-            volumes.push(entry);
-            continue;
-        };
-        entry.root = root;
-        entry.driver = Some(info.driver.clone());
-        entry.labels = info.labels.clone();
-        entry.options = info.options.clone();
-        interrupt::check()?;
-        journal.step(Step::Exporting {
-            volume: spec.name.clone(),
-        })?;
-        let rel =
-            PathBuf::from("volumes").join(format!("{}.{}", spec.name, compression.extension()));
-        let dir = pending.path().join("volumes");
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dir)
-                .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let (stats, specials) = export_volume(
-            ctx,
-            &spec.name,
-            &pending.path().join(&rel),
-            compression,
-            level,
-            threads,
-            progress,
-        )?;
-        entry.archive_path = Some(rel);
-        entry.size = stats.size;
-        entry.uncompressed_size = stats.uncompressed_size;
-        entry.sha256 = Some(stats.sha256);
-        entry.special_files = specials;
-        volumes.push(entry);
-    }
+    let previous = previous.unwrap_or_else(|e| {
+        progress.step(format!(
+            "no archive is shared: listing the backups failed: {e}"
+        ));
+        None
+    });
+    let sources = VolumeSources {
+        previous: previous.as_ref(),
+        quiet,
+    };
+    let volumes = write_volumes(
+        ctx,
+        subject,
+        infos,
+        &sources,
+        pending.path(),
+        progress,
+        journal,
+    )?;
     fault::point("create:after-archive");
     interrupt::check()?;
     // The data is read: the services start again while the backup is
@@ -467,7 +439,7 @@ pub(crate) fn create_locked(
         format_version: Some(FORMAT_VERSION),
         leger_backup_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         scope: Some(ctx.layout.scope),
-        compression: Some(compression),
+        compression: Some(ctx.config.backup.compression.value),
         files,
         dirs,
         installation: Some(subject.installation.clone()),
@@ -515,6 +487,201 @@ fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspec
         };
         Ok(Some((info, root)))
     })
+}
+
+/// Where the archives of a backup's volumes come from, besides the export.
+struct VolumeSources<'a> {
+    /// The deployment's newest backup, whose archives may be shared.
+    previous: Option<&'a StoredBackup>,
+    /// The volumes nothing writes to while they are read: the services
+    /// mounting them are stopped and no container of another deployment
+    /// runs on them.
+    quiet: BTreeSet<String>,
+}
+
+/// Write the archive of every volume into the pending backup at `dir`: a
+/// link to the previous backup's archive when the volume has not changed
+/// since, an export otherwise. Returns the volumes' entries, in order.
+fn write_volumes(
+    ctx: &Context,
+    subject: &Subject,
+    infos: Vec<Inspected>,
+    sources: &VolumeSources,
+    dir: &Path,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<Vec<VolumeEntry>> {
+    let compression = ctx.config.backup.compression.value;
+    let mut volumes = Vec::new();
+    for (spec, info) in subject.volumes.iter().zip(infos) {
+        let mut entry = VolumeEntry {
+            name: spec.name.clone(),
+            archive_path: None,
+            size: 0,
+            existed: info.is_some(),
+            uncompressed_size: 0,
+            sha256: None,
+            root: None,
+            driver: None,
+            labels: Default::default(),
+            options: Default::default(),
+            defined_by: spec.defined_by.clone(),
+            volume_service: spec.volume_service.clone(),
+            used_by: spec.used_by.clone(),
+            special_files: Vec::new(),
+            tree_signature: None,
+        };
+        let Some((info, root)) = info else {
+            progress.step(format!(
+                "volume {} does not exist yet: recorded as absent",
+                spec.name
+            ));
+            volumes.push(entry);
+            continue;
+        };
+        entry.root = root;
+        entry.driver = Some(info.driver.clone());
+        entry.labels = info.labels.clone();
+        entry.options = info.options.clone();
+        interrupt::check()?;
+        journal.step(Step::Exporting {
+            volume: spec.name.clone(),
+        })?;
+        let rel =
+            PathBuf::from("volumes").join(format!("{}.{}", spec.name, compression.extension()));
+        let volumes_dir = dir.join("volumes");
+        if !volumes_dir.exists() {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&volumes_dir)
+                .map_err(|e| {
+                    Error::internal(format!("cannot create {}: {e}", volumes_dir.display()))
+                })?;
+        }
+        let dest = dir.join(&rel);
+        entry.archive_path = Some(rel);
+        volumes.push(archive_volume(ctx, &info, entry, sources, &dest, progress)?);
+    }
+    Ok(volumes)
+}
+
+/// Write the archive of the existing volume `info` to `dest` and complete
+/// its `entry`, tree signature included.
+///
+/// When the previous backup holds an archive of the volume that may be
+/// shared, the signature is taken first and decides: a match proves the
+/// tree is the one that archive holds. Otherwise, on a quiet volume (see
+/// [`VolumeSources`]) it is taken while the volume is exported, so a backup
+/// with nothing to share waits no longer than for the export. A signature
+/// is recorded only for a quiet volume, or with a shared archive (it is
+/// the one that archive was proven against): a tree that changes while it
+/// is read may differ from what the signature describes.
+fn archive_volume(
+    ctx: &Context,
+    info: &VolumeInfo,
+    mut entry: VolumeEntry,
+    sources: &VolumeSources,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<VolumeEntry> {
+    let compression = ctx.config.backup.compression.value;
+    let podman = &ctx.podman;
+    let name = entry.name.clone();
+    let fingerprint = || fingerprint(podman, info, progress);
+    let export = || {
+        export_volume(
+            ctx,
+            &name,
+            dest,
+            compression,
+            ctx.config.backup.level.value,
+            ctx.config.backup.threads.value,
+            progress,
+        )
+    };
+    let candidate = sources.previous.filter(|p| {
+        reuse::fingerprintable(info)
+            && reuse::candidate(&p.metadata, &entry.name, compression).is_some()
+    });
+    let quiet = sources.quiet.contains(&name);
+    let (stats, specials) = match candidate {
+        Some(previous) => {
+            let signature = fingerprint();
+            if let Some(shared) =
+                share_archive(previous, &entry, signature.as_deref(), dest, progress)
+            {
+                return Ok(shared);
+            }
+            entry.tree_signature = signature.filter(|_| quiet);
+            export()?
+        }
+        None if !quiet => export()?,
+        None => std::thread::scope(|scope| {
+            let signing = scope.spawn(fingerprint);
+            let exported = export();
+            // A panic in the signature thread only loses the signature.
+            entry.tree_signature = signing.join().ok().flatten();
+            exported
+        })?,
+    };
+    entry.size = stats.size;
+    entry.uncompressed_size = stats.uncompressed_size;
+    entry.sha256 = Some(stats.sha256);
+    entry.special_files = specials;
+    Ok(entry)
+}
+
+/// The tree signature of volume `info` (see [`reuse`]), `None` when it is
+/// not fingerprinted or the fingerprint failed: that costs only the
+/// sharing of its archive by the next backup, so it is a note, not an
+/// error.
+fn fingerprint(podman: &Podman, info: &VolumeInfo, progress: &Progress) -> Option<String> {
+    if !reuse::fingerprintable(info) {
+        return None;
+    }
+    reuse::tree_signature(podman, &info.mountpoint)
+        .map_err(|e| {
+            progress.step(format!(
+                "volume {}: no tree signature ({e}); the next backup exports it again",
+                info.name
+            ))
+        })
+        .ok()
+}
+
+/// The entry of a volume whose archive in `previous` (a candidate: of the
+/// same compression) is linked to `dest`, when the volume's `signature`
+/// says it has not changed since (see [`reuse::reusable`]); `None`
+/// when it must be exported, a failed link (`EXDEV`, `EMLINK`, the archive
+/// gone) included.
+fn share_archive(
+    previous: &StoredBackup,
+    entry: &VolumeEntry,
+    signature: Option<&str>,
+    dest: &Path,
+    progress: &Progress,
+) -> Option<VolumeEntry> {
+    let compression = previous.metadata.compression?;
+    let old = reuse::reusable(&previous.metadata, &entry.name, signature?, compression)?;
+    match reuse::link_archive(previous, old, dest) {
+        Ok(()) => {
+            progress.step(format!(
+                "volume {}: unchanged since backup {}, its archive is shared",
+                entry.name,
+                previous.id()
+            ));
+            Some(reuse::shared_entry(entry.clone(), old))
+        }
+        Err(e) => {
+            progress.step(format!(
+                "volume {}: unchanged since backup {}, but its archive cannot be shared ({e}): \
+                 exporting it",
+                entry.name,
+                previous.id()
+            ));
+            None
+        }
+    }
 }
 
 /// `f` of every item, each on a thread of its own; the first error wins.

@@ -226,6 +226,13 @@ pub struct VolumeEntry {
     /// (paths in the archive): the only ones a restore lets through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub special_files: Vec<String>,
+    /// Fingerprint of the volume's tree when the backup was taken (see
+    /// [`crate::backup::reuse`]): a later backup finding the same one
+    /// shares this archive instead of exporting the volume again. `None`
+    /// for a volume that is not fingerprinted (absent, not of the local
+    /// driver, or the fingerprint failed) and in older backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_signature: Option<String>,
 }
 
 fn yes() -> bool {

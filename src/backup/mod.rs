@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod prune;
 pub mod recovery;
 pub mod restore;
+pub(crate) mod reuse;
 pub mod store;
 pub mod tar_guard;
 pub(crate) mod trust;

@@ -653,12 +653,13 @@ fn process_alive(pid: i32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backup::metadata::{BackupType, FORMAT_VERSION};
     use chrono::TimeZone;
 
-    fn metadata(id: &str, deployment: &str, day: u32) -> Metadata {
+    /// Minimal valid metadata of backup `id` of `deployment`, taken on `day`.
+    pub(crate) fn metadata(id: &str, deployment: &str, day: u32) -> Metadata {
         Metadata {
             id: id.into(),
             deployment_name: deployment.into(),
@@ -683,7 +684,8 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, BackupStore) {
+    /// An empty store in a temporary directory.
+    pub(crate) fn store() -> (tempfile::TempDir, BackupStore) {
         let tmp = tempfile::tempdir().unwrap();
         let store = BackupStore::open(&tmp.path().join("backups")).unwrap();
         (tmp, store)
@@ -852,7 +854,8 @@ mod tests {
         assert!(BackupStore::open(Path::new("relative/dir")).is_err());
     }
 
-    fn publish(store: &BackupStore, m: Metadata) {
+    /// Write `m` as a complete backup (no files).
+    pub(crate) fn publish(store: &BackupStore, m: Metadata) {
         store.begin(&m.id.clone()).unwrap().finalize(m).unwrap();
     }
 
@@ -944,6 +947,7 @@ mod tests {
             volume_service: None,
             used_by: vec![],
             special_files: vec![],
+            tree_signature: None,
         };
         assert_eq!(b.archive_path(&absent).unwrap(), None);
         let evil = VolumeEntry {

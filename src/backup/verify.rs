@@ -288,6 +288,7 @@ mod tests {
                 volume_service: None,
                 used_by: vec![],
                 special_files: vec![],
+                tree_signature: None,
             }],
             format_version: Some(FORMAT_VERSION),
             leger_backup_version: None,

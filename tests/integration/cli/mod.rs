@@ -12,3 +12,4 @@ mod packaging;
 mod plan;
 mod recovery;
 mod retention;
+mod reuse;

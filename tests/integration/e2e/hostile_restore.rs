@@ -16,7 +16,8 @@ use crate::support::testbed::Testbed;
 
 const SIM: &str = "/src/tests/support/leger-sim";
 
-/// Shell helpers after [`MANIFEST_SH`] (`mp VOL` is the mountpoint).
+/// Shell helpers after [`MANIFEST_SH`] (`mp VOL` is the mountpoint); other
+/// e2e files use them through [`script`] and [`succeeds`].
 const PRELUDE: &str = r#"
 set -eu
 BACKUPS=$HOME/.local/share/bluebuild-quadlets/backups
@@ -62,12 +63,12 @@ active() {
 }
 "#;
 
-fn script(body: &str) -> String {
+pub(super) fn script(body: &str) -> String {
     format!("{MANIFEST_SH}\n{PRELUDE}\n{body}")
 }
 
 /// Run `body`; panic unless its exit status is `success`; (stdout, stderr).
-fn run(tb: &Testbed, body: &str, success: bool) -> (String, String) {
+pub(super) fn run(tb: &Testbed, body: &str, success: bool) -> (String, String) {
     let out = tb.sh(&script(body));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -80,7 +81,7 @@ fn run(tb: &Testbed, body: &str, success: bool) -> (String, String) {
     (stdout, stderr)
 }
 
-fn succeeds(tb: &Testbed, body: &str) -> (String, String) {
+pub(super) fn succeeds(tb: &Testbed, body: &str) -> (String, String) {
     run(tb, body, true)
 }
 
@@ -89,7 +90,7 @@ fn fails(tb: &Testbed, body: &str) -> (String, String) {
 }
 
 /// Take a backup of `name`; its ID.
-fn create(tb: &Testbed, name: &str) -> String {
+pub(super) fn create(tb: &Testbed, name: &str) -> String {
     let (json, _) = succeeds(tb, &format!("leger-backup create {name} --json"));
     let created: serde_json::Value = serde_json::from_str(&json).expect("create --json");
     created["id"].as_str().expect("id").to_owned()

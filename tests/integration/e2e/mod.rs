@@ -6,5 +6,6 @@ mod faults;
 mod file_modes;
 mod hostile_restore;
 mod quadlet_differential;
+mod reuse;
 mod rpm;
 mod smoke;
