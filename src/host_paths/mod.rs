@@ -1,0 +1,256 @@
+//! The host paths of a deployment: what its units mount or read from the
+//! host, resolved as systemd resolves them and judged for a backup.
+//!
+//! Quadlet leaves `%h`, `${VAR}` and the like to systemd, so a source such
+//! as `${UPLOAD_LOCATION}` only means something once the service's
+//! environment is known ([`env`]). Each path is then classified
+//! ([`classify`]) and the deployment's settings applied ([`policy`]).
+//! Whatever cannot be known is `unresolved`, with the reason.
+
+pub mod classify;
+pub mod env;
+pub mod policy;
+pub mod size;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::layout::Scope;
+use crate::quadlet::environment::expand_variables;
+use crate::quadlet::specifiers::{expand, Manager};
+use crate::quadlet::values::clean;
+use crate::quadlet::{HostRef, HostRefKind, Resolution};
+use classify::{FileKind, Kind, Place};
+use env::Environment;
+use policy::Policy;
+use size::Budget;
+
+/// One host path and what a backup does with it. Keys are stable
+/// (`plan --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPath {
+    /// The source as Quadlet writes it into the service (`${UPLOAD}`,
+    /// `%h/db`, `/q/album/config.yml` for `./config.yml`).
+    pub source: String,
+    /// The absolute host path, when it could be resolved.
+    pub resolved: Option<String>,
+    /// The path inside the container (mounts only).
+    pub target: Option<String>,
+    /// Relative path of the unit file.
+    pub unit: String,
+    /// The service that uses it.
+    pub service: String,
+    /// Relative path of the file (unit or drop-in) and 1-based line.
+    pub file: String,
+    /// See `file`.
+    pub line: usize,
+    /// `mount`, `service-env-file` or `container-env-file`.
+    pub reference: HostRefKind,
+    /// The decision.
+    pub kind: Kind,
+    /// Why.
+    pub reason: String,
+    /// Whether something is at the resolved path.
+    pub exists: bool,
+    /// Bytes of the regular files there (a lower bound when
+    /// `size_at_least`); `None` when nothing could be measured.
+    pub size_bytes: Option<u64>,
+    /// Whether `size_bytes` is only a lower bound.
+    pub size_at_least: bool,
+    /// Whether today's backups already hold it (a file inside the
+    /// deployment's own directory).
+    pub backed_up_today: bool,
+}
+
+/// Who and where the deployment runs, for specifiers and classification.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The service manager (`%h`, `%t`...).
+    pub manager: Manager,
+    /// Where the paths are judged from.
+    pub place: Place,
+    /// How far size walks go.
+    pub budget: Budget,
+}
+
+impl Context {
+    /// The running user's context for `scope`: the user manager's
+    /// directories from `HOME` and `XDG_*` (systemd's defaults when unset),
+    /// or the system manager's.
+    pub fn current(scope: Scope, deployment_dirs: Vec<PathBuf>) -> Context {
+        let manager = match scope {
+            Scope::System => Manager::system(),
+            Scope::User => current_user_manager(),
+        };
+        let place = Place {
+            scope,
+            home: manager.home.clone(),
+            runtime_dir: manager.runtime_dir.clone(),
+            deployment_dirs,
+        };
+        Context {
+            manager,
+            place,
+            budget: Budget::default(),
+        }
+    }
+}
+
+fn current_user_manager() -> Manager {
+    let uid = nix::unistd::getuid();
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let home = var("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    let runtime = var("XDG_RUNTIME_DIR")
+        .map_or_else(|| PathBuf::from(format!("/run/user/{uid}")), PathBuf::from);
+    let mut m = Manager::user(home, user, uid.as_raw(), runtime);
+    if let Some(v) = var("XDG_STATE_HOME") {
+        m.state_dir = PathBuf::from(v);
+        m.log_dir = m.state_dir.join("log");
+    }
+    if let Some(v) = var("XDG_CACHE_HOME") {
+        m.cache_dir = PathBuf::from(v);
+    }
+    if let Some(v) = var("XDG_CONFIG_HOME") {
+        m.config_dir = PathBuf::from(v);
+    }
+    m
+}
+
+/// Every host path of a resolved deployment, in the order of the unit
+/// files' lines, judged under `policy`.
+pub fn host_paths(resolution: &Resolution, ctx: &Context, policy: &Policy) -> Vec<HostPath> {
+    let mut envs: BTreeMap<&str, Environment> = BTreeMap::new();
+    for service_env in &resolution.service_envs {
+        let loaded = env::load(service_env, &ctx.manager, ctx.place.scope);
+        envs.insert(service_env.service.as_str(), loaded);
+    }
+    resolution
+        .host_refs
+        .iter()
+        .filter_map(|r| host_path(r, envs.get(r.service.as_str()), ctx, policy))
+        .collect()
+}
+
+/// What a source turns into once systemd has expanded it.
+enum Expanded {
+    /// An absolute, clean host path.
+    Path(String),
+    /// Not a host path after all (a volume name from a variable).
+    NotAPath,
+    /// Cannot be known: why.
+    Unknown(String),
+}
+
+/// Expand a source as systemd does: specifiers when the unit is loaded,
+/// then `${VAR}` at start (except `[Service] EnvironmentFile=`, which
+/// systemd reads itself, specifiers only).
+fn expand_source(r: &HostRef, env: Option<&Environment>, manager: &Manager) -> Expanded {
+    let raw = match r.kind {
+        HostRefKind::ServiceEnvFile => r.source.trim_start_matches('-'),
+        _ => r.source.as_str(),
+    };
+    let value = match expand(raw, manager, &r.service) {
+        Ok(v) => v,
+        Err(e) => return Expanded::Unknown(e.to_string()),
+    };
+    let value = if r.kind == HostRefKind::ServiceEnvFile {
+        value
+    } else {
+        let empty = Environment::default();
+        let env = env.unwrap_or(&empty);
+        match expand_variables(&value, &env.vars) {
+            Ok(v) => v,
+            Err(e) => return Expanded::Unknown(with_problems(e.to_string(), env)),
+        }
+    };
+    if value.starts_with('/') {
+        Expanded::Path(clean(&value))
+    } else if value.starts_with('.') || r.kind != HostRefKind::Mount {
+        Expanded::Unknown(format!(
+            "expands to the relative path {value:?}, which podman resolves against its working \
+             directory"
+        ))
+    } else {
+        Expanded::NotAPath
+    }
+}
+
+/// An undefined-variable reason, with the env files that could not be read.
+fn with_problems(reason: String, env: &Environment) -> String {
+    if env.problems.is_empty() {
+        reason
+    } else {
+        format!("{reason}; {}", env.problems.join("; "))
+    }
+}
+
+fn file_kind(path: &Path) -> FileKind {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Err(_) => FileKind::Missing,
+        Ok(m) if m.is_dir() => FileKind::Dir,
+        Ok(m) if m.is_file() => FileKind::File,
+        Ok(m) if m.file_type().is_socket() => FileKind::Socket,
+        Ok(m) if m.file_type().is_fifo() => FileKind::Fifo,
+        Ok(_) => FileKind::Device,
+    }
+}
+
+fn host_path(
+    r: &HostRef,
+    env: Option<&Environment>,
+    ctx: &Context,
+    policy: &Policy,
+) -> Option<HostPath> {
+    let mut out = HostPath {
+        source: r.source.clone(),
+        resolved: None,
+        target: r.target.clone(),
+        unit: r.unit.clone(),
+        service: r.service.clone(),
+        file: r.file.clone(),
+        line: r.line,
+        reference: r.kind,
+        kind: Kind::Unresolved,
+        reason: String::new(),
+        exists: false,
+        size_bytes: None,
+        size_at_least: false,
+        backed_up_today: false,
+    };
+    let path = match expand_source(r, env, &ctx.manager) {
+        Expanded::Path(p) => p,
+        Expanded::NotAPath => return None,
+        Expanded::Unknown(why) => {
+            out.reason = format!("unresolved: {why}");
+            return Some(out);
+        }
+    };
+    let file = file_kind(Path::new(&path));
+    let env_file = r.kind != HostRefKind::Mount;
+    let (kind, reason) = classify::classify(Path::new(&path), file, env_file, &ctx.place);
+    let in_deployment = ctx
+        .place
+        .deployment_dirs
+        .iter()
+        .any(|d| Path::new(&path).starts_with(d));
+    (out.kind, out.reason) = policy.apply(kind, reason, Path::new(&path), env_file);
+    out.backed_up_today = in_deployment && file == FileKind::File;
+    out.exists = file != FileKind::Missing;
+    // The operating system's paths are never measured: /usr alone would
+    // use up the time budget.
+    let measured = out.kind != Kind::System && matches!(file, FileKind::Dir | FileKind::File);
+    if measured {
+        let size = size::measure(Path::new(&path), ctx.budget);
+        out.size_bytes = Some(size.bytes);
+        out.size_at_least = size.at_least;
+    }
+    out.resolved = Some(path);
+    Some(out)
+}
