@@ -118,7 +118,7 @@ pub enum BindMounts {
     None,
 }
 
-/// A glob over absolute host paths (`/srv/media/**`, `~/photos/**`):
+/// A glob over absolute host paths (`/srv/media/**`, `~/photos/**`, `~`):
 /// `*` and `?` stay within one path component, `**` crosses them.
 /// Checked when the config is read, so a typo is an error with its line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,9 +128,11 @@ pub struct PathGlob(pub String);
 impl PathGlob {
     /// Compile, with `~/` taken from `home`.
     pub fn compile(&self, home: &Path) -> std::result::Result<globset::Glob, globset::Error> {
-        let text = match self.0.strip_prefix("~/") {
-            Some(rest) => format!("{}/{rest}", home.display()),
-            None => self.0.clone(),
+        let text = match self.0.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{}{rest}", home.display())
+            }
+            _ => self.0.clone(),
         };
         globset::GlobBuilder::new(&text)
             .literal_separator(true)
@@ -141,7 +143,7 @@ impl PathGlob {
 impl<'de> Deserialize<'de> for PathGlob {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        if !text.starts_with('/') && !text.starts_with("~/") {
+        if !text.starts_with('/') && !text.starts_with("~/") && text != "~" {
             return Err(serde::de::Error::custom(format!(
                 "invalid glob {text:?}: host path globs are absolute (/srv/media/**) or start with ~/"
             )));

@@ -105,25 +105,21 @@ fn below(path: &Path, root: &Path) -> bool {
 }
 
 /// `(kind, reason)` for a resolved, absolute, clean `path` that a unit
-/// mounts (`env_file`: reads as an environment file).
+/// mounts (`env_file`: reads as an environment file). The deployment's
+/// own directory and the user's home come before the operating system's
+/// paths: a home may well be below `/tmp` or `/var`.
 pub fn classify(path: &Path, file: FileKind, env_file: bool, place: &Place) -> (Kind, String) {
-    if let Some(root) = SYSTEM.iter().map(Path::new).find(|r| within(path, r)) {
-        return (
-            Kind::System,
-            format!(
-                "the operating system's ({} is never backed up)",
-                root.display()
-            ),
-        );
-    }
-    if path == Path::new("/etc") || within(path, &place.runtime_dir) {
-        return (Kind::System, "the operating system's".to_owned());
-    }
     match file {
         FileKind::Socket => return (Kind::System, "a socket".to_owned()),
         FileKind::Device => return (Kind::System, "a device node".to_owned()),
         FileKind::Fifo => return (Kind::System, "a FIFO".to_owned()),
         _ => {}
+    }
+    if place.deployment_dirs.iter().any(|d| within(path, d)) {
+        return (
+            Kind::Data,
+            "inside the deployment's directory, whose files every backup already holds".to_owned(),
+        );
     }
     if within(&place.home, path) || path == Path::new("/home") {
         return (
@@ -132,11 +128,26 @@ pub fn classify(path: &Path, file: FileKind, env_file: bool, place: &Place) -> (
                 .to_owned(),
         );
     }
-    if place.deployment_dirs.iter().any(|d| within(path, d)) {
+    if within(path, &place.runtime_dir) {
         return (
-            Kind::Data,
-            "inside the deployment's directory, whose files every backup already holds".to_owned(),
+            Kind::System,
+            "the service manager's runtime directory".to_owned(),
         );
+    }
+    let in_home = below(path, &place.home);
+    if !in_home {
+        if let Some(root) = SYSTEM.iter().map(Path::new).find(|r| within(path, r)) {
+            return (
+                Kind::System,
+                format!(
+                    "the operating system's ({} is never backed up)",
+                    root.display()
+                ),
+            );
+        }
+        if path == Path::new("/etc") {
+            return (Kind::System, "the operating system's".to_owned());
+        }
     }
     if env_file {
         return (
@@ -281,6 +292,15 @@ mod tests {
         let p = place(Scope::User, "/var/home/ana");
         let (k, _) = classify(Path::new("/srv/album.env"), FileKind::Missing, true, &p);
         assert_eq!(k, Kind::Referenced);
+    }
+
+    #[test]
+    fn a_home_below_tmp_is_still_the_users() {
+        let p = place(Scope::User, "/tmp/t1");
+        let (k, _) = classify(Path::new("/tmp/t1/db"), FileKind::Dir, false, &p);
+        assert_eq!(k, Kind::Data);
+        let (k, _) = classify(Path::new("/tmp/other"), FileKind::Dir, false, &p);
+        assert_eq!(k, Kind::System);
     }
 
     #[test]

@@ -162,8 +162,9 @@ impl std::fmt::Display for VariableError {
         match self {
             VariableError::Undefined(names) => write!(
                 f,
-                "{} not defined by the service's Environment=/EnvironmentFile= (systemd would \
-                 substitute an empty string)",
+                "{} not defined by the service's [Service] Environment=/EnvironmentFile= \
+                 (systemd would substitute an empty string; [Container] Environment= is the \
+                 container's own and not used for Volume=)",
                 names
                     .iter()
                     .map(|n| format!("${{{n}}}"))

@@ -10,5 +10,6 @@ mod hostile_archives;
 mod hostile_metadata;
 mod packaging;
 mod plan;
+mod plan_host_paths;
 mod recovery;
 mod retention;
