@@ -171,6 +171,10 @@ fn expand_source(r: &HostRef, env: Option<&Environment>, manager: &Manager) -> E
     };
     if value.starts_with('/') {
         Expanded::Path(clean(&value))
+    } else if r.kind == HostRefKind::ServiceEnvFile {
+        Expanded::Unknown(format!(
+            "{value:?} is not an absolute path, which systemd ignores for EnvironmentFile="
+        ))
     } else if value.starts_with('.') || r.kind != HostRefKind::Mount {
         Expanded::Unknown(format!(
             "expands to the relative path {value:?}, which podman resolves against its working \
@@ -240,7 +244,13 @@ fn host_path(
         .deployment_dirs
         .iter()
         .any(|d| Path::new(&path).starts_with(d));
-    (out.kind, out.reason) = policy.apply(kind, reason, Path::new(&path), env_file);
+    // Files of the deployment's directory are in every backup already:
+    // settings about host paths do not apply to them.
+    (out.kind, out.reason) = if in_deployment {
+        (kind, reason)
+    } else {
+        policy.apply(kind, reason, Path::new(&path), env_file)
+    };
     out.backed_up_today = in_deployment && file == FileKind::File;
     out.exists = file != FileKind::Missing;
     // The operating system's paths are never measured: /usr alone would
@@ -253,4 +263,70 @@ fn host_path(
     }
     out.resolved = Some(path);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(kind: HostRefKind, source: &str) -> HostRef {
+        HostRef {
+            kind,
+            source: source.into(),
+            target: Some("/t".into()),
+            service: "tv@blue.service".into(),
+            unit: "tv@.container".into(),
+            file: "tv@.container".into(),
+            line: 3,
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            problems: vec!["x.container:2: EnvironmentFile=/gone: missing".into()],
+        }
+    }
+
+    fn expanded(kind: HostRefKind, source: &str, e: &Environment) -> Result<String, String> {
+        let m = Manager::user("/h".into(), "ana".into(), 1000, "/run/user/1000".into());
+        match expand_source(&reference(kind, source), Some(e), &m) {
+            Expanded::Path(p) => Ok(p),
+            Expanded::NotAPath => Err("not a path".into()),
+            Expanded::Unknown(why) => Err(why),
+        }
+    }
+
+    #[test]
+    fn specifiers_then_variables_then_a_clean_path() {
+        let e = env(&[("ROOT", "/srv/tv/"), ("VOL", "tv-data"), ("REL", "./x")]);
+        let m = HostRefKind::Mount;
+        assert_eq!(
+            expanded(m, "${ROOT}/%i/./db", &e),
+            Ok("/srv/tv/blue/db".into())
+        );
+        assert_eq!(expanded(m, "%h/%p", &e), Ok("/h/tv".into()));
+        assert_eq!(expanded(m, "${VOL}", &e), Err("not a path".into()));
+        assert!(expanded(m, "${REL}", &e)
+            .unwrap_err()
+            .contains("relative path"));
+        let why = expanded(m, "${NOPE}/x", &e).unwrap_err();
+        assert!(why.contains("${NOPE} not defined"), "{why}");
+        assert!(why.contains("EnvironmentFile=/gone: missing"), "{why}");
+        assert!(expanded(m, "%b/x", &e).unwrap_err().contains("%b"));
+    }
+
+    #[test]
+    fn service_env_files_take_specifiers_and_no_variables() {
+        let e = env(&[("A", "/a")]);
+        let k = HostRefKind::ServiceEnvFile;
+        assert_eq!(expanded(k, "-%h/tv.env", &e), Ok("/h/tv.env".into()));
+        assert_eq!(expanded(k, "/e/${A}.env", &e), Ok("/e/${A}.env".into()));
+        assert!(expanded(k, "tv.env", &e)
+            .unwrap_err()
+            .contains("not an absolute path"));
+    }
 }

@@ -430,3 +430,47 @@ fn a_missing_environment_file_is_the_reason() {
     );
     assert!(reason.contains("No such file"), "{reason}");
 }
+
+#[test]
+fn config_show_lists_host_path_settings() {
+    let env = TestEnv::new();
+    env.write(
+        ".config/leger/config.yaml",
+        "backup:\n  bind_mounts: none\n  deployments:\n    album:\n      exclude: [/srv/album/library/**]\n",
+    );
+    let text = plan(&env, &["config", "show"]);
+    assert!(text.contains("backup.bind_mounts"), "{text}");
+    assert!(text.contains("backup.deployments.album.exclude"), "{text}");
+    let json = plan_json(&env, &["--json", "config", "show"]);
+    assert_eq!(json["backup"]["bind_mounts"]["value"], "none");
+    assert_eq!(
+        json["backup"]["deployments"]["album"]["exclude"],
+        serde_json::json!(["/srv/album/library/**"])
+    );
+}
+
+#[test]
+fn files_of_the_deployment_ignore_host_path_settings() {
+    let env = TestEnv::new();
+    album(&env);
+    env.write(
+        ".config/leger/config.yaml",
+        "backup:\n  bind_mounts: none\n  deployments:\n    album:\n      exclude: [\"~/**\"]\n",
+    );
+    let plan = plan_json(&env, &["--json", "plan", "album"]);
+    let config = plan["host_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["target"] == "/config/album.yml")
+        .unwrap();
+    assert_eq!(config["kind"], "data");
+    assert_eq!(config["backed_up_today"], true);
+    let library = plan["host_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["source"] == "${UPLOAD_LOCATION}")
+        .unwrap();
+    assert_eq!(library["kind"], "excluded");
+}
