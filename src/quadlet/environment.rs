@@ -40,6 +40,96 @@ enum State {
     CommentEscape,
 }
 
+/// The assignments read so far and the one being read.
+#[derive(Default)]
+struct Reader {
+    out: Vec<(String, String)>,
+    key: String,
+    value: String,
+    /// Length of `value` up to its last character that is not trailing
+    /// whitespace of an unquoted value.
+    kept: usize,
+}
+
+impl Reader {
+    /// End the current line's assignment (kept when its name is valid).
+    fn finish(&mut self) -> State {
+        self.value.truncate(self.kept);
+        let name = self.key.trim_end();
+        if is_valid_name(name) {
+            let value = std::mem::take(&mut self.value);
+            self.out.push((name.to_owned(), value));
+        }
+        self.key.clear();
+        self.value.clear();
+        self.kept = 0;
+        State::PreKey
+    }
+
+    /// Add a character to the value; `keep`: it is not trailing space.
+    fn push(&mut self, c: char, keep: bool) {
+        self.value.push(c);
+        if keep {
+            self.kept = self.value.len();
+        }
+    }
+
+    /// Before the `=`: comments, the key, lines without `=`.
+    fn before_value(&mut self, state: State, c: char) -> State {
+        match (state, c) {
+            (State::PreKey, '#' | ';') => State::Comment,
+            (State::PreKey, c) if c.is_whitespace() => State::PreKey,
+            (_, '\n') => {
+                self.key.clear();
+                State::PreKey
+            }
+            (_, '=') => State::PreValue,
+            (_, c) => {
+                self.key.push(c);
+                State::Key
+            }
+        }
+    }
+
+    /// One character in `state`.
+    fn step(&mut self, state: State, c: char) -> State {
+        match (state, c) {
+            (State::PreKey | State::Key, c) => self.before_value(state, c),
+            (State::PreValue | State::Value, '\n') => self.finish(),
+            (State::PreValue, '\'') => State::Single,
+            (State::PreValue, '"') => State::Double,
+            (State::PreValue | State::Value, '\\') => State::ValueEscape,
+            (State::PreValue, c) if c.is_whitespace() => State::PreValue,
+            (State::PreValue | State::Value, c) => {
+                self.push(c, !c.is_whitespace());
+                State::Value
+            }
+            (State::ValueEscape, '\n') => State::Value,
+            (State::ValueEscape, c) => {
+                self.push(c, true);
+                State::Value
+            }
+            (State::Single, '\'') | (State::Double, '"') => State::PreValue,
+            (State::Double, '\\') => State::DoubleEscape,
+            (State::Single | State::Double, c) => {
+                self.push(c, true);
+                state
+            }
+            (State::DoubleEscape, '\n') => State::Double,
+            (State::DoubleEscape, c) => {
+                if !matches!(c, '"' | '\\' | '`' | '$') {
+                    self.push('\\', true);
+                }
+                self.push(c, true);
+                State::Double
+            }
+            (State::Comment, '\\') => State::CommentEscape,
+            (State::Comment, '\n') => State::PreKey,
+            (State::Comment | State::CommentEscape, _) => State::Comment,
+        }
+    }
+}
+
 /// The assignments of an `EnvironmentFile=` as systemd reads them, in order
 /// (a later one wins): `KEY=VALUE` lines; `#` and `;` lines are comments;
 /// whitespace around keys and unquoted values is dropped; `'...'` is
@@ -47,90 +137,19 @@ enum State {
 /// backslash at the end of a line continues it; lines without `=` and
 /// invalid names are ignored.
 pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let (mut key, mut value) = (String::new(), String::new());
-    // Length of `value` up to its last non-whitespace character.
-    let mut kept = 0;
+    let mut reader = Reader::default();
     let mut state = State::PreKey;
-    let mut finish = |key: &mut String, value: &mut String, kept: usize| {
-        value.truncate(kept);
-        let name = key.trim_end();
-        if is_valid_name(name) {
-            out.push((name.to_owned(), std::mem::take(value)));
-        }
-        key.clear();
-        value.clear();
-    };
     for c in text.chars() {
-        state = match (state, c) {
-            (State::PreKey, '#' | ';') => State::Comment,
-            (State::PreKey, c) if c.is_whitespace() => State::PreKey,
-            (State::PreKey | State::Key, '\n') => {
-                key.clear();
-                State::PreKey
-            }
-            (State::PreKey | State::Key, '=') => State::PreValue,
-            (State::PreKey | State::Key, c) => {
-                key.push(c);
-                State::Key
-            }
-            (State::PreValue, '\n') => {
-                finish(&mut key, &mut value, kept);
-                kept = 0;
-                State::PreKey
-            }
-            (State::PreValue, '\'') => State::Single,
-            (State::PreValue, '"') => State::Double,
-            (State::PreValue | State::Value, '\\') => State::ValueEscape,
-            (State::PreValue, c) if c.is_whitespace() => State::PreValue,
-            (State::Value, '\n') => {
-                finish(&mut key, &mut value, kept);
-                kept = 0;
-                State::PreKey
-            }
-            (State::PreValue | State::Value, c) => {
-                value.push(c);
-                if !c.is_whitespace() {
-                    kept = value.len();
-                }
-                State::Value
-            }
-            (State::ValueEscape, '\n') => State::Value,
-            (State::ValueEscape, c) => {
-                value.push(c);
-                kept = value.len();
-                State::Value
-            }
-            (State::Single, '\'') => State::PreValue,
-            (State::Double, '"') => State::PreValue,
-            (State::Double, '\\') => State::DoubleEscape,
-            (State::Single | State::Double, c) => {
-                value.push(c);
-                kept = value.len();
-                state
-            }
-            (State::DoubleEscape, '\n') => State::Double,
-            (State::DoubleEscape, c) => {
-                if !matches!(c, '"' | '\\' | '`' | '$') {
-                    value.push('\\');
-                }
-                value.push(c);
-                kept = value.len();
-                State::Double
-            }
-            (State::Comment, '\\') => State::CommentEscape,
-            (State::Comment, '\n') => State::PreKey,
-            (State::Comment | State::CommentEscape, _) => State::Comment,
-        };
+        state = reader.step(state, c);
     }
     // The last line may end without a newline.
     if !matches!(
         state,
         State::PreKey | State::Key | State::Comment | State::CommentEscape
     ) {
-        finish(&mut key, &mut value, kept);
+        reader.finish();
     }
-    out
+    reader.out
 }
 
 /// The assignments of one `Environment=` value, already split into words
