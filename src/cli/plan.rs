@@ -170,17 +170,9 @@ fn render_human(p: &Plan) -> String {
         let _ = writeln!(out, "  active directory: {}", active.display());
     }
     let _ = writeln!(out, "  installed in:     {}", p.installed_root.display());
-    let mut section = |title: &str, items: &mut dyn Iterator<Item = String>| {
-        let items: Vec<String> = items.collect();
-        if !items.is_empty() {
-            let _ = writeln!(out, "{title}:");
-            for item in items {
-                let _ = writeln!(out, "  {item}");
-            }
-        }
-    };
-    section("Files", &mut p.files.iter().cloned());
+    section(&mut out, "Files", &mut p.files.iter().cloned());
     section(
+        &mut out,
         "Units",
         &mut p
             .units
@@ -188,6 +180,7 @@ fn render_human(p: &Plan) -> String {
             .map(|u| format!("{}  ->  {}", u.file, u.service)),
     );
     section(
+        &mut out,
         "Volumes (data backed up)",
         &mut p.volumes.iter().map(|v| {
             let by = v
@@ -203,26 +196,20 @@ fn render_human(p: &Plan) -> String {
             format!("{}{by}  used by: {used}", v.name)
         }),
     );
-    let _ = write!(out, "{}", render_host_paths(&p.host_paths));
-    let mut section = |title: &str, items: &mut dyn Iterator<Item = String>| {
-        let items: Vec<String> = items.collect();
-        if !items.is_empty() {
-            let _ = writeln!(out, "{title}:");
-            for item in items {
-                let _ = writeln!(out, "  {item}");
-            }
-        }
-    };
+    out.push_str(&render_host_paths(&p.host_paths));
     section(
+        &mut out,
         "Anonymous volumes (NOT backed up)",
         &mut p.anonymous_volumes.iter().cloned(),
     );
     section(
+        &mut out,
         "Secrets (names only; values are never backed up)",
         &mut p.secrets.iter().cloned(),
     );
-    section("Published ports", &mut p.ports.iter().cloned());
+    section(&mut out, "Published ports", &mut p.ports.iter().cloned());
     section(
+        &mut out,
         "Unresolved (left to systemd; not guessed)",
         &mut p.unresolved.iter().map(|u| {
             format!(
@@ -240,6 +227,18 @@ fn render_human(p: &Plan) -> String {
         ui::warn(format!("{}{line}: {}", w.file, w.message));
     }
     out
+}
+
+/// A titled list, left out when empty.
+fn section(out: &mut String, title: &str, items: &mut dyn Iterator<Item = String>) {
+    use std::fmt::Write;
+    let items: Vec<String> = items.collect();
+    if !items.is_empty() {
+        let _ = writeln!(out, "{title}:");
+        for item in items {
+            let _ = writeln!(out, "  {item}");
+        }
+    }
 }
 
 /// The label a decision is shown with.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::layout::Scope;
+use crate::quadlet::HostRefKind;
 
 /// The decision for a host path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,10 +106,15 @@ fn below(path: &Path, root: &Path) -> bool {
 }
 
 /// `(kind, reason)` for a resolved, absolute, clean `path` that a unit
-/// mounts (`env_file`: reads as an environment file). The deployment's
+/// refers to as `reference`. The deployment's
 /// own directory and the user's home come before the operating system's
 /// paths: a home may well be below `/tmp` or `/var`.
-pub fn classify(path: &Path, file: FileKind, env_file: bool, place: &Place) -> (Kind, String) {
+pub fn classify(
+    path: &Path,
+    file: FileKind,
+    reference: HostRefKind,
+    place: &Place,
+) -> (Kind, String) {
     match file {
         FileKind::Socket => return (Kind::System, "a socket".to_owned()),
         FileKind::Device => return (Kind::System, "a device node".to_owned()),
@@ -149,11 +155,16 @@ pub fn classify(path: &Path, file: FileKind, env_file: bool, place: &Place) -> (
             return (Kind::System, "the operating system's".to_owned());
         }
     }
-    if env_file {
-        return (
-            Kind::Referenced,
-            "an environment file the unit reads: always backed up".to_owned(),
-        );
+    match reference {
+        HostRefKind::ServiceEnvFile | HostRefKind::ContainerEnvFile => {
+            let why = "an environment file the unit reads: always backed up";
+            return (Kind::Referenced, why.to_owned());
+        }
+        HostRefKind::ServiceExec => {
+            let why = "a program the service runs (a script): always backed up";
+            return (Kind::Referenced, why.to_owned());
+        }
+        HostRefKind::Mount => {}
     }
     if file == FileKind::File {
         return (
@@ -212,7 +223,8 @@ mod tests {
     }
 
     fn kind(path: &str, file: FileKind, scope: Scope) -> Kind {
-        classify(Path::new(path), file, false, &place(scope, "/var/home/ana")).0
+        let mount = HostRefKind::Mount;
+        classify(Path::new(path), file, mount, &place(scope, "/var/home/ana")).0
     }
 
     #[test]
@@ -290,16 +302,23 @@ mod tests {
             Kind::Referenced
         );
         let p = place(Scope::User, "/var/home/ana");
-        let (k, _) = classify(Path::new("/srv/album.env"), FileKind::Missing, true, &p);
+        let env = HostRefKind::ServiceEnvFile;
+        let (k, _) = classify(Path::new("/srv/album.env"), FileKind::Missing, env, &p);
         assert_eq!(k, Kind::Referenced);
+        let exec = HostRefKind::ServiceExec;
+        let (k, _) = classify(Path::new("/etc/pg/init.sh"), FileKind::File, exec, &p);
+        assert_eq!(k, Kind::Referenced);
+        let (k, _) = classify(Path::new("/usr/bin/mkdir"), FileKind::File, exec, &p);
+        assert_eq!(k, Kind::System);
     }
 
     #[test]
     fn a_home_below_tmp_is_still_the_users() {
         let p = place(Scope::User, "/tmp/t1");
-        let (k, _) = classify(Path::new("/tmp/t1/db"), FileKind::Dir, false, &p);
+        let m = HostRefKind::Mount;
+        let (k, _) = classify(Path::new("/tmp/t1/db"), FileKind::Dir, m, &p);
         assert_eq!(k, Kind::Data);
-        let (k, _) = classify(Path::new("/tmp/other"), FileKind::Dir, false, &p);
+        let (k, _) = classify(Path::new("/tmp/other"), FileKind::Dir, m, &p);
         assert_eq!(k, Kind::System);
     }
 

@@ -46,7 +46,7 @@ pub struct HostPath {
     pub file: String,
     /// See `file`.
     pub line: usize,
-    /// `mount`, `service-env-file` or `container-env-file`.
+    /// `mount`, `service-env-file`, `container-env-file` or `service-exec`.
     pub reference: HostRefKind,
     /// The decision.
     pub kind: Kind,
@@ -155,11 +155,16 @@ fn expand_source(r: &HostRef, env: Option<&Environment>, manager: &Manager) -> E
         HostRefKind::ServiceEnvFile => r.source.trim_start_matches('-'),
         _ => r.source.as_str(),
     };
+    // systemd substitutes no variables in an env file's path or a program's.
+    let no_variables = matches!(
+        r.kind,
+        HostRefKind::ServiceEnvFile | HostRefKind::ServiceExec
+    );
     let value = match expand(raw, manager, &r.service) {
         Ok(v) => v,
         Err(e) => return Expanded::Unknown(e.to_string()),
     };
-    let value = if r.kind == HostRefKind::ServiceEnvFile {
+    let value = if no_variables {
         value
     } else {
         let empty = Environment::default();
@@ -237,8 +242,12 @@ fn host_path(
         }
     };
     let file = file_kind(Path::new(&path));
-    let env_file = r.kind != HostRefKind::Mount;
-    let (kind, reason) = classify::classify(Path::new(&path), file, env_file, &ctx.place);
+    let always = r.kind != HostRefKind::Mount;
+    let (kind, reason) = classify::classify(Path::new(&path), file, r.kind, &ctx.place);
+    if r.kind == HostRefKind::ServiceExec && kind == Kind::System {
+        // `/usr/bin/mkdir`: the system's program, not the deployment's.
+        return None;
+    }
     let in_deployment = ctx
         .place
         .deployment_dirs
@@ -249,7 +258,7 @@ fn host_path(
     (out.kind, out.reason) = if in_deployment {
         (kind, reason)
     } else {
-        policy.apply(kind, reason, Path::new(&path), env_file)
+        policy.apply(kind, reason, Path::new(&path), always)
     };
     out.backed_up_today = in_deployment && file == FileKind::File;
     out.exists = file != FileKind::Missing;

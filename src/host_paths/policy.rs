@@ -79,8 +79,9 @@ impl Policy {
     /// The final decision for `path`, classified `kind` for `reason`.
     /// System paths stay system whatever the globs say; an exclude wins
     /// over everything else; an include takes what needs one;
-    /// `bind_mounts: none` leaves out mounted data (not referenced files).
-    pub fn apply(&self, kind: Kind, reason: String, path: &Path, env_file: bool) -> (Kind, String) {
+    /// `bind_mounts: none` leaves out mounted data, not what the units
+    /// read otherwise (`always`: environment files, programs).
+    pub fn apply(&self, kind: Kind, reason: String, path: &Path, always: bool) -> (Kind, String) {
         if matches!(kind, Kind::System | Kind::Unresolved) {
             return (kind, reason);
         }
@@ -92,7 +93,7 @@ impl Policy {
             (Kind::NeedsInclude | Kind::Data, Some(glob)) => {
                 (Kind::Data, format!("included by the glob {glob}"))
             }
-            (Kind::Data, None) if self.bind_mounts == BindMounts::None && !env_file => (
+            (Kind::Data, None) if self.bind_mounts == BindMounts::None && !always => (
                 Kind::Excluded,
                 "backup.bind_mounts is none (an include: glob would take it)".to_owned(),
             ),

@@ -66,6 +66,41 @@ pub fn service_env(u: &UnitRef<'_>) -> ServiceEnv {
     }
 }
 
+/// The `[Service]` keys whose program may be a script of the deployment
+/// (Quadlet writes `ExecStart=` itself: podman).
+const EXEC_KEYS: &[&str] = &[
+    "ExecCondition",
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecReload",
+    "ExecStop",
+    "ExecStopPost",
+];
+
+/// The programs of a unit's `[Service]` `Exec*=` lines given by path
+/// (systemd.service(5): the first word, after the `@-:+!` prefixes; a
+/// name without `/` is looked up in systemd's own path, never a file of
+/// the deployment).
+pub fn exec_files(u: &UnitRef<'_>) -> Vec<HostRef> {
+    let mut out = Vec::new();
+    for key in EXEC_KEYS {
+        for entry in u.unit.lookup_all("Service", key) {
+            let Ok(words) = super::split::split_args(&entry.value) else {
+                continue;
+            };
+            let Some(first) = words.first() else {
+                continue;
+            };
+            let program = first.trim_start_matches(['@', '-', ':', '+', '!']);
+            if program.starts_with('/') || program.starts_with('%') {
+                let kind = HostRefKind::ServiceExec;
+                out.push(host_ref(u, kind, program.to_owned(), None, entry));
+            }
+        }
+    }
+    out
+}
+
 /// The environment files of a unit: `[Service] EnvironmentFile=` as systemd
 /// reads it (one path per line, `-` prefix kept for the reader), and
 /// `[Container] EnvironmentFile=` as Quadlet passes it to `--env-file`
@@ -128,7 +163,9 @@ mod tests {
                 "[Container]\nImage=x\nVolume=${UPLOAD}:/data:z\nVolume=%h/db:/db\n\
                  Volume=./config.yml:/etc/app.yml:ro\nVolume=named:/n\nVolume=v.volume:/v\n\
                  Mount=type=bind,source=/srv/a,destination=/a\nEnvironmentFile=app.env\n\
-                 [Service]\nEnvironment=A=1 \"B=two words\"\nEnvironmentFile=-%h/album.env\n",
+                 [Service]\nEnvironment=A=1 \"B=two words\"\nEnvironmentFile=-%h/album.env\n\
+                 ExecStartPre=-/etc/album/init.sh --now\nExecStartPost=echo hi\n\
+                 ExecStop=\"%h/bin/stop album\"\n",
             ),
             ("v.volume", "[Volume]\n"),
         ]);
@@ -150,6 +187,8 @@ mod tests {
                 (HostRefKind::Mount, "/srv/a", Some("/a")),
                 (HostRefKind::ContainerEnvFile, "/q/album/app.env", None),
                 (HostRefKind::ServiceEnvFile, "-%h/album.env", None),
+                (HostRefKind::ServiceExec, "/etc/album/init.sh", None),
+                (HostRefKind::ServiceExec, "%h/bin/stop album", None),
             ]
         );
         assert!(r.host_refs.iter().all(|h| h.service == "album.service"));

@@ -133,6 +133,10 @@ pub enum HostRefKind {
     ServiceEnvFile,
     /// `[Container] EnvironmentFile=`: read by podman for the container.
     ContainerEnvFile,
+    /// The program of a `[Service]` `ExecStartPre=`, `ExecStartPost=`,
+    /// `ExecStop=`, `ExecStopPost=`, `ExecReload=` or `ExecCondition=` (a
+    /// script under `/etc/<app>`...).
+    ServiceExec,
 }
 
 /// A host path a unit refers to, as Quadlet leaves it: `./x` already made

@@ -503,6 +503,7 @@ impl Resolver<'_, '_> {
         self.out
             .host_refs
             .extend(host_refs::env_files(&u, container));
+        self.out.host_refs.extend(host_refs::exec_files(&u));
     }
 
     /// A mount source that is, or may expand to, a host path.

@@ -331,6 +331,10 @@ fn root_deployment_keeps_data_under_var_lib_and_etc() {
                         /etc/quadlets/postgresql/config.env (postgresql.container:16, postgresql.service; missing)
                         an environment file the unit reads: always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
+          referenced    /etc/quadlets/postgresql/init.sh
+                        /etc/quadlets/postgresql/init.sh (postgresql.container:17, postgresql.service; missing)
+                        a program the service runs (a script): always backed up
+                        to back up (host-path backups are not implemented yet; today's backups do not include it)
         "#);
 }
 
