@@ -312,27 +312,43 @@ fn root_deployment_keeps_data_under_var_lib_and_etc() {
     insta::assert_snapshot!(host, @r#"
         Host paths:
           data          /var/lib/quadlets/postgresql
-                        /var/lib/quadlets/postgresql -> /var/lib/postgresql/data (postgresql.container:10, postgresql.service; missing)
+                        /var/lib/quadlets/postgresql -> /var/lib/postgresql (postgresql-init.container:9, postgresql-init.service; missing)
                         under /var/lib
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          data          /etc/quadlets/postgresql/init.d
-                        /etc/quadlets/postgresql/init.d -> /docker-entrypoint-initdb.d (postgresql.container:11, postgresql.service; missing)
+          data          /etc/quadlets/postgresql/init.sh
+                        /etc/quadlets/postgresql/init.sh -> /usr/local/bin/init.sh (postgresql-init.container:10, postgresql-init.service; missing)
                         under /etc/<app>: a system deployment's own configuration and scripts
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
+          data          /etc/quadlets/postgresql/init.sql
+                        /etc/quadlets/postgresql/init.sql -> /docker-entrypoint-initdb.d/init.sql (postgresql-init.container:11, postgresql-init.service; missing)
+                        under /etc/<app>: a system deployment's own configuration and scripts
+                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+          referenced    /etc/quadlets/postgresql/config.env
+                        /etc/quadlets/postgresql/config.env (postgresql-init.container:15, postgresql-init.service; missing)
+                        an environment file the unit reads: always backed up
+                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+          referenced    /etc/quadlets/postgresql/config.env
+                        /etc/quadlets/postgresql/config.env (postgresql.container:14, postgresql.service; missing)
+                        an environment file the unit reads: always backed up
+                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+          data          /var/lib/quadlets/postgresql
+                        /var/lib/quadlets/postgresql -> /var/lib/postgresql (postgresql.container:15, postgresql.service; missing)
+                        under /var/lib
+                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+          system        /var/run/quadlets/postgresql
+                        /var/run/quadlets/postgresql -> /var/run/postgresql (postgresql.container:16, postgresql.service; missing)
+                        the operating system's (/var/run is never backed up)
+                        never backed up
           system        /etc/localtime
-                        /etc/localtime -> /etc/localtime (postgresql.container:12, postgresql.service; exists)
+                        /etc/localtime -> /etc/localtime (postgresql.container:17, postgresql.service; exists)
                         the operating system's (/etc/localtime is never backed up)
                         never backed up
           referenced    /etc/quadlets/postgresql/config.env
-                        /etc/quadlets/postgresql/config.env (postgresql.container:13, postgresql.service; missing)
+                        /etc/quadlets/postgresql/config.env (postgresql.container:20, postgresql.service; missing)
                         an environment file the unit reads: always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    /etc/quadlets/postgresql/config.env
-                        /etc/quadlets/postgresql/config.env (postgresql.container:16, postgresql.service; missing)
-                        an environment file the unit reads: always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    /etc/quadlets/postgresql/init.sh
-                        /etc/quadlets/postgresql/init.sh (postgresql.container:17, postgresql.service; missing)
+          referenced    /etc/quadlets/postgresql/check-config.sh
+                        /etc/quadlets/postgresql/check-config.sh (postgresql.container:21, postgresql.service; missing)
                         a program the service runs (a script): always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
         "#);
