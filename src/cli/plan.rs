@@ -196,7 +196,7 @@ fn render_human(p: &Plan) -> String {
             format!("{}{by}  used by: {used}", v.name)
         }),
     );
-    out.push_str(&render_host_paths(&p.host_paths));
+    out.push_str(&render_host_paths(&p.host_paths, &p.name));
     section(
         &mut out,
         "Anonymous volumes (NOT backed up)",
@@ -256,15 +256,17 @@ fn kind_label(kind: Kind) -> &'static str {
 /// What the plan says a backup does with a host path today. Host-path
 /// backups are not implemented yet: only files inside the deployment's
 /// directory are in today's backups, so that is said plainly.
-fn today(h: &HostPath) -> &'static str {
+fn today(h: &HostPath, deployment: &str) -> String {
     match h.kind {
-        _ if h.backed_up_today => "in today's backups (a deployment file)",
-        Kind::Data | Kind::Referenced => {
-            "to back up (host-path backups are not implemented yet; today's backups do not include it)"
-        }
-        Kind::NeedsInclude => "not backed up unless an include: glob names it",
-        Kind::System | Kind::Excluded => "never backed up",
-        Kind::Unresolved => "not backed up: cannot be known",
+        _ if h.backed_up_today => "in today's backups (a deployment file)".to_owned(),
+        Kind::Data | Kind::Referenced => "to back up (host-path backups are not implemented yet; \
+             today's backups do not include it)"
+            .to_owned(),
+        Kind::NeedsInclude => format!(
+            "not backed up unless a glob in backup.deployments.{deployment}.include names it"
+        ),
+        Kind::System | Kind::Excluded => "never backed up".to_owned(),
+        Kind::Unresolved => "not backed up: cannot be known".to_owned(),
     }
 }
 
@@ -277,33 +279,52 @@ fn size_text(h: &HostPath) -> String {
     }
 }
 
-fn render_host_paths(paths: &[HostPath]) -> String {
+/// Host paths grouped by path and decision (an env file several units read
+/// is shown once), each with the lines that refer to it.
+fn render_host_paths(paths: &[HostPath], deployment: &str) -> String {
     use std::fmt::Write;
-    let mut out = String::new();
-    if paths.is_empty() {
-        return out;
-    }
-    let _ = writeln!(out, "Host paths:");
+    let mut groups: Vec<Vec<&HostPath>> = Vec::new();
     for h in paths {
-        let shown = h.resolved.as_deref().unwrap_or(&h.source);
-        let _ = writeln!(out, "  {:<13} {shown}", kind_label(h.kind));
-        let target = h
-            .target
-            .as_deref()
-            .map(|t| format!(" -> {t}"))
-            .unwrap_or_default();
-        let size = if h.resolved.is_some() {
-            format!("; {}", size_text(h))
-        } else {
-            String::new()
+        let same = |g: &Vec<&HostPath>| {
+            let first = g[0];
+            first.resolved.is_some()
+                && first.resolved == h.resolved
+                && first.kind == h.kind
+                && first.reason == h.reason
         };
-        let _ = writeln!(
-            out,
-            "                {}{target} ({}:{}, {}{size})",
-            h.source, h.file, h.line, h.service
-        );
-        let _ = writeln!(out, "                {}", h.reason);
-        let _ = writeln!(out, "                {}", today(h));
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(group) => group.push(h),
+            None => groups.push(vec![h]),
+        }
+    }
+    let mut out = String::new();
+    if !groups.is_empty() {
+        let _ = writeln!(out, "Host paths:");
+    }
+    let pad = " ".repeat(16);
+    for group in groups {
+        let h = group[0];
+        let size = h
+            .resolved
+            .as_ref()
+            .map(|_| format!("  ({})", size_text(h)))
+            .unwrap_or_default();
+        let shown = h.resolved.as_deref().unwrap_or(&h.source);
+        let _ = writeln!(out, "  {:<13} {shown}{size}", kind_label(h.kind));
+        let _ = writeln!(out, "{pad}{}", h.reason);
+        let _ = writeln!(out, "{pad}{}", today(h, deployment));
+        for r in group {
+            let target = r
+                .target
+                .as_deref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{pad}{}{target}  {}:{} ({})",
+                r.source, r.file, r.line, r.service
+            );
+        }
     }
     out
 }

@@ -130,11 +130,36 @@ pub fn host_paths(resolution: &Resolution, ctx: &Context, policy: &Policy) -> Ve
         let loaded = env::load(service_env, &ctx.manager, ctx.place.scope);
         envs.insert(service_env.service.as_str(), loaded);
     }
-    resolution
+    let mut paths: Vec<HostPath> = resolution
         .host_refs
         .iter()
         .filter_map(|r| host_path(r, envs.get(r.service.as_str()), ctx, policy))
-        .collect()
+        .collect();
+    measure_all(&mut paths, ctx.budget);
+    paths
+}
+
+/// Sizes of what exists, each path walked once however many units use
+/// it. The operating system's paths are never measured: `/usr` alone would
+/// use up the time budget.
+fn measure_all(paths: &mut [HostPath], budget: Budget) {
+    let mut cache: BTreeMap<String, Option<size::Size>> = BTreeMap::new();
+    for h in paths.iter_mut() {
+        let Some(path) = &h.resolved else {
+            continue;
+        };
+        if h.kind == Kind::System || !h.exists {
+            continue;
+        }
+        let size = cache.entry(path.clone()).or_insert_with(|| {
+            let measurable = matches!(file_kind(Path::new(path)), FileKind::Dir | FileKind::File);
+            measurable.then(|| size::measure(Path::new(path), budget))
+        });
+        if let Some(size) = size {
+            h.size_bytes = Some(size.bytes);
+            h.size_at_least = size.at_least;
+        }
+    }
 }
 
 /// What a source turns into once systemd has expanded it.
@@ -262,14 +287,6 @@ fn host_path(
     };
     out.backed_up_today = in_deployment && file == FileKind::File;
     out.exists = file != FileKind::Missing;
-    // The operating system's paths are never measured: /usr alone would
-    // use up the time budget.
-    let measured = out.kind != Kind::System && matches!(file, FileKind::Dir | FileKind::File);
-    if measured {
-        let size = size::measure(Path::new(&path), ctx.budget);
-        out.size_bytes = Some(size.bytes);
-        out.size_at_least = size.at_least;
-    }
     out.resolved = Some(path);
     Some(out)
 }

@@ -42,46 +42,34 @@ fn album_paths_from_an_environment_file() {
     let host = &text[text.find("Host paths:").unwrap()..text.find("Published ports:").unwrap()];
     insta::assert_snapshot!(host, @r#"
         Host paths:
-          data          ~/.config/containers/systemd/album/album.env
-                        ~/.config/containers/systemd/album/album.env (album-db.container:9, album-db.service; 183 B)
+          data          ~/.config/containers/systemd/album/album.env  (183 B)
                         inside the deployment's directory, whose files every backup already holds
                         in today's backups (a deployment file)
-          data          /var/lib/album/postgres
-                        ${DB_DATA_LOCATION} -> /var/lib/postgresql/data (album-db.container:10, album-db.service; missing)
+                        ~/.config/containers/systemd/album/album.env  album-db.container:9 (album-db.service)
+                        %h/.config/containers/systemd/album/album.env  album-db.container:15 (album-db.service)
+                        ~/.config/containers/systemd/album/album.env  album-server.container:13 (album-server.service)
+                        %h/.config/containers/systemd/album/album.env  album-server.container:21 (album-server.service)
+          data          /var/lib/album/postgres  (missing)
                         under /var/lib
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          system        /etc/localtime
-                        /etc/localtime -> /etc/localtime (album-db.container:11, album-db.service; exists)
+                        ${DB_DATA_LOCATION} -> /var/lib/postgresql/data  album-db.container:10 (album-db.service)
+          system        /etc/localtime  (exists)
                         the operating system's (/etc/localtime is never backed up)
                         never backed up
-          data          ~/.config/containers/systemd/album/album.env
-                        %h/.config/containers/systemd/album/album.env (album-db.container:15, album-db.service; 183 B)
-                        inside the deployment's directory, whose files every backup already holds
-                        in today's backups (a deployment file)
+                        /etc/localtime -> /etc/localtime  album-db.container:11 (album-db.service)
+                        /etc/localtime -> /etc/localtime  album-server.container:15 (album-server.service)
           unresolved    ${MODEL_CACHE}
-                        ${MODEL_CACHE} -> /cache (album-ml.container:11, album-ml.service)
                         unresolved: ${MODEL_CACHE} not defined by the service's [Service] Environment=/EnvironmentFile= (systemd would substitute an empty string; [Container] Environment= is the container's own and not used for Volume=)
                         not backed up: cannot be known
-          data          ~/.config/containers/systemd/album/album.env
-                        ~/.config/containers/systemd/album/album.env (album-server.container:13, album-server.service; 183 B)
-                        inside the deployment's directory, whose files every backup already holds
-                        in today's backups (a deployment file)
-          data          /srv/album/library
-                        ${UPLOAD_LOCATION} -> /data (album-server.container:14, album-server.service; missing)
+                        ${MODEL_CACHE} -> /cache  album-ml.container:11 (album-ml.service)
+          data          /srv/album/library  (missing)
                         under /srv
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          system        /etc/localtime
-                        /etc/localtime -> /etc/localtime (album-server.container:15, album-server.service; exists)
-                        the operating system's (/etc/localtime is never backed up)
-                        never backed up
-          data          ~/.config/containers/systemd/album/config.yml
-                        ~/.config/containers/systemd/album/config.yml -> /config/album.yml (album-server.container:16, album-server.service; 82 B)
+                        ${UPLOAD_LOCATION} -> /data  album-server.container:14 (album-server.service)
+          data          ~/.config/containers/systemd/album/config.yml  (82 B)
                         inside the deployment's directory, whose files every backup already holds
                         in today's backups (a deployment file)
-          data          ~/.config/containers/systemd/album/album.env
-                        %h/.config/containers/systemd/album/album.env (album-server.container:21, album-server.service; 183 B)
-                        inside the deployment's directory, whose files every backup already holds
-                        in today's backups (a deployment file)
+                        ~/.config/containers/systemd/album/config.yml -> /config/album.yml  album-server.container:16 (album-server.service)
         "#);
 }
 
@@ -273,30 +261,30 @@ fn home_binds_specifiers_and_sockets() {
           homelab-db.container  ->  homelab-db.service
           homelab-files.container  ->  homelab-files.service
         Host paths:
-          data          ~/homelab/mariadb
-                        %h/homelab/mariadb -> /var/lib/mysql (homelab-db.container:5, homelab-db.service; 3.0 KiB)
+          data          ~/homelab/mariadb  (3.0 KiB)
                         under the user's home
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    ~/homelab/init.sql
-                        %h/homelab/init.sql -> /docker-entrypoint-initdb.d/init.sql (homelab-db.container:6, homelab-db.service; 25 B)
+                        %h/homelab/mariadb -> /var/lib/mysql  homelab-db.container:5 (homelab-db.service)
+          referenced    ~/homelab/init.sql  (25 B)
                         a single file the unit mounts (a config or script): always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          needs-include ~
-                        %h -> /srv/home (homelab-files.container:5, homelab-files.service; 3.6 KiB)
+                        %h/homelab/init.sql -> /docker-entrypoint-initdb.d/init.sql  homelab-db.container:6 (homelab-db.service)
+          needs-include ~  (3.6 KiB)
                         holds a whole home directory: backed up only when an include: glob names it
-                        not backed up unless an include: glob names it
-          system        /run/user/UID/podman/podman.sock
-                        %t/podman/podman.sock -> /var/run/docker.sock (homelab-files.container:6, homelab-files.service; missing)
+                        not backed up unless a glob in backup.deployments.homelab.include names it
+                        %h -> /srv/home  homelab-files.container:5 (homelab-files.service)
+          system        /run/user/UID/podman/podman.sock  (missing)
                         the service manager's runtime directory
                         never backed up
-          data          ~/.local/state/homelab-files
-                        %S/homelab-files -> /state (homelab-files.container:7, homelab-files.service; missing)
+                        %t/podman/podman.sock -> /var/run/docker.sock  homelab-files.container:6 (homelab-files.service)
+          data          ~/.local/state/homelab-files  (missing)
                         under the user's home
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        %S/homelab-files -> /state  homelab-files.container:7 (homelab-files.service)
           unresolved    $FILES_ROOT/cache
-                        $FILES_ROOT/cache -> /cache (homelab-files.container:8, homelab-files.service)
                         unresolved: $FILES_ROOT without braces is expanded by systemd only as a whole command-line word, which a volume source never is: write ${FILES_ROOT}
                         not backed up: cannot be known
+                        $FILES_ROOT/cache -> /cache  homelab-files.container:8 (homelab-files.service)
         "#);
 }
 
@@ -311,46 +299,37 @@ fn root_deployment_keeps_data_under_var_lib_and_etc() {
     let host = &text[text.find("Host paths:").unwrap()..];
     insta::assert_snapshot!(host, @r#"
         Host paths:
-          data          /var/lib/quadlets/postgresql
-                        /var/lib/quadlets/postgresql -> /var/lib/postgresql (postgresql-init.container:9, postgresql-init.service; missing)
+          data          /var/lib/quadlets/postgresql  (missing)
                         under /var/lib
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          data          /etc/quadlets/postgresql/init.sh
-                        /etc/quadlets/postgresql/init.sh -> /usr/local/bin/init.sh (postgresql-init.container:10, postgresql-init.service; missing)
+                        /var/lib/quadlets/postgresql -> /var/lib/postgresql  postgresql-init.container:9 (postgresql-init.service)
+                        /var/lib/quadlets/postgresql -> /var/lib/postgresql  postgresql.container:15 (postgresql.service)
+          data          /etc/quadlets/postgresql/init.sh  (missing)
                         under /etc/<app>: a system deployment's own configuration and scripts
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          data          /etc/quadlets/postgresql/init.sql
-                        /etc/quadlets/postgresql/init.sql -> /docker-entrypoint-initdb.d/init.sql (postgresql-init.container:11, postgresql-init.service; missing)
+                        /etc/quadlets/postgresql/init.sh -> /usr/local/bin/init.sh  postgresql-init.container:10 (postgresql-init.service)
+          data          /etc/quadlets/postgresql/init.sql  (missing)
                         under /etc/<app>: a system deployment's own configuration and scripts
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    /etc/quadlets/postgresql/config.env
-                        /etc/quadlets/postgresql/config.env (postgresql-init.container:15, postgresql-init.service; missing)
+                        /etc/quadlets/postgresql/init.sql -> /docker-entrypoint-initdb.d/init.sql  postgresql-init.container:11 (postgresql-init.service)
+          referenced    /etc/quadlets/postgresql/config.env  (missing)
                         an environment file the unit reads: always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    /etc/quadlets/postgresql/config.env
-                        /etc/quadlets/postgresql/config.env (postgresql.container:14, postgresql.service; missing)
-                        an environment file the unit reads: always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
-          data          /var/lib/quadlets/postgresql
-                        /var/lib/quadlets/postgresql -> /var/lib/postgresql (postgresql.container:15, postgresql.service; missing)
-                        under /var/lib
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
-          system        /var/run/quadlets/postgresql
-                        /var/run/quadlets/postgresql -> /var/run/postgresql (postgresql.container:16, postgresql.service; missing)
+                        /etc/quadlets/postgresql/config.env  postgresql-init.container:15 (postgresql-init.service)
+                        /etc/quadlets/postgresql/config.env  postgresql.container:14 (postgresql.service)
+                        /etc/quadlets/postgresql/config.env  postgresql.container:20 (postgresql.service)
+          system        /var/run/quadlets/postgresql  (missing)
                         the operating system's (/var/run is never backed up)
                         never backed up
-          system        /etc/localtime
-                        /etc/localtime -> /etc/localtime (postgresql.container:17, postgresql.service; exists)
+                        /var/run/quadlets/postgresql -> /var/run/postgresql  postgresql.container:16 (postgresql.service)
+          system        /etc/localtime  (exists)
                         the operating system's (/etc/localtime is never backed up)
                         never backed up
-          referenced    /etc/quadlets/postgresql/config.env
-                        /etc/quadlets/postgresql/config.env (postgresql.container:20, postgresql.service; missing)
-                        an environment file the unit reads: always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
-          referenced    /etc/quadlets/postgresql/check-config.sh
-                        /etc/quadlets/postgresql/check-config.sh (postgresql.container:21, postgresql.service; missing)
+                        /etc/localtime -> /etc/localtime  postgresql.container:17 (postgresql.service)
+          referenced    /etc/quadlets/postgresql/check-config.sh  (missing)
                         a program the service runs (a script): always backed up
                         to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        /etc/quadlets/postgresql/check-config.sh  postgresql.container:21 (postgresql.service)
         "#);
 }
 
