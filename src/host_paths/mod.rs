@@ -185,6 +185,10 @@ fn expand_source(r: &HostRef, env: Option<&Environment>, manager: &Manager) -> E
         r.kind,
         HostRefKind::ServiceEnvFile | HostRefKind::ServiceExec
     );
+    // A source that became a name through a substitution is a volume; a
+    // literal relative one (`type=bind,source=data`) a bind podman resolves
+    // against its working directory.
+    let substituted = raw.contains(['$', '%']);
     let value = match expand(raw, manager, &r.service) {
         Ok(v) => v,
         Err(e) => return Expanded::Unknown(e.to_string()),
@@ -205,7 +209,7 @@ fn expand_source(r: &HostRef, env: Option<&Environment>, manager: &Manager) -> E
         Expanded::Unknown(format!(
             "{value:?} is not an absolute path, which systemd ignores for EnvironmentFile="
         ))
-    } else if value.starts_with('.') || r.kind != HostRefKind::Mount {
+    } else if value.starts_with('.') || r.kind != HostRefKind::Mount || !substituted {
         Expanded::Unknown(format!(
             "expands to the relative path {value:?}, which podman resolves against its working \
              directory"
@@ -336,6 +340,10 @@ mod tests {
         );
         assert_eq!(expanded(m, "%h/%p", &e), Ok("/h/tv".into()));
         assert_eq!(expanded(m, "${VOL}", &e), Err("not a path".into()));
+        assert_eq!(expanded(m, "%p-data", &e), Err("not a path".into()));
+        assert!(expanded(m, "data", &e)
+            .unwrap_err()
+            .contains("relative path"));
         assert!(expanded(m, "${REL}", &e)
             .unwrap_err()
             .contains("relative path"));
