@@ -107,6 +107,67 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
+/// Which host paths mounted into containers are backed up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMounts {
+    /// Those classified as the deployment's data (the default).
+    Data,
+    /// None, except what an `include:` glob names; referenced files
+    /// (environment files, bind-mounted single files) still are.
+    None,
+}
+
+/// A glob over absolute host paths (`/srv/media/**`, `~/photos/**`, `~`):
+/// `*` and `?` stay within one path component, `**` crosses them.
+/// Checked when the config is read, so a typo is an error with its line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PathGlob(pub String);
+
+impl PathGlob {
+    /// Compile, with `~/` taken from `home`.
+    pub fn compile(&self, home: &Path) -> std::result::Result<globset::Glob, globset::Error> {
+        let text = match self.0.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{}{rest}", home.display())
+            }
+            _ => self.0.clone(),
+        };
+        globset::GlobBuilder::new(&text)
+            .literal_separator(true)
+            .build()
+    }
+}
+
+impl<'de> Deserialize<'de> for PathGlob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with('/') && !text.starts_with("~/") && text != "~" {
+            return Err(serde::de::Error::custom(format!(
+                "invalid glob {text:?}: host path globs are absolute (/srv/media/**) or start with ~/"
+            )));
+        }
+        let glob = PathGlob(text);
+        glob.compile(Path::new("/"))
+            .map_err(|e| serde::de::Error::custom(format!("invalid glob {:?}: {e}", glob.0)))?;
+        Ok(glob)
+    }
+}
+
+/// Per-deployment settings under `backup.deployments`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentBackup {
+    /// Host paths to back up although they are not classified as data (a
+    /// whole-home bind, a path outside the usual places).
+    #[serde(default)]
+    pub include: Vec<PathGlob>,
+    /// Host paths to leave out (a 2 TB media folder); wins over `include`.
+    #[serde(default)]
+    pub exclude: Vec<PathGlob>,
+}
+
 /// `backup:` as written in the file; `None` means "not set".
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +182,9 @@ struct RawBackup {
     auto_prune: Option<bool>,
     stop_services: Option<bool>,
     start_timeout: Option<Seconds>,
+    bind_mounts: Option<BindMounts>,
+    #[serde(default)]
+    deployments: BTreeMap<String, DeploymentBackup>,
 }
 
 /// Per-deployment settings under `auto.deployments`.
@@ -213,6 +277,20 @@ pub struct BackupConfig {
     pub stop_services: Setting<bool>,
     /// How long services may take to become active after a restore.
     pub start_timeout: Setting<Seconds>,
+    /// Which bind-mounted host paths are backed up.
+    pub bind_mounts: Setting<BindMounts>,
+    /// Per-deployment `include:`/`exclude:` globs.
+    pub deployments: BTreeMap<String, DeploymentBackup>,
+}
+
+impl BackupConfig {
+    /// The host-path settings of `deployment` (empty when not listed).
+    pub fn deployment(&self, deployment: &str) -> DeploymentBackup {
+        self.deployments
+            .get(deployment)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Effective `auto:` settings.
@@ -306,6 +384,8 @@ impl Config {
                 auto_prune: Setting::pick(b.auto_prune, true),
                 stop_services: Setting::pick(b.stop_services, true),
                 start_timeout: Setting::pick(b.start_timeout, Seconds(120)),
+                bind_mounts: Setting::pick(b.bind_mounts, BindMounts::Data),
+                deployments: b.deployments,
             },
             auto: AutoConfig {
                 enabled: Setting::pick(a.enabled, true),
@@ -398,6 +478,41 @@ mod tests {
         assert!(err.message.contains(":2:"), "{}", err.message);
         let err = parse("auto:\n  min_interval: soon\n").unwrap_err();
         assert!(err.message.contains("invalid duration"), "{}", err.message);
+    }
+
+    #[test]
+    fn bind_mounts_and_deployment_globs() {
+        let c = parse("").unwrap();
+        assert_eq!(c.backup.bind_mounts.value, BindMounts::Data);
+        assert_eq!(c.backup.deployment("album"), DeploymentBackup::default());
+        let c = parse(
+            "backup:\n  bind_mounts: none\n  deployments:\n    album:\n      include: [\"~/Pictures/**\"]\n      exclude:\n        - /srv/media/**\n",
+        )
+        .unwrap();
+        assert_eq!(c.backup.bind_mounts.value, BindMounts::None);
+        let d = c.backup.deployment("album");
+        assert_eq!(d.include, [PathGlob("~/Pictures/**".into())]);
+        assert_eq!(d.exclude, [PathGlob("/srv/media/**".into())]);
+        let glob = d.include[0]
+            .compile(Path::new("/h"))
+            .unwrap()
+            .compile_matcher();
+        assert!(glob.is_match("/h/Pictures/2024/a.jpg"));
+    }
+
+    #[test]
+    fn bad_globs_and_keys_name_line_and_column() {
+        let err =
+            parse("backup:\n  deployments:\n    a:\n      exclude: [\"media/**\"]\n").unwrap_err();
+        assert!(err.message.contains("config.yaml:4:"), "{}", err.message);
+        assert!(err.message.contains("absolute"), "{}", err.message);
+        let err =
+            parse("backup:\n  deployments:\n    a:\n      exclude: [\"/srv/[x\"]\n").unwrap_err();
+        assert!(err.message.contains(":4:"), "{}", err.message);
+        let err = parse("backup:\n  deployments:\n    a:\n      exclud: []\n").unwrap_err();
+        assert!(err.message.contains(":4:"), "{}", err.message);
+        let err = parse("backup:\n  bind_mounts: all\n").unwrap_err();
+        assert!(err.message.contains(":2:"), "{}", err.message);
     }
 
     #[test]

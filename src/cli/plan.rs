@@ -7,8 +7,13 @@ use serde::Serialize;
 
 use super::args::PlanArgs;
 use super::GlobalArgs;
+use crate::config::Config;
 use crate::deployment::{self, Deployment, Location};
 use crate::error::{Error, Result};
+use crate::host_paths::classify::Kind;
+use crate::host_paths::policy::Policy;
+use crate::host_paths::{self, HostPath};
+use crate::layout::Layout;
 use crate::quadlet::{self, Resolution};
 use crate::ui;
 
@@ -29,8 +34,8 @@ pub struct Plan {
     pub units: Vec<UnitEntry>,
     /// Podman volumes whose data is backed up.
     pub volumes: Vec<quadlet::VolumeUse>,
-    /// Host paths mounted into containers: NOT backed up.
-    pub bind_mounts: Vec<String>,
+    /// Every host path the units mount or read, with its decision.
+    pub host_paths: Vec<HostPath>,
     /// Anonymous volumes: NOT backed up.
     pub anonymous_volumes: Vec<String>,
     /// Secret names the units require (values are never backed up).
@@ -78,7 +83,8 @@ pub fn run(global: &GlobalArgs, args: PlanArgs) -> Result<()> {
         }
     };
     let resolution = deployment.resolve(&layout)?;
-    let plan = build(&deployment, kind, resolution)?;
+    let host_paths = judge_host_paths(&layout, &deployment, &resolution)?;
+    let plan = build(&deployment, kind, resolution, host_paths)?;
     if global.json {
         ui::print_json(&plan)
     } else {
@@ -97,7 +103,31 @@ fn dir_name(dir: &std::path::Path) -> Result<String> {
         })
 }
 
-fn build(d: &Deployment, kind: &'static str, r: Resolution) -> Result<Plan> {
+/// The deployment's host paths under its settings in the config file.
+fn judge_host_paths(layout: &Layout, d: &Deployment, r: &Resolution) -> Result<Vec<HostPath>> {
+    let dirs = vec![d
+        .active_dir
+        .clone()
+        .unwrap_or_else(|| d.installed_root.clone())];
+    let ctx = host_paths::Context::current(layout.scope, dirs);
+    let config = Config::load(layout)?;
+    let policy = Policy::new(&config.backup, &d.name, &ctx.manager.home)?;
+    Ok(host_paths::host_paths(r, &ctx, &policy))
+}
+
+fn build(
+    d: &Deployment,
+    kind: &'static str,
+    r: Resolution,
+    host_paths: Vec<HostPath>,
+) -> Result<Plan> {
+    // A `${VAR}` source is shown once, as a host path, resolved or not.
+    let mut unresolved = r.unresolved;
+    unresolved.retain(|u| {
+        !host_paths
+            .iter()
+            .any(|h| h.file == u.file && h.line == u.line)
+    });
     let mut files: Vec<String> = d
         .files()?
         .into_iter()
@@ -121,13 +151,13 @@ fn build(d: &Deployment, kind: &'static str, r: Resolution) -> Result<Plan> {
             })
             .collect(),
         volumes: r.volumes,
-        bind_mounts: r.bind_mounts.into_iter().map(|b| b.value).collect(),
+        host_paths,
         anonymous_volumes: r.anonymous_volumes.into_iter().map(|b| b.value).collect(),
         secrets: r.secrets,
         ports: r.ports,
         images: r.images,
         networks: r.networks,
-        unresolved: r.unresolved,
+        unresolved,
         warnings: r.warnings,
     })
 }
@@ -140,17 +170,9 @@ fn render_human(p: &Plan) -> String {
         let _ = writeln!(out, "  active directory: {}", active.display());
     }
     let _ = writeln!(out, "  installed in:     {}", p.installed_root.display());
-    let mut section = |title: &str, items: &mut dyn Iterator<Item = String>| {
-        let items: Vec<String> = items.collect();
-        if !items.is_empty() {
-            let _ = writeln!(out, "{title}:");
-            for item in items {
-                let _ = writeln!(out, "  {item}");
-            }
-        }
-    };
-    section("Files", &mut p.files.iter().cloned());
+    section(&mut out, "Files", &mut p.files.iter().cloned());
     section(
+        &mut out,
         "Units",
         &mut p
             .units
@@ -158,6 +180,7 @@ fn render_human(p: &Plan) -> String {
             .map(|u| format!("{}  ->  {}", u.file, u.service)),
     );
     section(
+        &mut out,
         "Volumes (data backed up)",
         &mut p.volumes.iter().map(|v| {
             let by = v
@@ -173,20 +196,20 @@ fn render_human(p: &Plan) -> String {
             format!("{}{by}  used by: {used}", v.name)
         }),
     );
+    out.push_str(&render_host_paths(&p.host_paths, &p.name));
     section(
-        "Bind mounts (NOT backed up: host paths)",
-        &mut p.bind_mounts.iter().cloned(),
-    );
-    section(
+        &mut out,
         "Anonymous volumes (NOT backed up)",
         &mut p.anonymous_volumes.iter().cloned(),
     );
     section(
+        &mut out,
         "Secrets (names only; values are never backed up)",
         &mut p.secrets.iter().cloned(),
     );
-    section("Published ports", &mut p.ports.iter().cloned());
+    section(&mut out, "Published ports", &mut p.ports.iter().cloned());
     section(
+        &mut out,
         "Unresolved (left to systemd; not guessed)",
         &mut p.unresolved.iter().map(|u| {
             format!(
@@ -202,6 +225,106 @@ fn render_human(p: &Plan) -> String {
     for w in &p.warnings {
         let line = w.line.map(|l| format!(":{l}")).unwrap_or_default();
         ui::warn(format!("{}{line}: {}", w.file, w.message));
+    }
+    out
+}
+
+/// A titled list, left out when empty.
+fn section(out: &mut String, title: &str, items: &mut dyn Iterator<Item = String>) {
+    use std::fmt::Write;
+    let items: Vec<String> = items.collect();
+    if !items.is_empty() {
+        let _ = writeln!(out, "{title}:");
+        for item in items {
+            let _ = writeln!(out, "  {item}");
+        }
+    }
+}
+
+/// The label a decision is shown with.
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Data => "data",
+        Kind::System => "system",
+        Kind::Referenced => "referenced",
+        Kind::Excluded => "excluded",
+        Kind::Unresolved => "unresolved",
+        Kind::NeedsInclude => "needs-include",
+    }
+}
+
+/// What the plan says a backup does with a host path today. Host-path
+/// backups are not implemented yet: only files inside the deployment's
+/// directory are in today's backups, so that is said plainly.
+fn today(h: &HostPath, deployment: &str) -> String {
+    match h.kind {
+        _ if h.backed_up_today => "in today's backups (a deployment file)".to_owned(),
+        Kind::Data | Kind::Referenced => "to back up (host-path backups are not implemented yet; \
+             today's backups do not include it)"
+            .to_owned(),
+        Kind::NeedsInclude => format!(
+            "not backed up unless a glob in backup.deployments.{deployment}.include names it"
+        ),
+        Kind::System | Kind::Excluded => "never backed up".to_owned(),
+        Kind::Unresolved => "not backed up: cannot be known".to_owned(),
+    }
+}
+
+fn size_text(h: &HostPath) -> String {
+    match (h.exists, h.size_bytes) {
+        (false, _) => "missing".to_owned(),
+        (true, None) => "exists".to_owned(),
+        (true, Some(bytes)) if h.size_at_least => format!("at least {}", ui::human_size(bytes)),
+        (true, Some(bytes)) => ui::human_size(bytes),
+    }
+}
+
+/// Host paths grouped by path and decision (an env file several units read
+/// is shown once), each with the lines that refer to it.
+fn render_host_paths(paths: &[HostPath], deployment: &str) -> String {
+    use std::fmt::Write;
+    let mut groups: Vec<Vec<&HostPath>> = Vec::new();
+    for h in paths {
+        let same = |g: &Vec<&HostPath>| {
+            let first = g[0];
+            first.resolved.is_some()
+                && first.resolved == h.resolved
+                && first.kind == h.kind
+                && first.reason == h.reason
+        };
+        match groups.iter_mut().find(|g| same(g)) {
+            Some(group) => group.push(h),
+            None => groups.push(vec![h]),
+        }
+    }
+    let mut out = String::new();
+    if !groups.is_empty() {
+        let _ = writeln!(out, "Host paths:");
+    }
+    let pad = " ".repeat(16);
+    for group in groups {
+        let h = group[0];
+        let size = h
+            .resolved
+            .as_ref()
+            .map(|_| format!("  ({})", size_text(h)))
+            .unwrap_or_default();
+        let shown = h.resolved.as_deref().unwrap_or(&h.source);
+        let _ = writeln!(out, "  {:<13} {shown}{size}", kind_label(h.kind));
+        let _ = writeln!(out, "{pad}{}", h.reason);
+        let _ = writeln!(out, "{pad}{}", today(h, deployment));
+        for r in group {
+            let target = r
+                .target
+                .as_deref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{pad}{}{target}  {}:{} ({})",
+                r.source, r.file, r.line, r.service
+            );
+        }
     }
     out
 }

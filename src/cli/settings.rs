@@ -46,6 +46,9 @@ fn print_human(config: &Config) -> Result<()> {
             &b.start_timeout,
             ToString::to_string,
         ),
+        row("backup.bind_mounts", &b.bind_mounts, |v| {
+            format!("{v:?}").to_lowercase()
+        }),
         row("auto.enabled", &a.enabled, bool::to_string),
         row("auto.min_interval", &a.min_interval, ToString::to_string),
         row(
@@ -64,6 +67,18 @@ fn print_human(config: &Config) -> Result<()> {
             value,
             format!("{source:?}").to_lowercase(),
         ]);
+    }
+    for (name, d) in &b.deployments {
+        for (key, globs) in [("include", &d.include), ("exclude", &d.exclude)] {
+            if !globs.is_empty() {
+                let texts: Vec<&str> = globs.iter().map(|g| g.0.as_str()).collect();
+                table.add_row(vec![
+                    format!("backup.deployments.{name}.{key}"),
+                    texts.join(", "),
+                    "file".into(),
+                ]);
+            }
+        }
     }
     for (name, d) in &a.deployments {
         if let Some(enabled) = d.enabled {

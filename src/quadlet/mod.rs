@@ -28,8 +28,11 @@ use serde::Serialize;
 use crate::error::Result;
 
 pub mod drop_ins;
+pub mod environment;
+pub mod host_refs;
 pub mod resolve;
 pub mod search_path;
+pub mod specifiers;
 pub mod split;
 pub mod unit_file;
 pub mod values;
@@ -119,6 +122,69 @@ pub struct Unresolved {
     pub line: usize,
 }
 
+/// How a unit refers to a host path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostRefKind {
+    /// A `Volume=`/`Mount=`/`PodmanArgs=` source mounted into a container.
+    Mount,
+    /// `[Service] EnvironmentFile=`: read by systemd, defines the variables
+    /// `Volume=` sources are expanded with.
+    ServiceEnvFile,
+    /// `[Container] EnvironmentFile=`: read by podman for the container.
+    ContainerEnvFile,
+    /// The program of a `[Service]` `ExecStartPre=`, `ExecStartPost=`,
+    /// `ExecStop=`, `ExecStopPost=`, `ExecReload=` or `ExecCondition=` (a
+    /// script under `/etc/<app>`...).
+    ServiceExec,
+}
+
+/// A host path a unit refers to, as Quadlet leaves it: `./x` already made
+/// absolute against the unit file's directory, `%` specifiers and `${VAR}`
+/// still to be expanded by systemd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRef {
+    /// What kind of reference.
+    pub kind: HostRefKind,
+    /// The source as Quadlet writes it into the service.
+    pub source: String,
+    /// The path inside the container, for mounts.
+    pub target: Option<String>,
+    /// The service that uses it.
+    pub service: String,
+    /// Relative path of the unit file.
+    pub unit: String,
+    /// Relative path of the file (unit or drop-in) of the line.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// One `[Service]` assignment that makes up a service's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceEnvLine {
+    /// `Environment` or `EnvironmentFile`.
+    pub key: String,
+    /// The raw value.
+    pub value: String,
+    /// Relative path of the file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+}
+
+/// The `[Service]` environment of a generated service (drop-ins merged,
+/// resets applied), which systemd expands `${VAR}` in `ExecStart=` from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceEnv {
+    /// The service.
+    pub service: String,
+    /// `Environment=` lines, in order.
+    pub environment: Vec<ServiceEnvLine>,
+    /// `EnvironmentFile=` lines, in order.
+    pub environment_files: Vec<ServiceEnvLine>,
+}
+
 /// A non-fatal problem (a `.network` referenced but found nowhere).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -154,6 +220,11 @@ pub struct Resolution {
     pub unresolved: Vec<Unresolved>,
     /// Non-fatal problems.
     pub warnings: Vec<Diagnostic>,
+    /// Host paths the units refer to (bind mounts, sources depending on
+    /// substitutions, environment files), sorted by file and line.
+    pub host_refs: Vec<HostRef>,
+    /// The `[Service]` environment of each service with host references.
+    pub service_envs: Vec<ServiceEnv>,
 }
 
 /// Resolve the quadlet files of one deployment. `installed` is every quadlet

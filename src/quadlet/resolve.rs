@@ -19,13 +19,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::drop_ins::remove_extension;
+use super::host_refs::{self, UnitRef};
 use super::search_path::{LoadedUnit, SearchPath};
 use super::unit_file::{Entry, UnitFile};
 use super::values::{
     is_valid_volume_name, join_clean, parse_mount, split_volume, starts_with_path_specifier,
     substitutions, MountSpec,
 };
-use super::{Diagnostic, Located, Resolution, SourceFile, Unit, UnitKind, Unresolved, VolumeUse};
+use super::{
+    Diagnostic, HostRef, HostRefKind, Located, Resolution, ServiceEnv, SourceFile, Unit, UnitKind,
+    Unresolved, VolumeUse,
+};
 use crate::error::{Error, Result};
 
 /// The `[Section]` Quadlet reads for a kind of unit.
@@ -182,6 +186,8 @@ struct Acc {
     networks: BTreeSet<String>,
     unresolved: Vec<Unresolved>,
     warnings: Vec<Diagnostic>,
+    host_refs: Vec<HostRef>,
+    service_envs: Vec<ServiceEnv>,
 }
 
 impl Acc {
@@ -196,6 +202,9 @@ impl Acc {
         let mut warnings = self.warnings;
         warnings.sort_by(|a, b| (&a.file, a.line, &a.message).cmp(&(&b.file, b.line, &b.message)));
         warnings.dedup();
+        let mut host_refs = self.host_refs;
+        host_refs.sort_by(|a, b| (&a.file, a.line, &a.source).cmp(&(&b.file, b.line, &b.source)));
+        host_refs.dedup();
         Resolution {
             units,
             volumes: self
@@ -215,6 +224,8 @@ impl Acc {
             networks: self.networks.into_iter().collect(),
             unresolved,
             warnings,
+            host_refs,
+            service_envs: self.service_envs,
         }
     }
 }
@@ -241,6 +252,16 @@ enum Source {
     Nothing,
 }
 
+/// A mount source as written, for host references.
+struct MountRef<'m> {
+    /// The source before Quadlet's rewriting.
+    source: &'m str,
+    /// The path in the container.
+    target: Option<&'m str>,
+    /// A bind mount whatever the source looks like (`type=bind`).
+    as_bind: bool,
+}
+
 struct Resolver<'s, 'a> {
     search: &'s SearchPath<'a>,
     out: Acc,
@@ -251,6 +272,18 @@ struct Ctx<'u> {
     service: String,
     unit_dir: String,
     unit: &'u UnitFile,
+    label: String,
+}
+
+impl Ctx<'_> {
+    fn unit_ref(&self) -> UnitRef<'_> {
+        UnitRef {
+            unit: self.unit,
+            service: &self.service,
+            label: &self.label,
+            unit_dir: &self.unit_dir,
+        }
+    }
 }
 
 impl Resolver<'_, '_> {
@@ -310,7 +343,14 @@ impl Resolver<'_, '_> {
             service,
             unit_dir: loaded.file.unit_dir().to_string_lossy().into_owned(),
             unit,
+            label: loaded.file.label.clone(),
         };
+        if matches!(
+            loaded.kind,
+            UnitKind::Container | UnitKind::Pod | UnitKind::Build
+        ) {
+            self.environment(&ctx, loaded.kind == UnitKind::Container);
+        }
         let group = group_of(loaded.kind);
         match loaded.kind {
             UnitKind::Container => {
@@ -456,7 +496,44 @@ impl Resolver<'_, '_> {
         Ok(plain_source(&source))
     }
 
-    fn record(&mut self, source: Source, entry: &Entry, user: &str, as_bind: bool) {
+    /// The service environment and environment files of a unit.
+    fn environment(&mut self, ctx: &Ctx<'_>, container: bool) {
+        let u = ctx.unit_ref();
+        self.out.service_envs.push(host_refs::service_env(&u));
+        self.out
+            .host_refs
+            .extend(host_refs::env_files(&u, container));
+        self.out.host_refs.extend(host_refs::exec_files(&u));
+    }
+
+    /// A mount source that is, or may expand to, a host path.
+    fn host_mount(&mut self, ctx: &Ctx<'_>, source: &str, target: Option<&str>, entry: &Entry) {
+        let r = host_refs::host_ref(
+            &ctx.unit_ref(),
+            HostRefKind::Mount,
+            source.to_owned(),
+            target.map(str::to_owned),
+            entry,
+        );
+        self.out.host_refs.push(r);
+    }
+
+    fn record(&mut self, source: Source, entry: &Entry, ctx: &Ctx<'_>, mount: MountRef<'_>) {
+        let user = ctx.service.as_str();
+        let as_bind = mount.as_bind;
+        let is_host = match &source {
+            Source::Host(_) => true,
+            Source::Named(..) | Source::Invalid(_) => as_bind,
+            Source::Unresolved(_) => !mount.source.ends_with(".volume"),
+            _ => false,
+        };
+        if is_host {
+            let path = match &source {
+                Source::Host(path) => path.as_str(),
+                _ => mount.source,
+            };
+            self.host_mount(ctx, path, mount.target, entry);
+        }
         match source {
             Source::Host(path) => {
                 let vars: Vec<String> = substitutions(&path)
@@ -512,7 +589,12 @@ impl Resolver<'_, '_> {
                 continue;
             }
             let source = self.storage_source(spec.source, entry, ctx, false)?;
-            self.record(source, entry, &ctx.service, false);
+            let mount = MountRef {
+                source: spec.source,
+                target: Some(spec.dest),
+                as_bind: false,
+            };
+            self.record(source, entry, ctx, mount);
         }
         Ok(())
     }
@@ -569,6 +651,7 @@ impl Resolver<'_, '_> {
                 MountSpec::WithSource {
                     kind,
                     source: Some(source),
+                    dest,
                     ..
                 } => {
                     let resolved = self.storage_source(&source, entry, ctx, true)?;
@@ -579,7 +662,12 @@ impl Resolver<'_, '_> {
                         }
                         (_, other) => other,
                     };
-                    self.record(resolved, entry, &ctx.service, as_bind);
+                    let mount = MountRef {
+                        source: &source,
+                        target: dest.as_deref(),
+                        as_bind,
+                    };
+                    self.record(resolved, entry, ctx, mount);
                 }
             }
         }
@@ -620,11 +708,17 @@ impl Resolver<'_, '_> {
                 if let MountSpec::WithSource {
                     kind,
                     source: Some(source),
+                    dest,
                     ..
                 } = parse_mount(&value)
                 {
                     let resolved = podman_source(&source);
-                    self.record(resolved, entry, &ctx.service, kind != "volume");
+                    let mount = MountRef {
+                        source: &source,
+                        target: dest.as_deref(),
+                        as_bind: kind != "volume",
+                    };
+                    self.record(resolved, entry, ctx, mount);
                 }
                 continue;
             }
@@ -635,7 +729,12 @@ impl Resolver<'_, '_> {
                     .push(Self::located(spec.dest.to_owned(), entry));
             } else {
                 let resolved = podman_source(spec.source);
-                self.record(resolved, entry, &ctx.service, false);
+                let mount = MountRef {
+                    source: spec.source,
+                    target: Some(spec.dest),
+                    as_bind: false,
+                };
+                self.record(resolved, entry, ctx, mount);
             }
         }
     }

@@ -10,6 +10,7 @@ mod hostile_archives;
 mod hostile_metadata;
 mod packaging;
 mod plan;
+mod plan_host_paths;
 mod recovery;
 mod retention;
 mod reuse;

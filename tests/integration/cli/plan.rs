@@ -77,8 +77,14 @@ fn human_output_says_what_is_not_backed_up() {
     let out = env.run(&["plan", "app"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("Bind mounts (NOT backed up"), "{text}");
-    assert!(text.contains("%h/data"), "{text}");
+    assert!(text.contains("Host paths:"), "{text}");
+    assert!(text.contains("%h/data -> /data"), "{text}");
+    assert!(
+        text.contains(
+            "host-path backups are not implemented yet; today's backups do not include it"
+        ),
+        "{text}"
+    );
     assert!(text.contains("cache"), "{text}");
 }
 
