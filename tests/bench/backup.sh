@@ -383,6 +383,18 @@ run_create() {
         die "$SERVICE is not running after create"
 }
 
+# create again with nothing changed since the newest backup: the volume's
+# archive is shared (a hard link), not exported again (issue 11, part 4).
+run_create_unchanged() {
+    timed unchanged sh -c 'exec leger-backup --json create "$1" --reason bench >"$2"' \
+        sh "$DEPLOYMENT" "$WORK/unchanged.json"
+    local id archive
+    id=$(jq -r .id "$WORK/unchanged.json")
+    archive=$(jq -r '.metadata.volumes[0].archive_path' "$WORK/unchanged.json")
+    UNCHANGED_LINKS=$(stat -c %h "$HOME/.local/share/bluebuild-quadlets/backups/$id/$archive")
+    leger-backup delete "$id" --yes >/dev/null 2>&1
+}
+
 # create --live: the same backup without stopping and starting the service,
 # to tell the streaming's own overhead from the downtime steps'.
 run_create_live() {
@@ -518,6 +530,7 @@ inside_main() {
         ZSTD_SIZE=$(stat -c %s "$WORK/f.zst")
         [[ -z ${LAST_BACKUP:-} ]] || leger-backup delete "$LAST_BACKUP" --yes >/dev/null 2>&1
         run_create
+        run_create_unchanged
         run_create_live
     done
     say "export | gzip -6 (one run)"
@@ -555,7 +568,7 @@ inside_main() {
     echo "| measurement | best s | median s | runs | MB/s (best) | peak RSS MB | output MB |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     local name out
-    for name in floor zstd gzip create live unzstd fresh restore; do
+    for name in floor zstd gzip create unchanged live unzstd fresh restore; do
         case $name in
         zstd) out=$(calc "$ZSTD_SIZE / 1e6") ;;
         gzip) out=$(calc "$gzip_size / 1e6") ;;
@@ -580,6 +593,8 @@ inside_main() {
     target "create / (export | zstd -3 -T0)" "${WALL[create]}" "${WALL[zstd]}" '<=' 1.05
     target "create / export floor" "${WALL[create]}" "${WALL[floor]}" '<=' 1.25
     target "(export | gzip -6) / create" "${WALL[gzip]}" "${WALL[create]}" '>=' 6
+    target "create, nothing changed / create (archive links: ${UNCHANGED_LINKS:-?})" \
+        "${WALL[unchanged]}" "${WALL[create]}" '<=' 0.2
     target "archive size / (export | zstd -3) size" "$CREATE_SIZE" "$ZSTD_SIZE" '<=' 1.05
     target "restore onto nothing / (zstd -d | import)" "${WALL[fresh]}" "${WALL[unzstd]}" '<=' 1.3
     if [[ -n ${PHASE[restore_import]:-} ]]; then
