@@ -10,52 +10,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::support::tar_craft::{data, finish_tar, header, pax};
 use crate::support::{stderr, stdout, TestEnv};
 
 const ID: &str = "web-2025-03-01-100000";
 const UNIT: &str = "[Container]\nImage=localhost/busybox\nVolume=web-data:/data\n";
-
-/// A tar header block (USTAR magic) with its checksum.
-fn header(name: &str, typeflag: u8, size: u64, link: &str) -> Vec<u8> {
-    let mut b = vec![0u8; 512];
-    b[..name.len()].copy_from_slice(name.as_bytes());
-    b[100..107].copy_from_slice(b"0000644");
-    b[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-    b[136..147].copy_from_slice(b"14600000000");
-    b[156] = typeflag;
-    b[157..157 + link.len()].copy_from_slice(link.as_bytes());
-    b[257..263].copy_from_slice(b"ustar\0");
-    b[263..265].copy_from_slice(b"00");
-    b[148..156].copy_from_slice(b"        ");
-    let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
-    b[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    b
-}
-
-/// Blocks of an entry's data, padded to 512 bytes.
-fn data(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    out.resize(bytes.len().div_ceil(512) * 512, 0);
-    out
-}
-
-/// A PAX header carrying one record.
-fn pax(key: &str, value: &str) -> Vec<u8> {
-    let body = format!(" {key}={value}\n");
-    let mut len = body.len() + 1;
-    while format!("{len}{body}").len() != len {
-        len += 1;
-    }
-    let record = format!("{len}{body}");
-    let mut out = header("PaxHeaders/0", b'x', record.len() as u64, "");
-    out.extend(data(record.as_bytes()));
-    out
-}
-
-fn finish_tar(mut parts: Vec<u8>) -> Vec<u8> {
-    parts.extend([0u8; 1024]);
-    parts
-}
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

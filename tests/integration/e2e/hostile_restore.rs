@@ -378,3 +378,50 @@ fn a_fifo_recorded_at_backup_time_comes_back() {
     );
     succeeds(&tb, CLEANUP_HA1);
 }
+
+/// A volume archive that is also a gzip stream (review finding): podman's
+/// import sniffs its input for compression and would unpack the tar hidden
+/// inside, which writes through a symlink out of the volume. A restore
+/// sends a header of its own first, so podman reads the archive as the tar
+/// the guard checked: one oddly named file, nothing outside.
+#[test]
+fn a_tar_that_is_also_a_gzip_stream_is_imported_as_the_tar_it_is() {
+    use crate::support::tar_craft::{base64, data, finish_tar, gzip_polyglot, header};
+    let tb = Testbed::get();
+    succeeds(&tb, CLEANUP_HA1);
+    succeeds(&tb, r#"running ha1 leger-e2e-ha1-data"#);
+    let id = create(&tb, "ha1");
+    let mut inner = header("a", b'2', 0, "/home/tester/leger-e2e-outside");
+    inner.extend(header("a/pwned", b'0', 6, ""));
+    inner.extend(data(b"pwned\n"));
+    let polyglot = base64(&gzip_polyglot(&finish_tar(inner)));
+    succeeds(
+        &tb,
+        &format!(
+            r#"mkdir -p ~/leger-e2e-outside ~/leger-e2e-craft
+            echo '{polyglot}' | base64 -d > ~/leger-e2e-craft/evil.tar
+            podman volume create leger-e2e-ha1-scratch >/dev/null
+            podman volume import leger-e2e-ha1-scratch ~/leger-e2e-craft/evil.tar || true
+            test -f ~/leger-e2e-outside/pwned   # podman alone writes outside
+            rm -f ~/leger-e2e-outside/pwned
+            podman volume rm -f leger-e2e-ha1-scratch >/dev/null"#
+        ),
+    );
+    succeeds(
+        &tb,
+        &format!(
+            r#"B="$BACKUPS/{id}"; A="$B/volumes/leger-e2e-ha1-data.tar.zst"
+            zstd -q -f ~/leger-e2e-craft/evil.tar -o "$A"
+            size=$(stat -c %s "$A"); sha=$(sha256sum "$A" | cut -d' ' -f1)
+            raw=$(stat -c %s ~/leger-e2e-craft/evil.tar)
+            jq --argjson s "$size" --arg h "$sha" --argjson r "$raw" \
+              '.volumes[0].size = $s | .volumes[0].sha256 = $h | .volumes[0].uncompressed_size = $r' \
+              "$B/.backup-metadata.json" > "$B/m.json"
+            mv "$B/m.json" "$B/.backup-metadata.json"
+            leger-backup restore {id} --yes
+            test ! -e ~/leger-e2e-outside/pwned
+            podman unshare sh -c 'ls -A "$1"' sh "$(mp leger-e2e-ha1-data)" | grep -v '^f$' | od -c | head -2"#
+        ),
+    );
+    succeeds(&tb, CLEANUP_HA1);
+}

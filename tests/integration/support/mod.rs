@@ -4,6 +4,7 @@
 
 pub mod deploy;
 pub mod packaging;
+pub mod tar_craft;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
