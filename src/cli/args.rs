@@ -153,8 +153,10 @@ pub struct RestoreArgs {
     pub yes: bool,
     /// Replace what belongs to no deployment or to another one: volumes
     /// another deployment's quadlet files use too, and files in the way that
-    /// no deployment owns (kept in the safety backup). Does not skip the
-    /// question (that is --yes), nor the checks of the backup itself.
+    /// no deployment owns (kept in the safety backup); and import into
+    /// volumes whose .volume file mounts a host path or device (Device=) or
+    /// uses another driver. Does not skip the question (that is --yes), nor
+    /// the checks of the backup itself.
     #[arg(long)]
     pub force: bool,
     /// Leave the services stopped afterwards.
