@@ -39,6 +39,18 @@ running() {
   active "$1.service"
   put "$2" original
 }
+# plant_archive ID TAR: make TAR the (only) volume archive of backup ID,
+# with the size and checksums its metadata records updated to match, so
+# only the tar guard stands between it and the import.
+plant_archive() {
+  B="$BACKUPS/$1"; A=$(find "$B/volumes" -name '*.tar.zst')
+  zstd -q -f "$2" -o "$A"
+  size=$(stat -c %s "$A"); sha=$(sha256sum "$A" | cut -d' ' -f1); raw=$(stat -c %s "$2")
+  jq --argjson s "$size" --arg h "$sha" --argjson r "$raw" \
+    '.volumes[0].size = $s | .volumes[0].sha256 = $h | .volumes[0].uncompressed_size = $r' \
+    "$B/.backup-metadata.json" > "$B/m.json"
+  mv "$B/m.json" "$B/.backup-metadata.json"
+}
 # forget VOLUME NAME...: stop and remove the plain deployments NAME, their
 # backups, and VOLUME (what a previous, failed run may have left).
 forget() {
@@ -322,14 +334,7 @@ fn a_volume_archive_writing_through_a_symlink_never_leaves_the_volume() {
     let (_, stderr) = fails(
         &tb,
         &format!(
-            r#"B="$BACKUPS/{id}"; A="$B/volumes/leger-e2e-ha1-data.tar.zst"
-            zstd -q -f ~/leger-e2e-craft/evil.tar -o "$A"
-            size=$(stat -c %s "$A"); sha=$(sha256sum "$A" | cut -d' ' -f1)
-            raw=$(stat -c %s ~/leger-e2e-craft/evil.tar)
-            jq --argjson s "$size" --arg h "$sha" --argjson r "$raw" \
-              '.volumes[0].size = $s | .volumes[0].sha256 = $h | .volumes[0].uncompressed_size = $r' \
-              "$B/.backup-metadata.json" > "$B/m.json"
-            mv "$B/m.json" "$B/.backup-metadata.json"
+            r#"plant_archive {id} ~/leger-e2e-craft/evil.tar
             put leger-e2e-ha1-data current
             leger-backup restore {id} --yes"#
         ),
@@ -410,14 +415,7 @@ fn a_tar_that_is_also_a_gzip_stream_is_imported_as_the_tar_it_is() {
     succeeds(
         &tb,
         &format!(
-            r#"B="$BACKUPS/{id}"; A="$B/volumes/leger-e2e-ha1-data.tar.zst"
-            zstd -q -f ~/leger-e2e-craft/evil.tar -o "$A"
-            size=$(stat -c %s "$A"); sha=$(sha256sum "$A" | cut -d' ' -f1)
-            raw=$(stat -c %s ~/leger-e2e-craft/evil.tar)
-            jq --argjson s "$size" --arg h "$sha" --argjson r "$raw" \
-              '.volumes[0].size = $s | .volumes[0].sha256 = $h | .volumes[0].uncompressed_size = $r' \
-              "$B/.backup-metadata.json" > "$B/m.json"
-            mv "$B/m.json" "$B/.backup-metadata.json"
+            r#"plant_archive {id} ~/leger-e2e-craft/evil.tar
             leger-backup restore {id} --yes
             test ! -e ~/leger-e2e-outside/pwned
             podman unshare sh -c 'ls -A "$1"' sh "$(mp leger-e2e-ha1-data)" | grep -v '^f$' | od -c | head -2"#
