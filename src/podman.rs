@@ -228,6 +228,41 @@ impl Podman {
         Ok(())
     }
 
+    /// Rename the directory `from` to `to` (on the same filesystem) inside
+    /// the user namespace: moving a directory to another parent rewrites
+    /// its `..` entry, which needs write access to it, and a volume's data
+    /// directory may belong to a subordinate uid. `to` must not exist.
+    pub fn move_dir(&self, from: &str, to: &str) -> Result<()> {
+        process::run(&mut self.in_user_namespace(&["mv", "-T", "--", from, to]))?;
+        Ok(())
+    }
+
+    /// Replace the empty directory `dir` (a volume just created) with the
+    /// directory `from`, inside the user namespace, in one process.
+    pub fn replace_empty_dir(&self, dir: &str, from: &str) -> Result<()> {
+        process::run(&mut self.in_user_namespace(&[
+            "sh",
+            "-c",
+            r#"rmdir -- "$1" && mv -T -- "$2" "$1""#,
+            "sh",
+            dir,
+            from,
+        ]))?;
+        Ok(())
+    }
+
+    /// Remove the tree `path` inside the user namespace (files of
+    /// subordinate uids included). Only absolute paths.
+    pub fn remove_tree(&self, path: &str) -> Result<()> {
+        if !path.starts_with('/') {
+            return Err(Error::internal(format!(
+                "cannot remove {path:?}: not an absolute path"
+            )));
+        }
+        process::run(&mut self.in_user_namespace(&["rm", "-rf", "--", path]))?;
+        Ok(())
+    }
+
     /// Containers (running or not) that mount the volume.
     pub fn containers_using_volume(&self, name: &str) -> Result<Vec<ContainerRef>> {
         let filter = format!("volume={name}");

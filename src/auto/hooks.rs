@@ -162,6 +162,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         services_already_stopped: false,
         progress: true,
         stop_result: None,
+        hold_aside: Default::default(),
     };
     match create(&ctx, &deployment, &options) {
         Ok(metadata) => {

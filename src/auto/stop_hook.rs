@@ -356,6 +356,7 @@ impl Env for SystemEnv<'_> {
             services_already_stopped: true,
             progress: false,
             stop_result: self.stop_result.clone(),
+            hold_aside: Default::default(),
         };
         Ok(create(self.ctx, self.deployment, &options)?.id)
     }

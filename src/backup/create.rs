@@ -65,6 +65,9 @@ pub struct CreateOptions {
     pub progress: bool,
     /// Set by the stop hook when the service failed to stop cleanly.
     pub stop_result: Option<StopResult>,
+    /// A restore's safety backup: volumes not archived because the restore
+    /// moves their data aside instead (recorded as [`VolumeEntry::held_aside`]).
+    pub hold_aside: BTreeSet<String>,
 }
 
 impl CreateOptions {
@@ -77,6 +80,7 @@ impl CreateOptions {
             services_already_stopped: false,
             progress: true,
             stop_result: None,
+            hold_aside: BTreeSet::new(),
         }
     }
 }
@@ -395,6 +399,7 @@ pub(crate) fn create_locked(
     let sources = VolumeSources {
         previous: previous.as_ref(),
         quiet,
+        held_aside: &opts.hold_aside,
     };
     let volumes = write_volumes(
         ctx,
@@ -497,6 +502,8 @@ struct VolumeSources<'a> {
     /// mounting them are stopped and no container of another deployment
     /// runs on them.
     quiet: BTreeSet<String>,
+    /// Volumes not archived: a restore moves their data aside.
+    held_aside: &'a BTreeSet<String>,
 }
 
 /// Write the archive of every volume into the pending backup at `dir`: a
@@ -530,6 +537,7 @@ fn write_volumes(
             used_by: spec.used_by.clone(),
             special_files: Vec::new(),
             tree_signature: None,
+            held_aside: false,
         };
         let Some((info, root)) = info else {
             progress.step(format!(
@@ -543,6 +551,11 @@ fn write_volumes(
         entry.driver = Some(info.driver.clone());
         entry.labels = info.labels.clone();
         entry.options = info.options.clone();
+        if sources.held_aside.contains(&spec.name) {
+            entry.held_aside = true;
+            volumes.push(entry);
+            continue;
+        }
         interrupt::check()?;
         journal.step(Step::Exporting {
             volume: spec.name.clone(),

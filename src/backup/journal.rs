@@ -87,6 +87,15 @@ pub enum Step {
     },
     /// restore: starting the restored deployment's services.
     StartingRestored,
+    /// restore: moving a volume's current data aside (to the path in
+    /// [`Record::aside`]), the safety copy of volumes in Podman's storage.
+    MovingAside {
+        /// The volume.
+        volume: String,
+    },
+    /// restore: the restored services run; dropping the data held aside
+    /// and the safety backup that refers to it.
+    DroppingAside,
 }
 
 /// The safety backup of a restore.
@@ -154,6 +163,10 @@ pub struct Record {
     /// restore: rolling back to the safety backup, because of this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_back: Option<String>,
+    /// restore: where each volume's data is moved aside (written before
+    /// the move): what a rollback or `recover` moves back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aside: BTreeMap<String, PathBuf>,
     /// restore: the rollback failed too (the journal is kept for `recover`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_failed: Option<String>,
@@ -190,6 +203,8 @@ impl Record {
             Step::ReplacingFiles => "putting the deployment's files back".to_owned(),
             Step::ReplacingVolume { volume } => format!("replacing volume {volume}"),
             Step::StartingRestored => "starting the restored services".to_owned(),
+            Step::MovingAside { volume } => format!("moving volume {volume}'s data aside"),
+            Step::DroppingAside => "done; dropping the previous data it had moved aside".to_owned(),
         };
         let text = if in_safety {
             format!("taking the safety backup ({text})")
@@ -327,6 +342,7 @@ impl Journal {
             safety: (operation == Operation::Restore).then_some(Safety::Pending),
             stopped: Vec::new(),
             touched: false,
+            aside: BTreeMap::new(),
             rolling_back: None,
             rollback_failed: None,
             step: Step::Started,

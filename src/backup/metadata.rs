@@ -233,6 +233,12 @@ pub struct VolumeEntry {
     /// driver, or the fingerprint failed) and in older backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_signature: Option<String>,
+    /// Only in the safety backup of a restore: the volume's data is not in
+    /// this backup but was moved aside, next to Podman's volumes, by the
+    /// restore (see `backup::restore::aside`). Only that restore's rollback
+    /// or `recover` can put it back; it is dropped when the restore succeeds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held_aside: bool,
 }
 
 fn yes() -> bool {

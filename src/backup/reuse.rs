@@ -236,6 +236,7 @@ mod tests {
             used_by: vec![],
             special_files: vec!["fifo".into()],
             tree_signature: signature.map(str::to_owned),
+            held_aside: false,
         }
     }
 

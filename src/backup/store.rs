@@ -948,6 +948,7 @@ pub(crate) mod tests {
             used_by: vec![],
             special_files: vec![],
             tree_signature: None,
+            held_aside: false,
         };
         assert_eq!(b.archive_path(&absent).unwrap(), None);
         let evil = VolumeEntry {

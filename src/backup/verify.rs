@@ -172,7 +172,9 @@ fn check_file(backup: &StoredBackup, file: &FileEntry) -> std::result::Result<()
 fn check_volume(backup: &StoredBackup, volume: &VolumeEntry) -> std::result::Result<bool, String> {
     let legacy = backup.metadata.is_legacy();
     let Some(rel) = &volume.archive_path else {
-        if volume.existed && !legacy {
+        // A restore's safety backup whose volume was moved aside: its
+        // data is not in the backup (see `restore::aside`).
+        if volume.existed && !legacy && !volume.held_aside {
             return Err(format!(
                 "volume {} existed but the backup has no archive for it",
                 volume.name
@@ -289,6 +291,7 @@ mod tests {
                 used_by: vec![],
                 special_files: vec![],
                 tree_signature: None,
+                held_aside: false,
             }],
             format_version: Some(FORMAT_VERSION),
             leger_backup_version: None,

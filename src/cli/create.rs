@@ -34,6 +34,7 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         services_already_stopped: false,
         progress: true,
         stop_result: None,
+        hold_aside: Default::default(),
     };
     let metadata = create::create(&ctx, &deployment, &opts)?;
     if global.json {

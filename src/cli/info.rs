@@ -172,6 +172,13 @@ pub fn render(m: &Metadata, path: &std::path::Path) -> String {
             continue;
         }
         let _ = writeln!(out, "  {}", v.name);
+        if v.held_aside {
+            let _ = writeln!(
+                out,
+                "    data moved aside by an unfinished restore, not in this backup \
+                 (`leger-backup recover` puts it back)"
+            );
+        }
         if let Some(archive) = &v.archive_path {
             let data = if v.uncompressed_size > 0 {
                 format!(", {} of data", ui::human_size(v.uncompressed_size))

@@ -98,7 +98,9 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
                     .volumes
                     .iter()
                     .map(|v| {
-                        if v.existed {
+                        if v.held_aside {
+                            format!("{}(held aside)", v.name)
+                        } else if v.existed {
                             v.name.clone()
                         } else {
                             format!("{}(absent)", v.name)

@@ -106,6 +106,11 @@ fn summary(ctx: &Context, r: &Recovered) -> String {
             r.deployment,
             r.safety_backup.as_deref().unwrap_or("the safety backup")
         ),
+        Recovery::Completed => format!(
+            "recovered {}: the interrupted restore had completed; the previous data it had moved \
+             aside is dropped",
+            r.deployment
+        ),
         Recovery::Removed => format!(
             "recovered {}: removed what the interrupted restore had put in place \
              (nothing of it existed before){retry}",

@@ -50,7 +50,11 @@ pub(super) fn check_trusted(
 
 /// A volume that mounts a host path or a device takes the import wherever
 /// it points: only with `--force`, after the user has seen where.
-pub(super) fn check_volumes_outside_storage(name: &str, volumes: &[String], force: bool) -> Result<()> {
+pub(super) fn check_volumes_outside_storage(
+    name: &str,
+    volumes: &[String],
+    force: bool,
+) -> Result<()> {
     if volumes.is_empty() {
         return Ok(());
     }
@@ -185,7 +189,11 @@ pub(super) fn check_not_in_use(
 ///   refused unless `force`.
 ///
 /// Reads files only.
-pub(super) fn check_in_the_way(ctx: &Context, target: &Target, force: bool) -> Result<Vec<DeploymentFile>> {
+pub(super) fn check_in_the_way(
+    ctx: &Context,
+    target: &Target,
+    force: bool,
+) -> Result<Vec<DeploymentFile>> {
     let name = &target.metadata().deployment_name;
     let deployments = deployment::discover(&ctx.layout)?;
     let (clashes, unowned) = files_in_the_way(ctx, target, &deployments)?;
@@ -273,7 +281,11 @@ pub(super) fn files_in_the_way(
 /// The volumes `target` replaces that another deployment's quadlet files
 /// use, as `"volume V is used by deployment D"`. A deployment whose files
 /// do not resolve cannot be checked: said, not guessed.
-pub(super) fn shared_volumes(ctx: &Context, target: &Target, deployments: &[Deployment]) -> Vec<String> {
+pub(super) fn shared_volumes(
+    ctx: &Context,
+    target: &Target,
+    deployments: &[Deployment],
+) -> Vec<String> {
     let m = target.metadata();
     let touched: BTreeSet<&str> = m.volumes.iter().map(|v| v.name.as_str()).collect();
     let mut shared = Vec::new();

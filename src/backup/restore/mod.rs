@@ -23,6 +23,7 @@
 //! safe point: before anything was replaced it just ends (services started
 //! again), after that it rolls back like any other failure.
 
+mod aside;
 mod checks;
 mod import;
 mod plan;
@@ -30,11 +31,11 @@ mod put_back;
 mod recover;
 mod roll_back;
 
-pub use recover::{recover, Recovered, Recovery};
 use checks::*;
-use plan::*;
 use import::*;
+use plan::*;
 use put_back::*;
+pub use recover::{recover, Recovered, Recovery};
 use roll_back::*;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +115,9 @@ enum Start {
 struct Target {
     backup: StoredBackup,
     entries: Vec<FileEntry>,
+    /// Where the data of its volumes marked [`VolumeEntry::held_aside`]
+    /// is (a safety backup's, from the journal; see [`aside`]).
+    aside: BTreeMap<String, PathBuf>,
 }
 
 impl Target {
@@ -123,7 +127,25 @@ impl Target {
         } else {
             backup.metadata.files.clone()
         };
-        Ok(Target { backup, entries })
+        Ok(Target {
+            backup,
+            entries,
+            aside: BTreeMap::new(),
+        })
+    }
+
+    /// A safety backup with the data its restore moved aside (as the
+    /// journal `record` says).
+    fn of_safety(backup: StoredBackup, record: &Record) -> Result<Target> {
+        let mut target = Target::of(backup)?;
+        target.aside = record.aside.clone();
+        Ok(target)
+    }
+
+    /// Whether some of its volumes' data is held aside, not archived: such
+    /// a safety backup is of no use once the restore is over.
+    fn holds_aside(&self) -> bool {
+        self.metadata().volumes.iter().any(|v| v.held_aside)
     }
 
     /// "Nothing was installed": the state to return to when a restore of a
@@ -147,6 +169,7 @@ impl Target {
                 metadata,
             },
             entries: Vec::new(),
+            aside: BTreeMap::new(),
         }
     }
 
@@ -214,6 +237,20 @@ pub fn restore(
                 scope.as_str()
             )));
         }
+    }
+    let held: Vec<&str> = metadata
+        .volumes
+        .iter()
+        .filter(|v| v.held_aside)
+        .map(|v| v.name.as_str())
+        .collect();
+    if !held.is_empty() {
+        return Err(Error::user(format!(
+            "backup {id} is the safety backup of an unfinished restore: the data of {} was moved \
+             aside, not into it",
+            held.join(", ")
+        ))
+        .with_hint("`leger-backup recover` puts that state back (see `leger-backup status`)"));
     }
     let progress = Progress::new(true);
 
@@ -286,50 +323,28 @@ pub fn restore(
     let mut guard = ServiceGuard::new(&ctx.systemctl, running.iter().cloned().collect());
     guard.stop(&progress)?;
 
-    // 4. Safety backup of the current state, when there is one.
-    let any_volume = create::in_parallel(&subject.volumes, |volume| {
-        ctx.podman.volume_exists(&volume.name)
-    })?
-    .contains(&true);
+    // 4. The safety copy of the current state: volumes in Podman's
+    // storage are moved aside later (a rename), the rest is backed up.
+    let inspected = create::in_parallel(&subject.volumes, |volume| {
+        Ok((
+            volume.name.clone(),
+            ctx.podman.volume_inspect(&volume.name)?,
+        ))
+    })?;
+    let any_volume = inspected.iter().any(|(_, info)| info.is_some());
+    let held = aside::plan(journal.record(), &inspected);
     let safety = if existed || any_volume || !in_the_way.is_empty() {
-        let opts = CreateOptions {
-            reason: "pre-restore".to_owned(),
-            live: false,
-            wait: Duration::ZERO,
-            services_already_stopped: true,
-            progress: true,
-            stop_result: None,
-        };
-        journal.update(|r| {
-            r.safety = Some(Safety::Taking { id: String::new() });
-            r.step = Step::SafetyBackup;
-        })?;
-        let safety = create::create_locked(
+        let safety = take_safety(
             ctx,
             store,
+            id,
             &subject,
-            &opts,
-            Some(&running),
+            &running,
+            &held,
             &progress,
             &mut journal,
-        )
-        .map_err(|e| {
-            let e = interrupt::explain(e);
-            if e.kind == ErrorKind::Interrupted {
-                nothing_changed(id, e)
-            } else {
-                e.context("the safety backup of the current state failed; nothing was restored")
-            }
-        })?;
-        journal.update(|r| {
-            r.safety = Some(Safety::Taken {
-                id: safety.id.clone(),
-            });
-            r.writing = None;
-            r.step = Step::SafetyTaken;
-        })?;
-        progress.step(format!("safety backup {} taken", safety.id));
-        Some(safety.id)
+        )?;
+        Some(safety)
     } else {
         journal.update(|r| r.safety = Some(Safety::NotNeeded))?;
         progress.step("nothing of the deployment exists: no safety backup needed");
@@ -350,6 +365,7 @@ pub fn restore(
     // From here on put_back (or the rollback) decides what runs.
     guard.hand_over();
     journal.update(|r| r.touched = true)?;
+    let moved = move_aside(ctx, &inspected, &held, &progress, &mut journal);
 
     // 5-7.
     let start = if opts.no_start {
@@ -359,7 +375,7 @@ pub fn restore(
     } else {
         Start::All
     };
-    let result = put_back(ctx, &target, start, &progress, &mut journal, true);
+    let result = moved.and_then(|()| put_back(ctx, &target, start, &progress, &mut journal, true));
     let started_units = match result {
         Ok(units) => units,
         Err(cause) => {
@@ -380,6 +396,13 @@ pub fn restore(
         }
     };
     let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
+    let safety = match safety {
+        Some(id) if !held.is_empty() => {
+            drop_held(ctx, store, &id, &progress, &mut journal);
+            None
+        }
+        kept => kept,
+    };
 
     // After: secrets the units need.
     // (leger's backups do not record them: ask the restored units.)
@@ -423,6 +446,117 @@ pub fn restore(
         legacy,
         downtime_seconds: downtime,
     })
+}
+
+/// Step 4: the safety backup of the current state (the deployment's files,
+/// the volumes that are not moved aside), with the services already
+/// stopped. Returns its ID. A failure leaves everything as it was.
+#[allow(clippy::too_many_arguments)]
+fn take_safety(
+    ctx: &Context,
+    store: &BackupStore,
+    id: &str,
+    subject: &Subject,
+    running: &BTreeSet<String>,
+    held: &BTreeMap<String, PathBuf>,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<String> {
+    let opts = CreateOptions {
+        reason: "pre-restore".to_owned(),
+        live: false,
+        wait: Duration::ZERO,
+        services_already_stopped: true,
+        progress: true,
+        stop_result: None,
+        hold_aside: held.keys().cloned().collect(),
+    };
+    journal.update(|r| {
+        r.safety = Some(Safety::Taking { id: String::new() });
+        r.step = Step::SafetyBackup;
+    })?;
+    let safety =
+        create::create_locked(ctx, store, subject, &opts, Some(running), progress, journal)
+            .map_err(|e| {
+                let e = interrupt::explain(e);
+                if e.kind == ErrorKind::Interrupted {
+                    nothing_changed(id, e)
+                } else {
+                    e.context("the safety backup of the current state failed; nothing was restored")
+                }
+            })?;
+    journal.update(|r| {
+        r.safety = Some(Safety::Taken {
+            id: safety.id.clone(),
+        });
+        r.writing = None;
+        r.step = Step::SafetyTaken;
+    })?;
+    progress.step(format!("safety backup {} taken", safety.id));
+    Ok(safety.id)
+}
+
+/// Move the data of the volumes in `held` aside (see [`aside`]); the
+/// volumes are as `inspected` before the safety backup (the services using
+/// them have been stopped since).
+fn move_aside(
+    ctx: &Context,
+    inspected: &[(String, Option<VolumeInfo>)],
+    held: &BTreeMap<String, PathBuf>,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<()> {
+    for (volume, info) in inspected {
+        let (Some(dest), Some(info)) = (held.get(volume), info) else {
+            continue;
+        };
+        aside::move_aside(ctx, journal, volume, &info.mountpoint, dest)?;
+    }
+    if !held.is_empty() {
+        progress.step(format!(
+            "moved the data of {} aside",
+            held.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    fault::point("restore:after-move-aside");
+    Ok(())
+}
+
+/// After a successful restore (its services up) or rollback: drop the data
+/// moved aside and the safety backup `safety`, which only held the rest.
+/// The restore is done: a failure here is a warning, never its error.
+fn drop_held(
+    ctx: &Context,
+    store: &BackupStore,
+    safety: &str,
+    progress: &Progress,
+    journal: &mut Journal,
+) {
+    let _ = journal.step(Step::DroppingAside);
+    fault::point("restore:before-drop");
+    if let Err(e) = aside::drop_all(ctx, journal.record()) {
+        ui::warn(format!(
+            "the previous data moved aside could not be removed ({e}); remove it by hand: {}",
+            aside_dirs(journal.record())
+        ));
+    }
+    match store.delete(safety) {
+        Ok(()) => progress.step("dropped the previous state moved aside"),
+        Err(e) => ui::warn(format!(
+            "the safety backup {safety} could not be removed ({e}); `leger-backup delete {safety}`"
+        )),
+    }
+}
+
+/// The directories of a journal's data moved aside, for a message.
+fn aside_dirs(record: &Record) -> String {
+    let dirs: BTreeSet<String> = record
+        .aside
+        .values()
+        .filter_map(|p| p.parent())
+        .map(|p| p.display().to_string())
+        .collect();
+    dirs.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 /// The error of a restore stopped by a signal before it replaced anything.

@@ -149,7 +149,11 @@ pub(super) fn describe_roots(roots: &Roots) -> String {
 /// the files just put back (`placed`) produce — a name the metadata holds
 /// that they do not produce is not started. leger's own backups record no
 /// services: all of `placed`'s are started, as leger's install does.
-pub(super) fn services_to_start(m: &Metadata, start: Start, placed: Option<&Resolution>) -> Vec<String> {
+pub(super) fn services_to_start(
+    m: &Metadata,
+    start: Start,
+    placed: Option<&Resolution>,
+) -> Vec<String> {
     let recorded: Vec<String> = match (start, placed) {
         (Start::Nothing, _) => return Vec::new(),
         (_, Some(r)) if m.is_legacy() => {
@@ -190,6 +194,24 @@ pub(super) fn restore_volume(
 ) -> Result<()> {
     create::check_volume_name(&volume.name)?;
     let name = &volume.name;
+    // A safety backup's volume moved aside: put back only if its data did
+    // leave the volume (a restore killed before the move, or a rollback
+    // done before, leaves it there).
+    let aside = match (volume.held_aside, target.aside.get(name)) {
+        (false, _) => None,
+        (true, Some(dest)) if aside::is_held(name, dest)? => Some(dest),
+        (true, Some(_)) => {
+            progress.step(format!("volume {name}: its data never left it"));
+            return Ok(());
+        }
+        (true, None) => {
+            return Err(Error::user(format!(
+                "backup {} does not hold volume {name}'s data: a restore moved it aside",
+                target.metadata().id
+            ))
+            .with_hint("`leger-backup recover` puts it back (see `leger-backup status`)"))
+        }
+    };
     let live = ctx.podman.volume_inspect(name)?;
     if live.is_some() {
         ctx.podman.volume_rm(name)?;
@@ -235,6 +257,11 @@ pub(super) fn restore_volume(
             })?
         }
     };
+    if let Some(dest) = aside {
+        aside::put_aside_back(ctx, name, dest, &info.mountpoint)?;
+        progress.step(format!("volume {name}: its data moved back"));
+        return Ok(());
+    }
     let path = target.backup.archive_path(volume)?.ok_or_else(|| {
         Error::user(format!(
             "the backup records volume {name} but holds no archive for it"

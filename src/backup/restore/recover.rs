@@ -13,6 +13,9 @@ pub enum Recovery {
     /// Nothing of the deployment existed before: what the restore put in
     /// place was removed.
     Removed,
+    /// The restore had completed; the previous data it had moved aside
+    /// was dropped.
+    Completed,
 }
 
 /// What `recover` did for one deployment.
@@ -54,6 +57,17 @@ pub fn recover(
     };
     if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
         progress.step(format!("removed the unfinished safety backup {removed}"));
+    }
+    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
+        // The restore had succeeded: only its leftovers go.
+        ui::note(format!("{what}. The restore itself had completed."));
+        let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+        if let Some(id) = record.safety_id() {
+            drop_held(ctx, store, id, &progress, &mut journal);
+        }
+        outcome.outcome = Recovery::Completed;
+        outcome.safety_backup = None;
+        return Ok(outcome);
     }
     if !record.touched && record.rollback_failed.is_none() {
         ui::note(format!(
@@ -106,7 +120,7 @@ pub fn recover(
             })?;
             outcome.outcome = Recovery::RolledBack;
             (
-                Target::of(backup)?,
+                Target::of_safety(backup, &record)?,
                 Start::WasRunning,
                 format!("Roll {name} back to {id}, its state before the interrupted restore?"),
             )
@@ -158,6 +172,9 @@ pub fn recover(
     interrupt::install()?;
     match put_back(ctx, &target, start, &progress, &mut journal, false) {
         Ok(started) => {
+            if let (true, Some(id)) = (target.holds_aside(), record.safety_id()) {
+                drop_held(ctx, store, id, &progress, &mut journal);
+            }
             outcome.started = started;
             Ok(outcome)
         }

@@ -38,8 +38,14 @@ pub(super) fn roll_back(
             progress.step(format!("rolling back to the safety backup {id}"));
             store
                 .load(id)
-                .and_then(Target::of)
-                .and_then(|t| put_back(ctx, &t, Start::WasRunning, progress, journal, false))
+                .and_then(|b| Target::of_safety(b, journal.record()))
+                .and_then(|t| {
+                    put_back(ctx, &t, Start::WasRunning, progress, journal, false)?;
+                    if t.holds_aside() {
+                        drop_held(ctx, store, id, progress, journal);
+                    }
+                    Ok(())
+                })
         }
         None => {
             progress.step("rolling back: removing what the restore put in place");
@@ -51,6 +57,7 @@ pub(super) fn roll_back(
                 journal,
                 false,
             )
+            .map(drop)
         }
     };
     match rollback {
@@ -76,7 +83,10 @@ pub(super) fn roll_back(
             } else {
                 cause.hint.unwrap_or_default()
             };
-            if let Some(id) = safety {
+            // A safety backup that held volumes aside is gone with them:
+            // the live state is back, exactly.
+            let kept = safety.filter(|id| store.exists(id).unwrap_or(false));
+            if let Some(id) = kept {
                 if !hint.is_empty() {
                     hint.push_str("; ");
                 }
@@ -92,7 +102,14 @@ pub(super) fn roll_back(
         }
         Err(second) => {
             let _ = journal.update(|r| r.rollback_failed = Some(second.message.clone()));
+            let held = !journal.record().aside.is_empty();
             let manual = match safety {
+                Some(_) if held => format!(
+                    "every backup is kept, and the previous data of the volumes is held in {}. \
+                     `leger-backup recover` tries the rollback again (or retry \
+                     `leger-backup restore {failed_id}`)",
+                    aside_dirs(journal.record())
+                ),
                 Some(id) => format!(
                     "every backup is kept. `leger-backup recover` tries the rollback again; or see \
                      `leger-backup list`, then put the previous state back with \
