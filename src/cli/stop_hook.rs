@@ -33,8 +33,8 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
         Ok(config) => config,
         Err(err) => return HookOutcome::Failed(err.message),
     };
-    let found = match deployment::discover(layout) {
-        Ok(all) => all.into_iter().find(|d| d.name == args.deployment),
+    let found = match deployment::lookup(layout, &args.deployment) {
+        Ok(found) => found,
         Err(err) => {
             return HookOutcome::Failed(format!("cannot list deployments: {}", err.message))
         }
