@@ -109,20 +109,14 @@ pub fn generator_output_dir(scope: Scope) -> Option<PathBuf> {
     }
 }
 
-/// `systemctl --user` or `systemctl`, for messages.
+/// [`Scope::systemctl_words`], for callers not yet moved to it.
 pub fn systemctl_words(scope: Scope) -> &'static str {
-    match scope {
-        Scope::User => "systemctl --user",
-        Scope::System => "systemctl",
-    }
+    scope.systemctl_words()
 }
 
-/// ` --system` or nothing, to repeat the scope in suggested commands.
+/// [`Scope::cli_flag`], for callers not yet moved to it.
 pub fn scope_flag(scope: Scope) -> &'static str {
-    match scope {
-        Scope::User => "",
-        Scope::System => " --system",
-    }
+    scope.cli_flag()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::layout::{Layout, Scope};
 use crate::systemd::Systemctl;
 use crate::ui;
 
-use super::{config_edit, dropin, installed_generator, scope_flag, systemctl_words};
+use super::{config_edit, dropin, installed_generator};
 
 /// Which deployments a command is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         Err(err) => ui::warn(format!(
             "automatic backups {what} for {names} ({how}), but `{} daemon-reload` failed: {}; \
              the change applies at the next reload",
-            systemctl_words(scope),
+            scope.systemctl_words(),
             err.message
         )),
     }
@@ -115,7 +115,7 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         } else {
             format!(
                 "by running `leger-backup{} enable` for them",
-                scope_flag(scope)
+                scope.cli_flag()
             )
         };
         ui::note(format!(
@@ -151,7 +151,7 @@ pub fn apply(
     let mut changes = Changes::default();
     let file = layout.config_file();
     let set = |changes: &mut Changes, key: &[&str], value: bool| -> Result<()> {
-        config_edit::set_bool_in_file(&file, key, value)?;
+        config_edit::set_bool_in_file(&file, key, value, layout.scope)?;
         changes.config.push(format!("{} = {value}", key.join(".")));
         Ok(())
     };
