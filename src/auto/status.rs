@@ -17,9 +17,9 @@ use crate::error::Result;
 use crate::layout::Scope;
 use crate::ui;
 
-use super::dropin::{self, FoundDropin};
 use super::history::{self, Summary};
 use super::record::{self, Event};
+use super::stop_hook_dropin::{self, FoundDropin};
 use super::{generator_output_dir, installed_generator};
 
 /// The whole status.
@@ -145,14 +145,14 @@ pub fn gather(ctx: &Context) -> Result<Status> {
         Ok(b) => (b, None),
         Err(err) => (Vec::new(), Some(err.message)),
     };
-    let user_dropins = dropin::find_dropins(&layout.systemd_unit_dir).unwrap_or_default();
+    let user_dropins = stop_hook_dropin::find_dropins(&layout.systemd_unit_dir).unwrap_or_default();
     let generated = generator_output_dir(scope)
-        .map(|dir| dropin::find_dropins(&dir).unwrap_or_default())
+        .map(|dir| stop_hook_dropin::find_dropins(&dir).unwrap_or_default())
         .unwrap_or_default();
 
     let mut deployments = Vec::new();
     for d in deployment::discover(layout)? {
-        let (services, mut notes) = match dropin::deployment_services(&d, layout) {
+        let (services, mut notes) = match stop_hook_dropin::deployment_services(&d, layout) {
             // Units left without a hook, named with their file.
             Ok(s) => (s.names, s.refused),
             Err(err) => (
