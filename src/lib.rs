@@ -18,6 +18,7 @@ pub mod context;
 pub mod deployment;
 pub mod error;
 pub mod fault;
+pub mod file_lock;
 pub mod host_paths;
 pub mod interrupt;
 pub mod layout;

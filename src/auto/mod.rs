@@ -20,7 +20,6 @@ pub mod config_edit;
 pub mod generator;
 pub mod history;
 pub mod hooks;
-pub mod lockfile;
 pub mod own_operation;
 pub mod record;
 pub mod status;

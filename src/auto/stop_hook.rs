@@ -30,9 +30,9 @@ use crate::config::Seconds;
 use crate::context::Context;
 use crate::deployment::Deployment;
 use crate::error::{Error, Result};
+use crate::file_lock::{self, FileLock};
 
 use super::history::{self, Summary};
-use super::lockfile;
 use super::own_operation::{self, OwnOperation};
 use super::record::{self, Event, Outcome};
 
@@ -295,7 +295,7 @@ pub struct SystemEnv<'a> {
 }
 
 impl Env for SystemEnv<'_> {
-    type Turn = lockfile::FileLock;
+    type Turn = FileLock;
 
     fn operation_in_progress(&self) -> Option<OwnOperation> {
         own_operation::in_progress(&self.ctx.layout.state_dir, &self.deployment.name)
@@ -323,14 +323,14 @@ impl Env for SystemEnv<'_> {
         Ok(states)
     }
 
-    fn take_turn(&self, wait: Duration) -> Result<Option<lockfile::FileLock>> {
+    fn take_turn(&self, wait: Duration) -> Result<Option<FileLock>> {
         let path = self
             .ctx
             .layout
             .state_dir
             .join("auto")
             .join(format!("{}.hook.lock", self.deployment.name));
-        lockfile::lock(&path, wait)
+        file_lock::lock(&path, wait)
     }
 
     fn newest_backup(&self) -> Result<Option<Summary>> {
