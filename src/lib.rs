@@ -25,6 +25,7 @@ pub mod layout;
 pub mod names;
 pub mod podman;
 pub mod process;
+pub mod process_identity;
 pub mod quadlet;
 pub mod regular_file;
 pub mod systemd;
