@@ -341,14 +341,21 @@ fn claimed_by_leger(leger: &[Deployment]) -> Result<Vec<PathBuf>> {
     Ok(claimed)
 }
 
+/// The deployment called `name` as installed now, or `None` when there is
+/// none: the one lookup by name, for callers to whom "not installed" is an
+/// answer rather than an error (hooks, restore onto nothing).
+pub fn lookup(layout: &Layout, name: &str) -> Result<Option<Deployment>> {
+    Ok(discover(layout)?.into_iter().find(|d| d.name == name))
+}
+
 /// The deployment called `name`, or an error listing those that exist.
 pub fn find(layout: &Layout, name: &str) -> Result<Deployment> {
     validate_name(name)?;
-    let all = discover(layout)?;
-    let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
-    all.into_iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| no_such_deployment(name, &names))
+    if let Some(found) = lookup(layout, name)? {
+        return Ok(found);
+    }
+    let names: Vec<String> = discover(layout)?.into_iter().map(|d| d.name).collect();
+    Err(no_such_deployment(name, &names))
 }
 
 /// `name` when given, else the only deployment; an error listing the
@@ -447,6 +454,28 @@ mod tests {
         let err = deployment.quadlet_sources().unwrap_err();
         assert!(err.message.contains("big.container"), "{}", err.message);
         assert!(err.message.contains("larger than"), "{}", err.message);
+    }
+
+    /// `lookup` answers "not installed" with `None`; `find` turns it into an
+    /// error naming the deployments that exist.
+    #[test]
+    fn lookup_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::user_at(tmp.path());
+        for name in ["web", "db"] {
+            let dir = layout.quadlet_dir.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.container")), "[Container]\n").unwrap();
+        }
+        let web = lookup(&layout, "web").unwrap().unwrap();
+        assert_eq!(web.name, "web");
+        assert_eq!(web.installed_root, layout.quadlet_dir.join("web"));
+        assert!(lookup(&layout, "mail").unwrap().is_none());
+        assert_eq!(find(&layout, "db").unwrap().name, "db");
+        let err = find(&layout, "mail").unwrap_err();
+        assert!(err.message.contains("mail"), "{}", err.message);
+        let hint = err.hint.unwrap_or_default();
+        assert!(hint.contains("db") && hint.contains("web"), "{hint}");
     }
 
     #[test]

@@ -24,6 +24,25 @@ impl Scope {
             Scope::System => "system",
         }
     }
+
+    /// `systemctl --user` or `systemctl`: the command a message suggests
+    /// for this scope's manager, so a `--system` run never tells root to
+    /// reach for a user manager.
+    pub fn systemctl_words(self) -> &'static str {
+        match self {
+            Scope::User => "systemctl --user",
+            Scope::System => "systemctl",
+        }
+    }
+
+    /// ` --system` or nothing: repeats the scope in a suggested
+    /// `leger-backup` command (user scope is the default).
+    pub fn cli_flag(self) -> &'static str {
+        match self {
+            Scope::User => "",
+            Scope::System => " --system",
+        }
+    }
 }
 
 /// The directories leger-backup reads and writes for one scope.
@@ -154,5 +173,18 @@ impl Layout {
     /// Relative form of `path` under `base`, for messages and metadata.
     pub fn relative<'a>(path: &'a Path, base: &Path) -> &'a Path {
         path.strip_prefix(base).unwrap_or(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_words_follow_the_scope() {
+        assert_eq!(Scope::User.systemctl_words(), "systemctl --user");
+        assert_eq!(Scope::System.systemctl_words(), "systemctl");
+        assert_eq!(Scope::User.cli_flag(), "");
+        assert_eq!(Scope::System.cli_flag(), " --system");
     }
 }

@@ -18,6 +18,7 @@ use fs_err as fs;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::error::{Error, Result};
+use crate::layout::Scope;
 
 /// Why an edit cannot be made safely.
 pub type Refusal = String;
@@ -40,8 +41,8 @@ pub fn set_bool(text: &str, path: &[&str], value: bool) -> std::result::Result<S
 
 /// Apply [`set_bool`] to the file at `path` (created when missing) and
 /// write it atomically, keeping its permissions. Refusals become a user
-/// error saying what to set by hand.
-pub fn set_bool_in_file(file: &Path, key: &[&str], value: bool) -> Result<()> {
+/// error saying what to set by hand, and how to reload `scope`'s manager.
+pub fn set_bool_in_file(file: &Path, key: &[&str], value: bool, scope: Scope) -> Result<()> {
     // A config.yaml kept in a dotfiles repository is often a symlink: edit
     // the file it points to, never replace the link.
     let real = match fs::canonicalize(file) {
@@ -56,8 +57,9 @@ pub fn set_bool_in_file(file: &Path, key: &[&str], value: bool) -> Result<()> {
     };
     let edited = set_bool(&text, key, value).map_err(|why| {
         Error::user(format!("cannot edit {} safely: {why}", file.display())).with_hint(format!(
-            "set `{}: {value}` in that file by hand, then run `systemctl --user daemon-reload`",
-            key.join(".")
+            "set `{}: {value}` in that file by hand, then run `{} daemon-reload`",
+            key.join("."),
+            scope.systemctl_words()
         ))
     })?;
     if let Some(parent) = real.parent() {
@@ -410,7 +412,7 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
         let link = tmp.path().join("config.yaml");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        set_bool_in_file(&link, &["auto", "enabled"], false).unwrap();
+        set_bool_in_file(&link, &["auto", "enabled"], false, Scope::User).unwrap();
         assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
         assert_eq!(
             std::fs::read_to_string(&real).unwrap(),
@@ -420,19 +422,33 @@ mod tests {
         assert_eq!(mode, 0o600);
         // A missing file is created.
         let fresh = tmp.path().join("new/config.yaml");
-        set_bool_in_file(&fresh, &["auto", "enabled"], true).unwrap();
+        set_bool_in_file(&fresh, &["auto", "enabled"], true, Scope::User).unwrap();
         assert_eq!(
             std::fs::read_to_string(&fresh).unwrap(),
             "auto:\n  enabled: true\n"
         );
         // A refusal leaves the file alone and says what to do.
         std::fs::write(&real, "auto: {enabled: true}\n").unwrap();
-        let err = set_bool_in_file(&link, &["auto", "enabled"], false).unwrap_err();
+        let err = set_bool_in_file(&link, &["auto", "enabled"], false, Scope::User).unwrap_err();
         assert!(err.message.contains("cannot edit"), "{}", err.message);
-        assert!(err.hint.unwrap().contains("auto.enabled: false"));
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("auto.enabled: false"), "{hint}");
+        assert!(hint.contains("`systemctl --user daemon-reload`"), "{hint}");
         assert_eq!(
             std::fs::read_to_string(&real).unwrap(),
             "auto: {enabled: true}\n"
         );
+    }
+
+    /// Root is told to reload the system manager, not a user manager.
+    #[test]
+    fn refusal_hint_names_the_system_manager_in_system_scope() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("config.yaml");
+        std::fs::write(&file, "auto: {enabled: true}\n").unwrap();
+        let err = set_bool_in_file(&file, &["auto", "enabled"], false, Scope::System).unwrap_err();
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("`systemctl daemon-reload`"), "{hint}");
+        assert!(!hint.contains("--user"), "{hint}");
     }
 }

@@ -15,7 +15,7 @@ use crate::deployment::{self, Deployment};
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
 
-use super::dropin;
+use super::stop_hook_dropin;
 
 /// What one generator run did, for the log line and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -82,7 +82,12 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
         let Some(services) = services_of(deployment, &mut report) else {
             continue;
         };
-        let text = dropin::dropin_text(binary, name, layout.scope, config.auto.stop_timeout.value);
+        let text = stop_hook_dropin::dropin_text(
+            binary,
+            name,
+            layout.scope,
+            config.auto.stop_timeout.value,
+        );
         for service in services {
             if let Some((_, other, _)) = planned.iter().find(|(s, _, _)| *s == service) {
                 problem(
@@ -103,7 +108,7 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
     for (service, deployment, text) in planned {
         let written = match out_dir {
             Some(dir) => write_fresh(dir, &service, &text),
-            None => dropin::dropin_path(Path::new("NORMAL_DIR"), &service).map(|path| {
+            None => stop_hook_dropin::dropin_path(Path::new("NORMAL_DIR"), &service).map(|path| {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "# {}\n{text}", path.display());
             }),
@@ -155,7 +160,7 @@ fn services_of(deployment: &Deployment, report: &mut Report) -> Option<Vec<Strin
     // (the resolver reads all of it on every call) for nothing but rare
     // cases, where an extra drop-in is harmless: one for a unit Quadlet
     // skips applies to no service.
-    let services = dropin::hooked_services(&own, &[]);
+    let services = stop_hook_dropin::hooked_services(&own, &[]);
     if let Some(why) = &services.fallback {
         problem(
             report,
@@ -174,7 +179,7 @@ fn services_of(deployment: &Deployment, report: &mut Report) -> Option<Vec<Strin
 /// Write a drop-in into the generator's output directory, which systemd
 /// empties before every run: no comparison, no temporary file.
 fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
-    let path = dropin::dropin_path(dir, service)?;
+    let path = stop_hook_dropin::dropin_path(dir, service)?;
     if let Some(parent) = path.parent() {
         fs_err::create_dir_all(parent)?;
     }
@@ -183,10 +188,11 @@ fn write_fresh(dir: &Path, service: &str, text: &str) -> Result<()> {
 }
 
 fn user_dropin_exists(layout: &Layout, service: &str) -> bool {
-    let Ok(path) = dropin::dropin_path(&layout.systemd_unit_dir, service) else {
+    let Ok(path) = stop_hook_dropin::dropin_path(&layout.systemd_unit_dir, service) else {
         return false;
     };
-    dropin::read_dropin(&path).is_ok_and(|t| dropin::dropin_deployment(&t).is_some())
+    stop_hook_dropin::read_dropin(&path)
+        .is_ok_and(|t| stop_hook_dropin::dropin_deployment(&t).is_some())
 }
 
 /// The generator's entry point: never fails a reload. Every error and even
@@ -194,7 +200,7 @@ fn user_dropin_exists(layout: &Layout, service: &str) -> bool {
 pub fn run_never_failing(scope: Scope, normal_dir: Option<PathBuf>) {
     let result = std::panic::catch_unwind(|| -> Result<Report> {
         let layout = layout_for(scope)?;
-        let binary = dropin::current_binary()?;
+        let binary = stop_hook_dropin::current_binary()?;
         generate(&layout, &binary, normal_dir.as_deref())
     });
     match result {
@@ -281,13 +287,13 @@ mod tests {
             &l.quadlet_dir.join("web/web.container"),
             "[Container]\nImage=x\n",
         );
-        let text = dropin::dropin_text(
+        let text = stop_hook_dropin::dropin_text(
             Path::new("/b"),
             "web",
             Scope::User,
             crate::config::Seconds(1),
         );
-        dropin::write_dropin(&l.systemd_unit_dir, "web.service", &text).unwrap();
+        stop_hook_dropin::write_dropin(&l.systemd_unit_dir, "web.service", &text).unwrap();
         let out = home.join("gen");
         let report = generate(&l, Path::new("/b"), Some(&out)).unwrap();
         assert!(report.dropins.is_empty());

@@ -125,8 +125,8 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
             return Err(failure(deployment_name, what, err, &proceed_hint));
         }
     };
-    let found = match deployment::discover(&layout) {
-        Ok(all) => all.into_iter().find(|d| d.name == deployment_name),
+    let found = match deployment::lookup(&layout, deployment_name) {
+        Ok(found) => found,
         Err(err) => {
             record(Outcome::Failed, err.message.clone(), None);
             return Err(failure(deployment_name, what, err, &proceed_hint));

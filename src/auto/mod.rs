@@ -4,28 +4,27 @@
 //! How the pieces fit:
 //! - [`generator`] runs at every `daemon-reload` and writes, for each service
 //!   of a deployment with automatic backups on, a drop-in
-//!   ([`dropin::DROPIN_FILE`]) whose `ExecStopPost=` calls `stop-hook`.
+//!   ([`stop_hook_dropin::DROPIN_FILE`]) whose `ExecStopPost=` calls `stop-hook`.
 //!   Without root the generator cannot be installed; [`switch`] (`enable`,
 //!   `disable`) then writes the same drop-ins into the user's unit directory.
 //! - [`stop_hook`] decides whether a stop is worth a backup (deployment fully
 //!   down, not coalesced, not rate-limited, not a shutdown, not caused by
 //!   leger-backup itself) and takes it.
 //! - [`hooks`] is what leger's `pre-remove` / `pre-apply` hooks run.
-//! - [`ops`] is how leger-backup's own operations tell the stop hook "this
+//! - [`own_operation`] is how leger-backup's own operations tell the stop hook "this
 //!   stop is mine" (it reads their operation journal,
 //!   [`crate::backup::journal`]); [`record`] keeps the last skip, failure
 //!   and success per deployment for [`status`].
 
 pub mod config_edit;
-pub mod dropin;
 pub mod generator;
 pub mod history;
 pub mod hooks;
-pub mod lockfile;
-pub mod ops;
+pub mod own_operation;
 pub mod record;
 pub mod status;
 pub mod stop_hook;
+pub mod stop_hook_dropin;
 pub mod switch;
 
 use std::path::{Path, PathBuf};
@@ -109,20 +108,14 @@ pub fn generator_output_dir(scope: Scope) -> Option<PathBuf> {
     }
 }
 
-/// `systemctl --user` or `systemctl`, for messages.
+/// [`Scope::systemctl_words`], for callers not yet moved to it.
 pub fn systemctl_words(scope: Scope) -> &'static str {
-    match scope {
-        Scope::User => "systemctl --user",
-        Scope::System => "systemctl",
-    }
+    scope.systemctl_words()
 }
 
-/// ` --system` or nothing, to repeat the scope in suggested commands.
+/// [`Scope::cli_flag`], for callers not yet moved to it.
 pub fn scope_flag(scope: Scope) -> &'static str {
-    match scope {
-        Scope::User => "",
-        Scope::System => " --system",
-    }
+    scope.cli_flag()
 }
 
 #[cfg(test)]

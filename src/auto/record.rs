@@ -17,8 +17,7 @@ use fs_err as fs;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-
-use super::lockfile;
+use crate::file_lock;
 
 /// One thing a trigger did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +81,7 @@ pub fn load(state_dir: &Path, deployment: &str) -> Record {
 /// file and renamed, so no event is lost and no reader sees half a file.
 pub fn store(state_dir: &Path, deployment: &str, outcome: Outcome, event: Event) -> Result<()> {
     let path = record_path(state_dir, deployment);
-    let _lock = lockfile::lock(&path.with_extension("json.lock"), Duration::from_secs(10))?;
+    let _lock = file_lock::lock(&path.with_extension("json.lock"), Duration::from_secs(10))?;
     let mut record = load(state_dir, deployment);
     match outcome {
         Outcome::Skipped => record.last_skip = Some(event),

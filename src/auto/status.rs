@@ -17,10 +17,10 @@ use crate::error::Result;
 use crate::layout::Scope;
 use crate::ui;
 
-use super::dropin::{self, FoundDropin};
 use super::history::{self, Summary};
 use super::record::{self, Event};
-use super::{generator_output_dir, installed_generator, scope_flag, systemctl_words};
+use super::stop_hook_dropin::{self, FoundDropin};
+use super::{generator_output_dir, installed_generator};
 
 /// The whole status.
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +127,7 @@ pub fn gather(ctx: &Context) -> Result<Status> {
             state: Some(state),
             error: Some(format!(
                 "no manager answered `{} is-system-running`",
-                systemctl_words(scope)
+                scope.systemctl_words()
             )),
         },
         Ok(state) => Manager {
@@ -145,14 +145,14 @@ pub fn gather(ctx: &Context) -> Result<Status> {
         Ok(b) => (b, None),
         Err(err) => (Vec::new(), Some(err.message)),
     };
-    let user_dropins = dropin::find_dropins(&layout.systemd_unit_dir).unwrap_or_default();
+    let user_dropins = stop_hook_dropin::find_dropins(&layout.systemd_unit_dir).unwrap_or_default();
     let generated = generator_output_dir(scope)
-        .map(|dir| dropin::find_dropins(&dir).unwrap_or_default())
+        .map(|dir| stop_hook_dropin::find_dropins(&dir).unwrap_or_default())
         .unwrap_or_default();
 
     let mut deployments = Vec::new();
     for d in deployment::discover(layout)? {
-        let (services, mut notes) = match dropin::deployment_services(&d, layout) {
+        let (services, mut notes) = match stop_hook_dropin::deployment_services(&d, layout) {
             // Units left without a hook, named with their file.
             Ok(s) => (s.names, s.refused),
             Err(err) => (
@@ -269,7 +269,7 @@ pub struct Facts<'a> {
 
 /// On or off, through what, and what needs attention. Pure.
 pub fn mechanism(f: &Facts<'_>, scope: Scope) -> (bool, Via, Vec<String>) {
-    let flag = scope_flag(scope);
+    let flag = scope.cli_flag();
     let mut notes = Vec::new();
     let has = |list: &[FoundDropin], service: &str| {
         list.iter()
@@ -308,7 +308,7 @@ pub fn mechanism(f: &Facts<'_>, scope: Scope) -> (bool, Via, Vec<String>) {
                 notes.push(format!(
                     "no drop-in yet for {}: run `{} daemon-reload`",
                     missing.join(", "),
-                    systemctl_words(scope)
+                    scope.systemctl_words()
                 ));
             }
         }
@@ -345,7 +345,7 @@ pub fn print(status: &Status) -> Result<()> {
         Some(path) => out.push_str(&format!("generator:        installed ({})\n", path.display())),
         None => out.push_str(&format!(
             "generator:        not installed (automatic backups through `leger-backup{} enable` drop-ins)\n",
-            scope_flag(scope)
+            scope.cli_flag()
         )),
     }
     let manager = match (&status.manager.state, &status.manager.error) {
@@ -368,7 +368,7 @@ pub fn print(status: &Status) -> Result<()> {
     if !status.pending_recovery.is_empty() {
         out.push_str(&format!(
             "\nPENDING RECOVERY: run `leger-backup{} recover`\n",
-            scope_flag(scope)
+            scope.cli_flag()
         ));
         for p in &status.pending_recovery {
             out.push_str(&format!("  {}: {}\n", p.deployment, p.what));

@@ -5,7 +5,7 @@
 //! The checks, cheapest first:
 //! 1. automatic backups are on for the deployment (config);
 //! 2. the stop was not caused by leger-backup itself (a consistent `create`
-//!    or a `restore`: the [`ops`] marker) — checked without any lock, so the
+//!    or a `restore`: the [`own_operation`] marker) — checked without any lock, so the
 //!    hook returns at once and never holds up that operation's stop job —
 //!    nor by a leger operation run with `--no-backup` moments ago;
 //! 3. the manager is not shutting down (`is-system-running` = `stopping`),
@@ -30,10 +30,10 @@ use crate::config::Seconds;
 use crate::context::Context;
 use crate::deployment::Deployment;
 use crate::error::{Error, Result};
+use crate::file_lock::{self, FileLock};
 
 use super::history::{self, Summary};
-use super::lockfile;
-use super::ops;
+use super::own_operation::{self, OwnOperation};
 use super::record::{self, Event, Outcome};
 
 /// The reason written into stop-hook backups.
@@ -173,7 +173,7 @@ pub trait Env {
     /// Held while it is this hook's turn (dropped at the end).
     type Turn;
     /// leger-backup's own operation on the deployment, if one is running.
-    fn operation_in_progress(&self) -> Option<ops::Operation>;
+    fn operation_in_progress(&self) -> Option<OwnOperation>;
     /// The last time a leger hook of the deployment was told `--no-backup`.
     fn last_declined(&self) -> Option<Event>;
     /// `is-system-running` of the manager.
@@ -203,7 +203,7 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
         );
     }
     if let Some(op) = env.operation_in_progress() {
-        return own_operation(&op);
+        return skip_for_own_operation(&op);
     }
     if let Some(why) = declined_skip(env.now(), env.last_declined().as_ref(), policy.coalesce) {
         return HookOutcome::Skipped(why);
@@ -245,7 +245,7 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
     };
     // An operation may have begun while we waited.
     if let Some(op) = env.operation_in_progress() {
-        return own_operation(&op);
+        return skip_for_own_operation(&op);
     }
     match env.newest_backup() {
         Ok(newest) => {
@@ -277,7 +277,7 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
     }
 }
 
-fn own_operation(op: &ops::Operation) -> HookOutcome {
+fn skip_for_own_operation(op: &OwnOperation) -> HookOutcome {
     HookOutcome::Skipped(format!(
         "leger-backup's own {} (pid {}) is in progress on this deployment: the stop is its own, or its backup covers it",
         op.operation, op.pid
@@ -295,10 +295,10 @@ pub struct SystemEnv<'a> {
 }
 
 impl Env for SystemEnv<'_> {
-    type Turn = lockfile::FileLock;
+    type Turn = FileLock;
 
-    fn operation_in_progress(&self) -> Option<ops::Operation> {
-        ops::in_progress(&self.ctx.layout.state_dir, &self.deployment.name)
+    fn operation_in_progress(&self) -> Option<OwnOperation> {
+        own_operation::in_progress(&self.ctx.layout.state_dir, &self.deployment.name)
     }
 
     fn last_declined(&self) -> Option<Event> {
@@ -323,14 +323,14 @@ impl Env for SystemEnv<'_> {
         Ok(states)
     }
 
-    fn take_turn(&self, wait: Duration) -> Result<Option<lockfile::FileLock>> {
+    fn take_turn(&self, wait: Duration) -> Result<Option<FileLock>> {
         let path = self
             .ctx
             .layout
             .state_dir
             .join("auto")
             .join(format!("{}.hook.lock", self.deployment.name));
-        lockfile::lock(&path, wait)
+        file_lock::lock(&path, wait)
     }
 
     fn newest_backup(&self) -> Result<Option<Summary>> {
@@ -488,7 +488,7 @@ mod tests {
 
     /// A scripted machine.
     struct Fake {
-        op: RefCell<Vec<Option<ops::Operation>>>,
+        op: RefCell<Vec<Option<OwnOperation>>>,
         declined: Option<Event>,
         manager: &'static str,
         states: Vec<UnitState>,
@@ -519,7 +519,7 @@ mod tests {
 
     impl Env for Fake {
         type Turn = ();
-        fn operation_in_progress(&self) -> Option<ops::Operation> {
+        fn operation_in_progress(&self) -> Option<OwnOperation> {
             let mut ops = self.op.borrow_mut();
             if ops.is_empty() {
                 None
@@ -569,8 +569,8 @@ mod tests {
         }
     }
 
-    fn op() -> ops::Operation {
-        ops::Operation {
+    fn op() -> OwnOperation {
+        OwnOperation {
             pid: 42,
             start_time: None,
             operation: "create".into(),

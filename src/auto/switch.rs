@@ -19,7 +19,7 @@ use crate::layout::{Layout, Scope};
 use crate::systemd::Systemctl;
 use crate::ui;
 
-use super::{config_edit, dropin, installed_generator, scope_flag, systemctl_words};
+use super::{config_edit, installed_generator, stop_hook_dropin};
 
 /// Which deployments a command is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         Selection::All => deployment::discover(&layout)?,
     };
     let generator = installed_generator(scope);
-    let binary = dropin::current_binary()?;
+    let binary = stop_hook_dropin::current_binary()?;
     let changes = apply(
         &layout,
         &config,
@@ -105,7 +105,7 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         Err(err) => ui::warn(format!(
             "automatic backups {what} for {names} ({how}), but `{} daemon-reload` failed: {}; \
              the change applies at the next reload",
-            systemctl_words(scope),
+            scope.systemctl_words(),
             err.message
         )),
     }
@@ -115,7 +115,7 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         } else {
             format!(
                 "by running `leger-backup{} enable` for them",
-                scope_flag(scope)
+                scope.cli_flag()
             )
         };
         ui::note(format!(
@@ -151,7 +151,7 @@ pub fn apply(
     let mut changes = Changes::default();
     let file = layout.config_file();
     let set = |changes: &mut Changes, key: &[&str], value: bool| -> Result<()> {
-        config_edit::set_bool_in_file(&file, key, value)?;
+        config_edit::set_bool_in_file(&file, key, value, layout.scope)?;
         changes.config.push(format!("{} = {value}", key.join(".")));
         Ok(())
     };
@@ -178,7 +178,7 @@ pub fn apply(
     let unit_dir = &layout.systemd_unit_dir;
     if on && !generator {
         for deployment in deployments {
-            let services = dropin::deployment_services(deployment, layout)?;
+            let services = stop_hook_dropin::deployment_services(deployment, layout)?;
             if let Some(why) = &services.fallback {
                 ui::warn(format!(
                     "{}: quadlet files not resolved ({why}); services taken from each file alone",
@@ -196,17 +196,17 @@ pub fn apply(
                     deployment.name
                 ));
             }
-            let text = dropin::dropin_text(
+            let text = stop_hook_dropin::dropin_text(
                 binary,
                 &deployment.name,
                 layout.scope,
                 config.auto.stop_timeout.value,
             );
             for service in &services.names {
-                if dropin::write_dropin(unit_dir, service, &text)? {
+                if stop_hook_dropin::write_dropin(unit_dir, service, &text)? {
                     changes
                         .written
-                        .push(dropin::dropin_path(unit_dir, service)?);
+                        .push(stop_hook_dropin::dropin_path(unit_dir, service)?);
                 }
             }
         }
@@ -214,12 +214,12 @@ pub fn apply(
     if !on {
         // Drop-ins of ours for the selected deployments, wherever they came
         // from; with --all also those of deployments that are gone.
-        for found in dropin::find_dropins(unit_dir)? {
+        for found in stop_hook_dropin::find_dropins(unit_dir)? {
             let selected = match selection {
                 Selection::All => true,
                 Selection::One(name) => found.deployment == *name,
             };
-            if selected && dropin::remove_dropin(unit_dir, &found.service)? {
+            if selected && stop_hook_dropin::remove_dropin(unit_dir, &found.service)? {
                 changes.removed.push(found.path);
             }
         }
@@ -274,8 +274,8 @@ mod tests {
         assert_eq!(
             ch.written,
             [
-                dropin::dropin_path(&l.systemd_unit_dir, "db.service").unwrap(),
-                dropin::dropin_path(&l.systemd_unit_dir, "web.service").unwrap(),
+                stop_hook_dropin::dropin_path(&l.systemd_unit_dir, "db.service").unwrap(),
+                stop_hook_dropin::dropin_path(&l.systemd_unit_dir, "web.service").unwrap(),
             ]
         );
         // Again: nothing to do.
@@ -286,9 +286,11 @@ mod tests {
         apply(&l, &c, &d, &Selection::All, true, false, bin).unwrap();
         let ch = apply(&l, &c, &only(&d, "web"), &web, false, false, bin).unwrap();
         assert_eq!(ch.removed.len(), 2);
-        assert!(dropin::dropin_path(&l.systemd_unit_dir, "other.service")
-            .unwrap()
-            .exists());
+        assert!(
+            stop_hook_dropin::dropin_path(&l.systemd_unit_dir, "other.service")
+                .unwrap()
+                .exists()
+        );
         let ch = apply(&l, &c, &[], &Selection::All, false, false, bin).unwrap();
         assert_eq!(ch.removed.len(), 1, "drop-ins of deployments gone go too");
         assert_eq!(

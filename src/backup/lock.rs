@@ -10,18 +10,15 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fs_err as fs;
 use fs_err::os::unix::fs::OpenOptionsExt;
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use crate::deployment::validate_name;
 use crate::error::{Error, Result};
-
-/// How often a waiting run retries the lock.
-const RETRY: Duration = Duration::from_millis(100);
+use crate::file_lock::{lock_within, Attempt};
 
 /// An exclusive lock on one deployment, held until dropped.
 #[derive(Debug)]
@@ -42,7 +39,7 @@ impl DeploymentLock {
         let _ = fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let path = dir.join(format!("{deployment}.lock"));
         // Never truncate on open: the file holds the current holder's pid.
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -52,30 +49,9 @@ impl DeploymentLock {
             .open(&path)?
             .into_parts()
             .0;
-        let deadline = Instant::now() + wait;
-        let mut locked = loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(locked) => break locked,
-                Err((f, Errno::EWOULDBLOCK)) => {
-                    if Instant::now() >= deadline {
-                        return Err(busy(deployment, &path, f, wait));
-                    }
-                    file = f;
-                    std::thread::sleep(RETRY);
-                }
-                Err((_, Errno::EINTR)) => {
-                    return Err(Error::internal(format!(
-                        "interrupted while waiting for {}",
-                        path.display()
-                    )))
-                }
-                Err((_, errno)) => {
-                    return Err(Error::internal(format!(
-                        "cannot lock {}: {errno}",
-                        path.display()
-                    )))
-                }
-            }
+        let mut locked = match lock_within(file, &path, wait)? {
+            Attempt::Held(locked) => locked,
+            Attempt::Busy(file) => return Err(busy(deployment, &path, file, wait)),
         };
         let pid = std::process::id();
         let written = locked

@@ -8,8 +8,9 @@
 //! [`BackupStore::list`] shows as valid.
 //!
 //! Leftover detection: [`BackupStore::begin`] writes the creating process's
-//! pid into `.tmp-<ID>/.pid`. A `.tmp-*` directory is a leftover when that
-//! process no longer exists (`kill(pid, 0)` fails with `ESRCH`), or, if it
+//! pid and start time into `.tmp-<ID>/.pid`. A `.tmp-*` directory is a
+//! leftover when that process no longer runs (see [`ProcessIdentity`]: a
+//! pid reused by another process does not count), or, if it
 //! has no readable `.pid`, when it has not been modified for
 //! [`LEFTOVER_GRACE`] (the window between `mkdir` and writing the pid, and
 //! between removing the pid and the final rename, is far shorter).
@@ -31,11 +32,13 @@ use fs_err as fs;
 
 use crate::backup::metadata::{Metadata, VolumeEntry, METADATA_FILE};
 use crate::error::{Error, Result};
+use crate::process_identity::ProcessIdentity;
 
 /// Prefix of a backup being written.
 pub const TMP_PREFIX: &str = ".tmp-";
 
-/// File inside a `.tmp-<ID>` directory holding its creator's pid.
+/// File inside a `.tmp-<ID>` directory naming its creator
+/// ([`ProcessIdentity::to_record`]).
 pub const PID_FILE: &str = ".pid";
 
 /// A `.tmp-*` directory without a readable pid file is a leftover only once
@@ -193,7 +196,8 @@ impl BackupStore {
     }
 
     /// Create `<dir>/.tmp-<id>/` exclusively (mkdir 0700 fails on anything
-    /// already there, symlinks included) and record our pid in it.
+    /// already there, symlinks included) and record our pid and start time
+    /// in it.
     pub fn begin(&self, id: &str) -> Result<PendingBackup> {
         validate_id(id)?;
         let path = self.dir.join(format!("{TMP_PREFIX}{id}"));
@@ -213,7 +217,7 @@ impl BackupStore {
             sealed_size: None,
         };
         let mut pid_file = create_private_file(&pending.path.join(PID_FILE))?;
-        writeln!(pid_file, "{}", std::process::id())?;
+        writeln!(pid_file, "{}", ProcessIdentity::current().to_record())?;
         Ok(pending)
     }
 
@@ -304,7 +308,7 @@ impl BackupStore {
         // Mark it as ours first, so a concurrent leftover cleanup leaves the
         // renamed directory to us.
         if let Ok(mut f) = create_private_file(&path.join(PID_FILE)) {
-            let _ = writeln!(f, "{}", std::process::id());
+            let _ = writeln!(f, "{}", ProcessIdentity::current().to_record());
         }
         let doomed = self.dir.join(format!("{TMP_PREFIX}deleting-{id}"));
         let target = match rename_noreplace(&path, &doomed) {
@@ -335,9 +339,9 @@ impl BackupStore {
                 notices.push(format!("removed stray {name} from the backup directory"));
                 continue;
             }
-            let why = match read_pid(&path) {
-                Some(pid) if process_alive(pid) => continue,
-                Some(pid) => format!("its process {pid} is gone"),
+            let why = match read_owner(&path) {
+                Some(owner) if owner.is_alive() => continue,
+                Some(owner) => format!("its process {} is gone", owner.pid),
                 None => {
                     let age = meta
                         .modified()
@@ -629,27 +633,14 @@ fn check_private(dir: &Path, meta: &std::fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-fn read_pid(tmp: &Path) -> Option<i32> {
+/// The process named in the [`PID_FILE`] of the `.tmp-*` directory `tmp`.
+fn read_owner(tmp: &Path) -> Option<ProcessIdentity> {
     let path = tmp.join(PID_FILE);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if !meta.is_file() || meta.len() > 64 {
         return None;
     }
-    std::fs::read_to_string(&path)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p: &i32| *p > 0)
-}
-
-/// `kill(pid, 0)`: the process exists unless that fails with ESRCH (EPERM
-/// means it exists but is another user's).
-fn process_alive(pid: i32) -> bool {
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
+    ProcessIdentity::parse(&std::fs::read_to_string(&path).ok()?)
 }
 
 #[cfg(test)]
@@ -738,8 +729,11 @@ pub(crate) mod tests {
         let pending = store.begin("web-1").unwrap();
         assert_eq!(mode(pending.path()), 0o700);
         assert!(pending.path().ends_with(".tmp-web-1"));
-        let pid = std::fs::read_to_string(pending.path().join(PID_FILE)).unwrap();
-        assert_eq!(pid.trim(), std::process::id().to_string());
+        let owner = std::fs::read_to_string(pending.path().join(PID_FILE)).unwrap();
+        assert_eq!(
+            ProcessIdentity::parse(&owner),
+            Some(ProcessIdentity::current())
+        );
         assert!(store.begin("web-1").is_err());
         // Never through a symlink.
         let elsewhere = store.dir().parent().unwrap().join("elsewhere");
@@ -828,6 +822,34 @@ pub(crate) mod tests {
         assert!(young.exists());
         assert!(!dead.exists() && !old.exists());
         assert!(Path::new("/").exists());
+    }
+
+    /// A `.tmp-*` whose record names a live pid with another start time was
+    /// left by a process whose pid has been reused: it is cleaned. Records
+    /// of older versions (pid only) of a live pid are kept, as before.
+    #[test]
+    fn leftovers_of_reused_pids_are_cleaned() {
+        let (_tmp, store) = store();
+        let me = ProcessIdentity::current();
+        let plant = |name: &str, record: String| {
+            let dir = store.dir().join(format!("{TMP_PREFIX}{name}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(PID_FILE), format!("{record}\n")).unwrap();
+            dir
+        };
+        let reused = plant(
+            "web-reused",
+            format!("{} {}", me.pid, me.start_time.unwrap() + 1),
+        );
+        let live = plant("web-live", me.to_record());
+        let old_live = plant("web-old-format", me.pid.to_string());
+
+        let notices = store.clean_leftovers().unwrap();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert!(notices[0].contains(".tmp-web-reused"), "{notices:?}");
+        assert!(notices[0].contains(&format!("process {} is gone", me.pid)));
+        assert!(!reused.exists());
+        assert!(live.exists() && old_live.exists());
     }
 
     #[test]

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use super::args::RecoverArgs;
 use super::GlobalArgs;
-use crate::auto::scope_flag;
 use crate::backup::journal::{self, Operation};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::recovery;
@@ -92,7 +91,7 @@ fn summary(ctx: &Context, r: &Recovered) -> String {
     let retry = match &r.backup {
         Some(b) => format!(
             ". To restore {b} after all: `leger-backup{} restore {b}`",
-            scope_flag(ctx.layout.scope)
+            ctx.layout.scope.cli_flag()
         ),
         None => String::new(),
     };

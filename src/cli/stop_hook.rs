@@ -3,8 +3,8 @@
 
 use super::args::StopHookArgs;
 use super::GlobalArgs;
-use crate::auto::dropin;
 use crate::auto::stop_hook::{self, HookOutcome, Policy, SystemEnv};
+use crate::auto::stop_hook_dropin;
 use crate::backup::metadata::StopResult;
 use crate::backup::recovery;
 use crate::config::Config;
@@ -33,8 +33,8 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
         Ok(config) => config,
         Err(err) => return HookOutcome::Failed(err.message),
     };
-    let found = match deployment::discover(layout) {
-        Ok(all) => all.into_iter().find(|d| d.name == args.deployment),
+    let found = match deployment::lookup(layout, &args.deployment) {
+        Ok(found) => found,
         Err(err) => {
             return HookOutcome::Failed(format!("cannot list deployments: {}", err.message))
         }
@@ -45,7 +45,7 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
             args.deployment
         ));
     };
-    let services = match dropin::deployment_services(&deployment, layout) {
+    let services = match stop_hook_dropin::deployment_services(&deployment, layout) {
         Ok(s) => s.names,
         Err(err) => {
             return HookOutcome::Failed(format!(

@@ -207,9 +207,7 @@ fn roots_for(ctx: &Context, metadata: &Metadata) -> Roots {
 
 /// The deployment called `name` as installed now, if it is.
 fn current_deployment(ctx: &Context, name: &str) -> Result<Option<Deployment>> {
-    Ok(deployment::discover(&ctx.layout)?
-        .into_iter()
-        .find(|d| d.name == name))
+    deployment::lookup(&ctx.layout, name)
 }
 
 /// Restore backup `id`: verify, plan, confirm, safety backup, put back, and

@@ -27,10 +27,7 @@ pub const HEADER: &str = "# Written by leger-backup: automatic backup when this 
 /// give the stop enough time for the backup (`TimeoutStopSec=` bounds
 /// `ExecStop=` and `ExecStopPost=` together).
 pub fn dropin_text(binary: &Path, deployment: &str, scope: Scope, stop_timeout: Seconds) -> String {
-    let scope_arg = match scope {
-        Scope::User => "",
-        Scope::System => " --system",
-    };
+    let scope_arg = scope.cli_flag();
     format!(
         "{HEADER}\n\
          # Deployment: {deployment}. Turn off with `leger-backup{scope_arg} disable {deployment}`.\n\
