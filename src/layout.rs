@@ -24,6 +24,15 @@ impl Scope {
             Scope::System => "system",
         }
     }
+
+    /// `systemctl --user` or `systemctl`: the command for this scope's
+    /// manager, as hints spell it.
+    pub fn systemctl_words(self) -> &'static str {
+        match self {
+            Scope::User => "systemctl --user",
+            Scope::System => "systemctl",
+        }
+    }
 }
 
 /// The directories leger-backup reads and writes for one scope.

@@ -111,10 +111,7 @@ pub fn generator_output_dir(scope: Scope) -> Option<PathBuf> {
 
 /// `systemctl --user` or `systemctl`, for messages.
 pub fn systemctl_words(scope: Scope) -> &'static str {
-    match scope {
-        Scope::User => "systemctl --user",
-        Scope::System => "systemctl",
-    }
+    scope.systemctl_words()
 }
 
 /// ` --system` or nothing, to repeat the scope in suggested commands.

@@ -25,18 +25,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::backup::archive;
-use crate::backup::create::{self, CreateOptions, Progress, ServiceGuard, Subject, VolumeSpec};
+use crate::backup::create::{self, CreateOptions, Progress, Subject, VolumeSpec};
 use crate::backup::files::{self, Roots};
 use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
+use crate::backup::services::{self, ServiceGuard};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
 use crate::backup::tar_guard::{self, Specials, TarGuard};
 use crate::backup::trust;
@@ -262,14 +262,14 @@ pub fn restore(
     // Stop the deployment's services; they stay down through the safety
     // backup (consistent, and one downtime instead of two).
     let units: Vec<String> = own_services.iter().cloned().collect();
-    let running = create::running_services(&ctx.systemctl, &units)?;
+    let running = services::running_services(&*ctx.systemctl, &units)?;
     interrupt::check().map_err(|e| nothing_changed(id, e))?;
     journal.update(|r| {
         r.stopped = running.iter().cloned().collect();
         r.step = Step::StoppingServices;
     })?;
     let down_since = Instant::now();
-    let mut guard = ServiceGuard::new(&ctx.systemctl, running.iter().cloned().collect());
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
     guard.stop(&progress)?;
 
     // 4. Safety backup of the current state, when there is one.
@@ -743,7 +743,7 @@ fn check_not_in_use(
     volumes: &[String],
     own_services: &BTreeSet<String>,
 ) -> Result<()> {
-    let users: Vec<String> = create::foreign_users(&ctx.podman, volumes, own_services)?
+    let users: Vec<String> = services::foreign_users(&*ctx.podman, volumes, own_services)?
         .into_iter()
         .map(|(volume, container)| {
             let unit = container
@@ -991,7 +991,7 @@ fn plan_lines(
         }
     }
     let names: Vec<String> = names.into_iter().collect();
-    let running = create::running_services(&ctx.systemctl, &names)?;
+    let running = services::running_services(&*ctx.systemctl, &names)?;
     if !running.is_empty() {
         lines.push(format!(
             "  services stopped: {}",
@@ -1036,7 +1036,7 @@ fn put_back(
         }
     }
     let units: Vec<String> = units.into_iter().collect();
-    let running: Vec<String> = create::running_services(&ctx.systemctl, &units)?
+    let running: Vec<String> = services::running_services(&*ctx.systemctl, &units)?
         .into_iter()
         .collect();
     if !running.is_empty() {
@@ -1292,9 +1292,9 @@ fn import_archive(
     let guard = TarGuard::new(Specials::Allow(expected.specials));
     let mut import = ctx.podman.volume_import(name)?;
     let mut stdin = import
-        .stdin()
+        .input()
         .ok_or_else(|| Error::internal("podman volume import: no stdin"))?;
-    create::widen_pipe(stdin.as_raw_fd());
+    create::widen_pipe(stdin.pipe_fd());
     // Decompress on a thread of its own while this one writes to podman:
     // neither waits for the other (a bounded queue keeps memory small).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
@@ -1535,12 +1535,7 @@ mod tests {
             systemd_unit_dir: "/h/.config/systemd/user".into(),
         };
         let config = Config::parse("", Path::new("/h/.config/leger/config.yaml"), &layout).unwrap();
-        Context {
-            podman: crate::podman::Podman::new(),
-            systemctl: crate::systemd::Systemctl::new(Scope::User),
-            layout,
-            config,
-        }
+        Context::new(layout, config)
     }
 
     fn metadata(installation: Option<Installation>) -> Metadata {
