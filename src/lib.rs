@@ -27,6 +27,8 @@ pub mod process;
 pub mod quadlet;
 pub mod regular_file;
 pub mod systemd;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod ui;
 
 pub use error::{Error, ErrorKind, Result};

@@ -961,3 +961,7 @@ mod tests {
         assert!(check_reason("a\nb").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "create_tests.rs"]
+mod with_fakes;

@@ -1618,3 +1618,7 @@ mod tests {
             .all(|v| !v.existed && v.archive_path.is_none()));
     }
 }
+
+#[cfg(test)]
+#[path = "restore_rollback_tests.rs"]
+mod rollback_tests;
