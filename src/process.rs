@@ -218,7 +218,7 @@ impl Streaming {
 /// The output end of a stream: a program's stdout, or an in-memory stand-in
 /// in tests.
 pub trait PipeReader: Read + Send {
-    /// The pipe's descriptor, to tune it ([`crate::backup::create::widen_pipe`]);
+    /// The pipe's descriptor, to tune it (a wider pipe moves data faster);
     /// `None` when it is no pipe.
     fn pipe_fd(&self) -> Option<RawFd>;
 }
