@@ -1,0 +1,134 @@
+//! Step 6's import: an archive streamed through the decompressor and the
+//! tar guard into `podman volume import`.
+
+use super::*;
+
+/// Stream an archive through the decompressor and the [`TarGuard`] into
+/// `podman volume import NAME -`, then check that every byte of the archive
+/// was read and matches its recorded checksum. podman is handed only chunks
+/// the guard accepted, and never more bytes than the metadata records.
+/// `interruptible`: a signal stops the copy.
+pub(super) fn import_archive(
+    ctx: &Context,
+    name: &str,
+    path: &Path,
+    compression: crate::config::Compression,
+    expected: archive::Expected<'_>,
+    progress: &Progress,
+    interruptible: bool,
+) -> Result<()> {
+    let mut fault_armed = interruptible && fault::armed("restore:during-import");
+    let bar = progress.bar("importing", name);
+    let reader = archive::open_archive(path, compression)?.limit(expected.limit);
+    let guard = TarGuard::new(Specials::Allow(expected.specials));
+    let mut import = ctx.podman.volume_import(name)?;
+    let mut stdin = import
+        .input()
+        .ok_or_else(|| Error::internal("podman volume import: no stdin"))?;
+    create::widen_pipe(stdin.pipe_fd());
+    // Decompress on a thread of its own while this one writes to podman:
+    // neither waits for the other (a bounded queue keeps memory small).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
+    let (reader, copied) = std::thread::scope(|scope| {
+        let decoder = scope.spawn(move || decompress_into(reader, guard, tx));
+        let mut total = 0u64;
+        let mut written: Result<()> = Ok(());
+        for chunk in rx {
+            if interruptible {
+                if let Err(e) = interrupt::check() {
+                    written = Err(e);
+                    break;
+                }
+            }
+            match stdin.write_all(&chunk) {
+                Ok(()) => {}
+                // podman stopped reading: its exit status says why (or,
+                // after the tar's end marker, that all is well).
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                Err(e) => {
+                    written = Err(Error::internal(format!(
+                        "writing to `podman volume import {name}`: {e}"
+                    )));
+                    break;
+                }
+            }
+            total += chunk.len() as u64;
+            bar.set(total);
+            if fault_armed {
+                fault_armed = false;
+                fault::point("restore:during-import");
+            }
+        }
+        // Leaving the loop drops the receiver, which ends the decoder.
+        let (reader, decoded) = decoder.join().expect("the decompression thread panicked");
+        let copied = match decoded {
+            Err(e) => Err(reader.damaged(&e)),
+            Ok(()) => written,
+        };
+        (reader, copied)
+    });
+    drop(stdin);
+    if let Err(e) = copied {
+        import.abort();
+        bar.fail();
+        return Err(e);
+    }
+    if let Err(e) = import.finish() {
+        bar.fail();
+        return Err(e);
+    }
+    let digest = reader.finish()?;
+    if let Some(expected) = expected.sha256 {
+        if !digest.sha256.eq_ignore_ascii_case(expected) {
+            bar.fail();
+            return Err(Error::user(format!(
+                "{}: checksum mismatch while importing (the archive changed after it was verified)",
+                path.display()
+            )));
+        }
+    }
+    bar.done(&ui::human_size(digest.uncompressed_size));
+    Ok(())
+}
+
+/// Decompressed chunks queued between the decompression thread and the
+/// writer: a few MiB at most.
+pub(super) const IMPORT_QUEUE: usize = 4;
+
+/// Read `reader` to its end in chunks handed to `tx`, each only after
+/// `guard` accepted it; stop early when the receiver is gone. Returns the
+/// reader (for its digest) and any read error or refusal.
+pub(super) fn decompress_into(
+    mut reader: archive::ArchiveReader,
+    mut guard: TarGuard<'_>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> (archive::ArchiveReader, std::io::Result<()>) {
+    // Our own first block: podman never sniffs the archive's bytes for a
+    // compression format (see `tar_guard::root_header`).
+    let root = tar_guard::root_header();
+    if let Err(why) = guard.feed(&root) {
+        return (reader, Err(std::io::Error::other(why)));
+    }
+    if tx.send(root.to_vec()).is_err() {
+        return (reader, Ok(()));
+    }
+    loop {
+        let mut chunk = vec![0u8; archive::CHUNK];
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => {
+                let end = guard.finish().map(drop).map_err(std::io::Error::other);
+                return (reader, end);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (reader, Err(e)),
+        };
+        chunk.truncate(n);
+        if let Err(why) = guard.feed(&chunk) {
+            return (reader, Err(std::io::Error::other(why)));
+        }
+        if tx.send(chunk).is_err() {
+            return (reader, Ok(()));
+        }
+    }
+}

@@ -1,0 +1,541 @@
+//! `restore`: put a deployment back exactly as a backup recorded it — or, if
+//! anything goes wrong on the way, leave it as it was before.
+//!
+//! The steps (numbered as in the design):
+//! 1. load and fully verify the backup: a damaged one is refused before
+//!    anything live is touched;
+//! 2. show the plan and confirm;
+//! 3. refuse when a container outside the deployment uses one of its volumes;
+//! 4. take a safety backup of the current state (through the same code path
+//!    as `create`), with the services already stopped;
+//! 5. put the files back exactly, `daemon-reload`;
+//! 6. each volume: remove, recreate, import, restore the root's mode/owner;
+//! 7. start the services that ran at backup time and wait until active.
+//!
+//! Steps 5-7 are [`put_back`]; a failure there runs [`put_back`] again with
+//! the safety backup (the rollback uses the very same code), so the state
+//! before the restore comes back, or the user is told exactly what to do.
+//!
+//! Each step is recorded in the operation journal before it begins
+//! ([`crate::backup::journal`]). A restore killed half-way is not guessed
+//! at: `leger-backup recover` ([`recover`]) puts the safety backup back
+//! through the same `put_back`. SIGINT/SIGTERM stop a restore at the next
+//! safe point: before anything was replaced it just ends (services started
+//! again), after that it rolls back like any other failure.
+
+mod checks;
+mod import;
+mod plan;
+mod put_back;
+mod recover;
+mod roll_back;
+
+use checks::*;
+use import::*;
+use plan::*;
+use put_back::*;
+pub use recover::{recover, Recovered, Recovery};
+use roll_back::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backup::archive;
+use crate::backup::create::{self, CreateOptions, Progress, Subject, VolumeSpec};
+use crate::backup::files::{self, Roots};
+use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
+use crate::backup::lock::DeploymentLock;
+use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
+use crate::backup::services::{self, ServiceGuard};
+use crate::backup::store::{validate_id, BackupStore, StoredBackup};
+use crate::backup::tar_guard::{self, Specials, TarGuard};
+use crate::backup::trust;
+use crate::backup::verify;
+use crate::context::Context;
+use crate::deployment::{self, Deployment, DeploymentFile};
+use crate::error::{Error, ErrorKind, Result};
+use crate::fault;
+use crate::interrupt;
+use crate::podman::VolumeInfo;
+use crate::quadlet::Resolution;
+use crate::ui;
+
+/// How `restore` runs.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Leave the services stopped afterwards.
+    pub no_start: bool,
+    /// Do not ask for confirmation (`--yes`).
+    pub assume_yes: bool,
+    /// Replace volumes other deployments' quadlet files use too, and files
+    /// in the restore's way that belong to no deployment (`--force`; those
+    /// files go into the safety backup).
+    pub force: bool,
+}
+
+/// What a successful restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// The backup restored.
+    pub id: String,
+    /// Its deployment.
+    pub deployment: String,
+    /// The safety backup of the state before: the undo.
+    pub safety_backup: Option<String>,
+    /// Services started and active afterwards.
+    pub started: Vec<String>,
+    /// Secrets the units require that do not exist.
+    pub missing_secrets: Vec<String>,
+    /// Whether the backup was written by leger's Go implementation (nothing
+    /// could be verified).
+    pub legacy: bool,
+    /// Seconds the deployment's services were down (from stopping the ones
+    /// that ran to the restored ones being active); `None` when none ran.
+    pub downtime_seconds: Option<f64>,
+}
+
+/// Which services [`put_back`] starts at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Those that were running when the backup was taken.
+    WasRunning,
+    /// All of them (the deployment had been removed).
+    All,
+    /// None (`--no-start`).
+    Nothing,
+}
+
+/// A state to put back: a backup's metadata, where its files are, and its
+/// file entries (from the metadata, or found on disk for leger's backups).
+struct Target {
+    backup: StoredBackup,
+    entries: Vec<FileEntry>,
+}
+
+impl Target {
+    fn of(backup: StoredBackup) -> Result<Target> {
+        let entries = if backup.metadata.is_legacy() {
+            files::legacy_entries(&backup.path, is_leger(&backup.metadata))?
+        } else {
+            backup.metadata.files.clone()
+        };
+        Ok(Target { backup, entries })
+    }
+
+    /// "Nothing was installed": the state to return to when a restore of a
+    /// deployment that did not exist at all fails. Files and volumes the
+    /// restore created are removed again.
+    fn nothing(store: &BackupStore, failed: &Metadata) -> Target {
+        let mut metadata = failed.clone();
+        metadata.files.clear();
+        metadata.dirs.clear();
+        metadata.quadlet_files.clear();
+        metadata.services.clear();
+        metadata.secrets.clear();
+        metadata.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
+        for volume in &mut metadata.volumes {
+            volume.existed = false;
+            volume.archive_path = None;
+        }
+        Target {
+            backup: StoredBackup {
+                path: store.dir().to_owned(),
+                metadata,
+            },
+            entries: Vec::new(),
+        }
+    }
+
+    fn metadata(&self) -> &Metadata {
+        &self.backup.metadata
+    }
+}
+
+/// Whether a backup is of a leger deployment (active directory + installed
+/// quadlets) rather than a plain Quadlet directory. leger's own backups are.
+fn is_leger(metadata: &Metadata) -> bool {
+    match &metadata.installation {
+        Some(i) => i.active_dir.is_some() || i.installed_from_active,
+        None => true,
+    }
+}
+
+/// Where the files of `metadata`'s deployment go on this machine: derived
+/// from the current layout (not from the recorded absolute paths, which may
+/// belong to another HOME), in the recorded form.
+fn roots_for(ctx: &Context, metadata: &Metadata) -> Roots {
+    let name = &metadata.deployment_name;
+    if is_leger(metadata) {
+        Roots {
+            active: Some(ctx.layout.active_dir_of(name)),
+            installed: ctx.layout.quadlet_dir.clone(),
+        }
+    } else {
+        Roots {
+            active: None,
+            installed: ctx.layout.quadlet_dir.join(name),
+        }
+    }
+}
+
+/// The deployment called `name` as installed now, if it is.
+fn current_deployment(ctx: &Context, name: &str) -> Result<Option<Deployment>> {
+    Ok(deployment::discover(&ctx.layout)?
+        .into_iter()
+        .find(|d| d.name == name))
+}
+
+/// Restore backup `id`: verify, plan, confirm, safety backup, put back, and
+/// roll back to the safety backup if putting back fails.
+pub fn restore(
+    ctx: &Context,
+    store: &BackupStore,
+    id: &str,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    validate_id(id)?;
+    let started = Instant::now();
+    let backup = store.load(id)?;
+    let metadata = backup.metadata.clone();
+    let name = metadata.deployment_name.clone();
+    if let Some(scope) = metadata.scope {
+        if scope != ctx.layout.scope {
+            return Err(Error::user(format!(
+                "backup {id} was taken in {} scope, this is {} scope",
+                scope.as_str(),
+                ctx.layout.scope.as_str()
+            ))
+            .with_hint(format!(
+                "run `leger-backup --{} restore {id}`",
+                scope.as_str()
+            )));
+        }
+    }
+    let progress = Progress::new(true);
+
+    // 1. Before any command runs: every name the restore acts on must come
+    // from the backup's own quadlet files (or the deployment installed
+    // now), then every checksum and archive is verified. Only then are
+    // podman and systemd asked (read-only) what exists and runs.
+    let legacy = metadata.is_legacy();
+    let target = Target::of(backup.clone())?;
+    let current = current_deployment(ctx, &name)?;
+    let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
+    progress.step(format!("verifying {id}"));
+    verify_backup(&backup)?;
+    check_volumes_outside_storage(&name, &outside_storage, opts.force)?;
+    // What the restore would replace that is not the deployment's: refused
+    // before the question (only files are read).
+    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
+    let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
+
+    // 2. Show the plan; confirm.
+    for line in plan {
+        ui::note(line);
+    }
+    if !opts.assume_yes {
+        let question = format!("Replace the current state of {name} with backup {id}?");
+        if !ui::confirm(&question, "--yes")? {
+            return Err(Error::user("restore cancelled; nothing was changed"));
+        }
+    }
+
+    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &name, Duration::ZERO)?;
+    // A journal a dead run left for this deployment is dealt with first.
+    crate::backup::recovery::before_restore(ctx, &name)?;
+    // Declared after the lock, so it is removed before the lock is released.
+    // While it lives it also keeps the stop hooks of the services stopped
+    // below from backing up a half-restored deployment (see `auto::ops`).
+    let mut journal = Journal::begin(
+        &ctx.layout.state_dir,
+        &name,
+        Operation::Restore,
+        store.dir(),
+        true,
+    )?;
+    journal.update(|r| r.backup_id = Some(id.to_owned()))?;
+    interrupt::install()?;
+    // The deployment may have changed while the question was open.
+    let current = current_deployment(ctx, &name)?;
+    let existed = current.is_some();
+    let subject = safety_subject(ctx, &metadata, current.as_ref(), &in_the_way)?;
+
+    // 3. Volumes in use by containers of other deployments.
+    let mut own_services: BTreeSet<String> = subject.services.iter().cloned().collect();
+    own_services.extend(metadata.services.iter().map(|s| s.name.clone()));
+    for volume in &subject.volumes {
+        own_services.extend(volume.used_by.iter().cloned());
+    }
+    let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
+    check_not_in_use(ctx, &name, &touched, &own_services)?;
+
+    // Stop the deployment's services; they stay down through the safety
+    // backup (consistent, and one downtime instead of two).
+    let units: Vec<String> = own_services.iter().cloned().collect();
+    let running = services::running_services(&*ctx.systemctl, &units)?;
+    interrupt::check().map_err(|e| nothing_changed(id, e))?;
+    journal.update(|r| {
+        r.stopped = running.iter().cloned().collect();
+        r.step = Step::StoppingServices;
+    })?;
+    let down_since = Instant::now();
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
+    guard.stop(&progress)?;
+
+    // 4. Safety backup of the current state, when there is one.
+    let any_volume = create::in_parallel(&subject.volumes, |volume| {
+        ctx.podman.volume_exists(&volume.name)
+    })?
+    .contains(&true);
+    let safety = if existed || any_volume || !in_the_way.is_empty() {
+        let opts = CreateOptions {
+            reason: "pre-restore".to_owned(),
+            live: false,
+            wait: Duration::ZERO,
+            services_already_stopped: true,
+            progress: true,
+            stop_result: None,
+        };
+        journal.update(|r| {
+            r.safety = Some(Safety::Taking { id: String::new() });
+            r.step = Step::SafetyBackup;
+        })?;
+        let safety = create::create_locked(
+            ctx,
+            store,
+            &subject,
+            &opts,
+            Some(&running),
+            &progress,
+            &mut journal,
+        )
+        .map_err(|e| {
+            let e = interrupt::explain(e);
+            if e.kind == ErrorKind::Interrupted {
+                nothing_changed(id, e)
+            } else {
+                e.context("the safety backup of the current state failed; nothing was restored")
+            }
+        })?;
+        journal.update(|r| {
+            r.safety = Some(Safety::Taken {
+                id: safety.id.clone(),
+            });
+            r.writing = None;
+            r.step = Step::SafetyTaken;
+        })?;
+        progress.step(format!("safety backup {} taken", safety.id));
+        Some(safety.id)
+    } else {
+        journal.update(|r| r.safety = Some(Safety::NotNeeded))?;
+        progress.step("nothing of the deployment exists: no safety backup needed");
+        None
+    };
+    fault::point("restore:after-safety");
+    // The last moment to stop without changing anything: the guard starts
+    // the services again.
+    interrupt::check().map_err(|e| {
+        let e = nothing_changed(id, e);
+        match &safety {
+            Some(s) => e.with_hint(format!(
+                "the safety backup {s} of the current state is kept; restore {id} again when you are ready"
+            )),
+            None => e,
+        }
+    })?;
+    // From here on put_back (or the rollback) decides what runs.
+    guard.hand_over();
+    journal.update(|r| r.touched = true)?;
+
+    // 5-7.
+    let start = if opts.no_start {
+        Start::Nothing
+    } else if existed {
+        Start::WasRunning
+    } else {
+        Start::All
+    };
+    let result = put_back(ctx, &target, start, &progress, &mut journal, true);
+    let started_units = match result {
+        Ok(units) => units,
+        Err(cause) => {
+            let err = roll_back(
+                ctx,
+                store,
+                &target,
+                safety.as_deref(),
+                cause,
+                &progress,
+                &mut journal,
+            );
+            if journal.record().rollback_failed.is_some() {
+                // `recover` retries the rollback; `status` shows it.
+                journal.keep();
+            }
+            return Err(err);
+        }
+    };
+    let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
+
+    // After: secrets the units need.
+    // (leger's backups do not record them: ask the restored units.)
+    let secrets = if legacy {
+        current_deployment(ctx, &name)?
+            .and_then(|d| d.resolve(&ctx.layout).ok())
+            .map(|r| r.secrets)
+            .unwrap_or_default()
+    } else {
+        metadata.secrets.clone()
+    };
+    let mut missing_secrets = Vec::new();
+    for secret in &secrets {
+        match ctx.podman.secret_exists(secret) {
+            Ok(true) => {}
+            Ok(false) => missing_secrets.push(secret.clone()),
+            Err(e) => ui::warn(format!("cannot check secret {secret}: {e}")),
+        }
+    }
+    if !missing_secrets.is_empty() {
+        ui::warn(format!(
+            "secrets the units require do not exist: {} (backups never hold secret values; \
+             create them with `podman secret create NAME FILE`)",
+            missing_secrets.join(", ")
+        ));
+    }
+    progress.step(format!(
+        "restored {id} in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        match downtime {
+            Some(d) => format!(", services down {d:.1} s"),
+            None => String::new(),
+        }
+    ));
+    Ok(RestoreOutcome {
+        id: id.to_owned(),
+        deployment: name,
+        safety_backup: safety,
+        started: started_units,
+        missing_secrets,
+        legacy,
+        downtime_seconds: downtime,
+    })
+}
+
+/// The error of a restore stopped by a signal before it replaced anything.
+fn nothing_changed(id: &str, err: Error) -> Error {
+    let what = match interrupt::requested() {
+        Some(signal) => interrupt::error(signal).message,
+        None => interrupt::explain(err).message,
+    };
+    Error::interrupted(format!(
+        "restore of {id} {what}, before anything was replaced: nothing was changed"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::layout::{Layout, Scope};
+
+    fn ctx() -> Context {
+        let layout = Layout {
+            scope: Scope::User,
+            quadlet_dir: "/h/.config/containers/systemd".into(),
+            quadlet_search_path: vec![],
+            leger_data_dir: "/h/.local/share/bluebuild-quadlets".into(),
+            leger_config_dir: "/h/.config/leger".into(),
+            state_dir: "/h/.local/state/leger-backup".into(),
+            systemd_unit_dir: "/h/.config/systemd/user".into(),
+        };
+        let config = Config::parse("", Path::new("/h/.config/leger/config.yaml"), &layout).unwrap();
+        Context::new(layout, config)
+    }
+
+    fn metadata(installation: Option<Installation>) -> Metadata {
+        let json = r#"{"id":"web-2025-01-01-000000","deployment_name":"web",
+            "created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"manual","size":0,
+            "quadlet_files":[],"volumes":[{"name":"v","archive_path":"volumes/v.tar","size":1}]}"#;
+        let mut m = Metadata::parse(json.as_bytes(), Path::new("m.json")).unwrap();
+        m.installation = installation;
+        m
+    }
+
+    #[test]
+    fn files_go_where_this_layout_keeps_them() {
+        let ctx = ctx();
+        // leger's own backups record nothing: a leger deployment.
+        let roots = roots_for(&ctx, &metadata(None));
+        assert_eq!(
+            roots.active.as_deref(),
+            Some(Path::new("/h/.local/share/bluebuild-quadlets/active/web"))
+        );
+        assert_eq!(roots.installed, Path::new("/h/.config/containers/systemd"));
+        // A plain Quadlet deployment recorded under another HOME.
+        let plain = metadata(Some(Installation {
+            active_dir: None,
+            installed_root: "/old/home/.config/containers/systemd/web".into(),
+            installed_from_active: false,
+        }));
+        let roots = roots_for(&ctx, &plain);
+        assert_eq!(roots.active, None);
+        assert_eq!(
+            roots.installed,
+            Path::new("/h/.config/containers/systemd/web")
+        );
+    }
+
+    /// Only services the restored quadlet files produce are started, even
+    /// when the metadata names others (defence in depth behind
+    /// [`check_trusted`]).
+    #[test]
+    fn only_services_the_placed_files_produce_are_started() {
+        let mut m = metadata(None);
+        m.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
+        m.services = ["web.service", "sshd.service", "idle.service"]
+            .iter()
+            .map(|name| crate::backup::metadata::ServiceEntry {
+                name: (*name).to_owned(),
+                was_running: *name != "idle.service",
+            })
+            .collect();
+        let files = [crate::quadlet::SourceFile {
+            rel_path: "web.container".into(),
+            origin: "/q/web.container".into(),
+            text: "[Container]\nImage=busybox\n".to_owned(),
+        }];
+        let placed = crate::quadlet::resolve(&files, &[]).unwrap();
+        assert_eq!(
+            services_to_start(&m, Start::WasRunning, Some(&placed)),
+            ["web.service"]
+        );
+        assert_eq!(
+            services_to_start(&m, Start::All, Some(&placed)),
+            ["web.service"]
+        );
+        assert!(services_to_start(&m, Start::Nothing, Some(&placed)).is_empty());
+    }
+
+    #[test]
+    fn nothing_removes_every_volume_and_file() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = BackupStore::open(store_dir.path()).unwrap();
+        let failed = metadata(None);
+        let nothing = Target::nothing(&store, &failed);
+        assert!(nothing.entries.is_empty());
+        assert!(nothing.metadata().services.is_empty());
+        assert!(!nothing.metadata().is_legacy());
+        assert!(nothing
+            .metadata()
+            .volumes
+            .iter()
+            .all(|v| !v.existed && v.archive_path.is_none()));
+    }
+}
+
+#[cfg(test)]
+mod rollback_tests;

@@ -1,0 +1,181 @@
+//! `recover`: finish a restore a dead process left half-done.
+
+use super::*;
+
+/// How `recover` ended for one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Recovery {
+    /// The restore had replaced nothing: its services were started again.
+    NothingReplaced,
+    /// Rolled back to the safety backup.
+    RolledBack,
+    /// Nothing of the deployment existed before: what the restore put in
+    /// place was removed.
+    Removed,
+}
+
+/// What `recover` did for one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovered {
+    /// The deployment.
+    pub deployment: String,
+    /// The backup the interrupted restore was putting back.
+    pub backup: Option<String>,
+    /// Its safety backup (the state put back).
+    pub safety_backup: Option<String>,
+    /// What was done.
+    pub outcome: Recovery,
+    /// Services started afterwards.
+    pub started: Vec<String>,
+}
+
+/// Finish a restore that a dead process left half-done, as its journal
+/// `record` says (the caller holds the deployment lock): put the safety
+/// backup back through `put_back`, as the rollback of a failed restore
+/// does; or, when the restore had replaced nothing yet, only start the
+/// services it stopped. When the safety backup cannot be used, nothing is
+/// changed and the error says what to do.
+pub fn recover(
+    ctx: &Context,
+    store: &BackupStore,
+    record: Record,
+    assume_yes: bool,
+) -> Result<Recovered> {
+    let name = record.deployment.clone();
+    let progress = Progress::new(true);
+    let what = crate::backup::recovery::describe(&record);
+    let mut outcome = Recovered {
+        deployment: name.clone(),
+        backup: record.backup_id.clone(),
+        safety_backup: record.safety_id().map(str::to_owned),
+        outcome: Recovery::NothingReplaced,
+        started: Vec::new(),
+    };
+    if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
+        progress.step(format!("removed the unfinished safety backup {removed}"));
+    }
+    if !record.touched && record.rollback_failed.is_none() {
+        ui::note(format!(
+            "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
+        ));
+        let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+        interrupt::install()?;
+        if !record.stopped.is_empty() {
+            progress.step(format!("starting {} again", record.stopped.join(", ")));
+            journal.step(Step::StartingServices)?;
+            let started = ctx.systemctl.start(&record.stopped).and_then(|()| {
+                ctx.systemctl.wait_active(
+                    &record.stopped,
+                    ctx.config.backup.start_timeout.value.duration(),
+                )
+            });
+            if let Err(e) = started {
+                // Still pending: `recover` can try again once fixed.
+                journal.keep();
+                return Err(e.context(format!("starting the services of {name} again")));
+            }
+            outcome.started = record.stopped.clone();
+        }
+        return Ok(outcome);
+    }
+    let undo_hint = |e: Error| {
+        let retry = match &record.backup_id {
+            Some(b) => format!("`leger-backup restore {b}` (the backup it was restoring)"),
+            None => "`leger-backup restore <ID>`".to_owned(),
+        };
+        e.with_hint(format!(
+            "nothing was changed. {name} may be half-restored: put a known state back with {retry} \
+             or another backup from `leger-backup list`"
+        ))
+    };
+    let (target, start, question) = match &record.safety {
+        Some(Safety::Taken { id }) => {
+            let backup = store.load(id).map_err(|e| {
+                undo_hint(Error::user(format!(
+                    "{what}, and its safety backup {id} cannot be used: {}",
+                    e.message
+                )))
+            })?;
+            progress.step(format!("verifying the safety backup {id}"));
+            verify_backup(&backup).map_err(|e| {
+                undo_hint(Error::user(format!(
+                    "{what}, and its safety backup {id} is damaged: {}",
+                    e.message
+                )))
+            })?;
+            outcome.outcome = Recovery::RolledBack;
+            (
+                Target::of(backup)?,
+                Start::WasRunning,
+                format!("Roll {name} back to {id}, its state before the interrupted restore?"),
+            )
+        }
+        Some(Safety::NotNeeded) => {
+            let failed = record
+                .backup_id
+                .as_deref()
+                .ok_or_else(|| Error::user("the journal names no backup"))
+                .and_then(|b| store.load(b))
+                .map_err(|e| {
+                    undo_hint(Error::user(format!(
+                        "{what}; nothing of {name} existed before it, but what it put in place \
+                         cannot be told: {}",
+                        e.message
+                    )))
+                })?;
+            outcome.outcome = Recovery::Removed;
+            (
+                Target::nothing(store, &failed.metadata),
+                Start::Nothing,
+                format!(
+                    "Remove what the interrupted restore put in place (nothing of {name} existed before it)?"
+                ),
+            )
+        }
+        _ => {
+            return Err(undo_hint(Error::user(format!(
+                "{what}, and it has no complete safety backup"
+            ))))
+        }
+    };
+    ui::note(format!("{what}."));
+    let current = current_deployment(ctx, &name)?;
+    show_plan(ctx, &target, current.as_ref(), false)?;
+    if !assume_yes && !ui::confirm(&question, "--yes")? {
+        return Err(
+            Error::user("recover cancelled; nothing was changed").with_hint(
+                "`leger-backup status` keeps showing the interrupted restore until it is recovered",
+            ),
+        );
+    }
+    let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+    journal.update(|r| {
+        r.rolling_back = Some("the restore was interrupted".to_owned());
+        r.rollback_failed = None;
+    })?;
+    // Signals are handled (and ignored: a rollback is not interrupted).
+    interrupt::install()?;
+    match put_back(ctx, &target, start, &progress, &mut journal, false) {
+        Ok(started) => {
+            outcome.started = started;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let _ = journal.update(|r| r.rollback_failed = Some(e.message.clone()));
+            journal.keep();
+            Err(e.context(format!("rolling {name} back failed")).with_hint(
+                match &outcome.safety_backup {
+                    Some(id) => format!(
+                    "every backup is kept; fix the cause and run `leger-backup recover` again, or \
+                     `leger-backup restore {id}`"
+                ),
+                    None => {
+                        "every backup is kept; fix the cause and run `leger-backup recover` again"
+                            .to_owned()
+                    }
+                },
+            ))
+        }
+    }
+}
