@@ -2,12 +2,13 @@
 //! paths, settings, and the runners for podman and systemctl.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
-use crate::podman::Podman;
-use crate::systemd::Systemctl;
+use crate::podman::{ContainerEngine, Podman};
+use crate::systemd::{ServiceManager, Systemctl};
 
 /// Paths, settings and tool runners for one scope.
 #[derive(Debug, Clone)]
@@ -16,10 +17,10 @@ pub struct Context {
     pub layout: Layout,
     /// Effective settings.
     pub config: Config,
-    /// Runs podman.
-    pub podman: Podman,
-    /// Runs systemctl for the scope.
-    pub systemctl: Systemctl,
+    /// Runs podman (an in-memory engine in unit tests).
+    pub podman: Arc<dyn ContainerEngine>,
+    /// Runs systemctl for the scope (an in-memory manager in unit tests).
+    pub systemctl: Arc<dyn ServiceManager>,
 }
 
 impl Context {
@@ -27,12 +28,18 @@ impl Context {
     pub fn load(scope: Scope) -> Result<Context> {
         let layout = Layout::for_scope(scope)?;
         let config = Config::load(&layout)?;
-        Ok(Context {
-            podman: Podman::new(),
-            systemctl: Systemctl::new(scope),
+        Ok(Context::new(layout, config))
+    }
+
+    /// The context for `layout` and `config`, with the real podman and
+    /// systemctl of the layout's scope.
+    pub fn new(layout: Layout, config: Config) -> Context {
+        Context {
+            podman: Arc::new(Podman::new()),
+            systemctl: Arc::new(Systemctl::new(layout.scope)),
             layout,
             config,
-        })
+        }
     }
 
     /// The backup directory (`backup.dir`).

@@ -29,6 +29,8 @@ pub mod process_identity;
 pub mod quadlet;
 pub mod regular_file;
 pub mod systemd;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod ui;
 
 pub use error::{Error, ErrorKind, Result};

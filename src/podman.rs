@@ -7,7 +7,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::process::{self, Streaming};
+use crate::process::{self, Consumer, Producer, Streaming};
 
 /// What `podman volume inspect` says about a volume, as far as a restore
 /// needs it to recreate the volume identically.
@@ -89,6 +89,57 @@ pub struct Podman {
     program: Option<String>,
 }
 
+/// The podman operations a backup and a restore use: what tests replace
+/// with an in-memory engine, so the stop/start, create and rollback paths
+/// run without podman.
+pub trait ContainerEngine: std::fmt::Debug + Send + Sync {
+    /// Whether a volume exists.
+    fn volume_exists(&self, name: &str) -> Result<bool>;
+
+    /// Inspect a volume; `None` when it does not exist.
+    fn volume_inspect(&self, name: &str) -> Result<Option<VolumeInfo>>;
+
+    /// Start `podman volume export NAME`, its tar on stdout.
+    fn volume_export(&self, name: &str) -> Result<Box<dyn Producer>>;
+
+    /// Start `podman volume import NAME -`, the tar fed to stdin. Import
+    /// merges into what is there: callers empty the volume first.
+    fn volume_import(&self, name: &str) -> Result<Box<dyn Consumer>>;
+
+    /// Remove a volume (never `--force`: that would remove containers too).
+    fn volume_rm(&self, name: &str) -> Result<()>;
+
+    /// Create a volume with the driver, labels and options it had.
+    fn volume_create(&self, info: &VolumeInfo) -> Result<()>;
+
+    /// Mode and owner of `path` inside the user namespace.
+    fn root_ownership(&self, path: &str) -> Result<RootOwnership>;
+
+    /// Start `find DIR -printf FORMAT` inside the user namespace (where the
+    /// files of subordinate uids are readable), one line per entry of the
+    /// tree, `DIR` itself included, on stdout. One process walks the whole
+    /// tree: a fingerprint must not cost a process per file.
+    fn list_tree(&self, dir: &str, format: &str) -> Result<Box<dyn Producer>>;
+
+    /// Set mode and owner of `path` inside the user namespace.
+    fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()>;
+
+    /// Containers (running or not) that mount the volume.
+    fn containers_using_volume(&self, name: &str) -> Result<Vec<ContainerRef>>;
+
+    /// Whether a secret exists.
+    fn secret_exists(&self, name: &str) -> Result<bool>;
+    /// Rename the directory `from` to `to`, on the same filesystem, with
+    /// the rights of the user namespace (a restore moves a volume's data
+    /// aside with it). `to` must not exist.
+    fn move_dir(&self, from: &str, to: &str) -> Result<()>;
+    /// Replace the empty directory `dir` with the directory `from`.
+    fn replace_empty_dir(&self, dir: &str, from: &str) -> Result<()>;
+    /// Remove the tree at the absolute path `path`, files of subordinate
+    /// uids included.
+    fn remove_tree(&self, path: &str) -> Result<()>;
+}
+
 impl Podman {
     /// The `podman` in PATH (or `LEGER_BACKUP_PODMAN`, for tests of error paths).
     pub fn new() -> Podman {
@@ -103,70 +154,6 @@ impl Podman {
         let mut cmd = Command::new(self.program.as_deref().unwrap_or("podman"));
         cmd.args(args);
         cmd
-    }
-
-    /// Whether a volume exists.
-    pub fn volume_exists(&self, name: &str) -> Result<bool> {
-        let mut cmd = self.command(&["volume", "exists", "--", name]);
-        let out = process::run_unchecked(&mut cmd)?;
-        match out.status.code() {
-            Some(0) => Ok(true),
-            Some(1) => Ok(false),
-            _ => Err(process::failure(&cmd, out.status, &out.stderr)),
-        }
-    }
-
-    /// Inspect a volume; `None` when it does not exist.
-    pub fn volume_inspect(&self, name: &str) -> Result<Option<VolumeInfo>> {
-        // One podman call in the common case (each costs ~50 ms, and a
-        // backup inspects every volume); `volume exists` only to tell a
-        // missing volume from a failure.
-        let mut cmd = self.command(&["volume", "inspect", "--format", "json", "--", name]);
-        let out = process::run_unchecked(&mut cmd)?;
-        if !out.status.success() {
-            if !self.volume_exists(name)? {
-                return Ok(None);
-            }
-            return Err(process::failure(&cmd, out.status, &out.stderr));
-        }
-        let mut infos: Vec<VolumeInfo> = serde_json::from_slice(&out.stdout).map_err(|e| {
-            Error::internal(format!("unexpected `podman volume inspect` output: {e}"))
-        })?;
-        Ok(infos.pop())
-    }
-
-    /// Start `podman volume export NAME`, its tar on stdout.
-    pub fn volume_export(&self, name: &str) -> Result<Streaming> {
-        Streaming::reading(self.command(&["volume", "export", "--", name]))
-    }
-
-    /// Start `podman volume import NAME -`, the tar fed to stdin. Import
-    /// merges into what is there: callers empty the volume first.
-    pub fn volume_import(&self, name: &str) -> Result<Streaming> {
-        Streaming::writing(self.command(&["volume", "import", "--", name, "-"]))
-    }
-
-    /// Remove a volume (never `--force`: that would remove containers too).
-    pub fn volume_rm(&self, name: &str) -> Result<()> {
-        process::run(&mut self.command(&["volume", "rm", "--", name]))?;
-        Ok(())
-    }
-
-    /// Create a volume with the driver, labels and options it had.
-    pub fn volume_create(&self, info: &VolumeInfo) -> Result<()> {
-        let mut cmd = self.command(&["volume", "create"]);
-        if !info.driver.is_empty() {
-            cmd.args(["--driver", &info.driver]);
-        }
-        for (k, v) in &info.labels {
-            cmd.arg("--label").arg(format!("{k}={v}"));
-        }
-        for (k, v) in &info.options {
-            cmd.arg("--opt").arg(format!("{k}={v}"));
-        }
-        cmd.arg("--").arg(&info.name);
-        process::run(&mut cmd)?;
-        Ok(())
     }
 
     /// Run `args` in Podman's user namespace (`podman unshare`), or directly
@@ -185,9 +172,71 @@ impl Podman {
             self.command(&all)
         }
     }
+}
 
-    /// Mode and owner of `path` inside the user namespace.
-    pub fn root_ownership(&self, path: &str) -> Result<RootOwnership> {
+impl ContainerEngine for Podman {
+    fn volume_exists(&self, name: &str) -> Result<bool> {
+        let mut cmd = self.command(&["volume", "exists", "--", name]);
+        let out = process::run_unchecked(&mut cmd)?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(process::failure(&cmd, out.status, &out.stderr)),
+        }
+    }
+
+    fn volume_inspect(&self, name: &str) -> Result<Option<VolumeInfo>> {
+        // One podman call in the common case (each costs ~50 ms, and a
+        // backup inspects every volume); `volume exists` only to tell a
+        // missing volume from a failure.
+        let mut cmd = self.command(&["volume", "inspect", "--format", "json", "--", name]);
+        let out = process::run_unchecked(&mut cmd)?;
+        if !out.status.success() {
+            if !self.volume_exists(name)? {
+                return Ok(None);
+            }
+            return Err(process::failure(&cmd, out.status, &out.stderr));
+        }
+        let mut infos: Vec<VolumeInfo> = serde_json::from_slice(&out.stdout).map_err(|e| {
+            Error::internal(format!("unexpected `podman volume inspect` output: {e}"))
+        })?;
+        Ok(infos.pop())
+    }
+
+    fn volume_export(&self, name: &str) -> Result<Box<dyn Producer>> {
+        Ok(Box::new(Streaming::reading(
+            self.command(&["volume", "export", "--", name]),
+        )?))
+    }
+
+    fn volume_import(&self, name: &str) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(Streaming::writing(
+            self.command(&["volume", "import", "--", name, "-"]),
+        )?))
+    }
+
+    fn volume_rm(&self, name: &str) -> Result<()> {
+        process::run(&mut self.command(&["volume", "rm", "--", name]))?;
+        Ok(())
+    }
+
+    fn volume_create(&self, info: &VolumeInfo) -> Result<()> {
+        let mut cmd = self.command(&["volume", "create"]);
+        if !info.driver.is_empty() {
+            cmd.args(["--driver", &info.driver]);
+        }
+        for (k, v) in &info.labels {
+            cmd.arg("--label").arg(format!("{k}={v}"));
+        }
+        for (k, v) in &info.options {
+            cmd.arg("--opt").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--").arg(&info.name);
+        process::run(&mut cmd)?;
+        Ok(())
+    }
+
+    fn root_ownership(&self, path: &str) -> Result<RootOwnership> {
         let text = process::run_stdout(
             &mut self.in_user_namespace(&["stat", "-c", "%a %u %g", "--", path]),
         )?;
@@ -195,11 +244,7 @@ impl Podman {
             .ok_or_else(|| Error::internal(format!("unexpected stat output {text:?} for {path}")))
     }
 
-    /// Start `find DIR -printf FORMAT` inside the user namespace (where the
-    /// files of subordinate uids are readable), one line per entry of the
-    /// tree, `DIR` itself included, on stdout. One process walks the whole
-    /// tree: a fingerprint must not cost a process per file.
-    pub fn list_tree(&self, dir: &str, format: &str) -> Result<Streaming> {
+    fn list_tree(&self, dir: &str, format: &str) -> Result<Box<dyn Producer>> {
         // find reads an argument starting with `-` as an expression, and has
         // no `--` for its starting points: only absolute paths are given.
         if !dir.starts_with('/') {
@@ -207,11 +252,12 @@ impl Podman {
                 "cannot list {dir:?}: not an absolute path"
             )));
         }
-        Streaming::reading(self.in_user_namespace(&["find", dir, "-printf", format]))
+        Ok(Box::new(Streaming::reading(
+            self.in_user_namespace(&["find", dir, "-printf", format]),
+        )?))
     }
 
-    /// Set mode and owner of `path` inside the user namespace.
-    pub fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {
+    fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {
         let owner = format!("{}:{}", own.uid, own.gid);
         let mode = format!("{:o}", own.mode);
         // One `podman unshare` (it costs a user namespace each time); chown
@@ -232,14 +278,14 @@ impl Podman {
     /// the user namespace: moving a directory to another parent rewrites
     /// its `..` entry, which needs write access to it, and a volume's data
     /// directory may belong to a subordinate uid. `to` must not exist.
-    pub fn move_dir(&self, from: &str, to: &str) -> Result<()> {
+    fn move_dir(&self, from: &str, to: &str) -> Result<()> {
         process::run(&mut self.in_user_namespace(&["mv", "-T", "--", from, to]))?;
         Ok(())
     }
 
     /// Replace the empty directory `dir` (a volume just created) with the
     /// directory `from`, inside the user namespace, in one process.
-    pub fn replace_empty_dir(&self, dir: &str, from: &str) -> Result<()> {
+    fn replace_empty_dir(&self, dir: &str, from: &str) -> Result<()> {
         process::run(&mut self.in_user_namespace(&[
             "sh",
             "-c",
@@ -253,7 +299,7 @@ impl Podman {
 
     /// Remove the tree `path` inside the user namespace (files of
     /// subordinate uids included). Only absolute paths.
-    pub fn remove_tree(&self, path: &str) -> Result<()> {
+    fn remove_tree(&self, path: &str) -> Result<()> {
         if !path.starts_with('/') {
             return Err(Error::internal(format!(
                 "cannot remove {path:?}: not an absolute path"
@@ -263,8 +309,7 @@ impl Podman {
         Ok(())
     }
 
-    /// Containers (running or not) that mount the volume.
-    pub fn containers_using_volume(&self, name: &str) -> Result<Vec<ContainerRef>> {
+    fn containers_using_volume(&self, name: &str) -> Result<Vec<ContainerRef>> {
         let filter = format!("volume={name}");
         let out = process::run(
             &mut self.command(&["ps", "-a", "--filter", &filter, "--format", "json"]),
@@ -276,8 +321,7 @@ impl Podman {
             .map_err(|e| Error::internal(format!("unexpected `podman ps` output: {e}")))
     }
 
-    /// Whether a secret exists.
-    pub fn secret_exists(&self, name: &str) -> Result<bool> {
+    fn secret_exists(&self, name: &str) -> Result<bool> {
         let mut cmd = self.command(&["secret", "exists", "--", name]);
         let out = process::run_unchecked(&mut cmd)?;
         match out.status.code() {

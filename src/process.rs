@@ -3,7 +3,8 @@
 //! user sees.
 
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::thread::JoinHandle;
 
@@ -211,6 +212,84 @@ impl Streaming {
     pub fn abort(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The output end of a stream: a program's stdout, or an in-memory stand-in
+/// in tests.
+pub trait PipeReader: Read + Send {
+    /// The pipe's descriptor, to tune it (a wider pipe moves data faster);
+    /// `None` when it is no pipe.
+    fn pipe_fd(&self) -> Option<RawFd>;
+}
+
+/// The input end of a stream: a program's stdin, or an in-memory stand-in
+/// in tests.
+pub trait PipeWriter: Write + Send {
+    /// The pipe's descriptor, to tune it; `None` when it is no pipe.
+    fn pipe_fd(&self) -> Option<RawFd>;
+}
+
+impl PipeReader for ChildStdout {
+    fn pipe_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+}
+
+impl PipeWriter for ChildStdin {
+    fn pipe_fd(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+}
+
+/// A running producer of a stream the caller reads (`podman volume export`,
+/// a tree listing): what the engine traits hand out, so that tests can put
+/// an in-memory stream in its place.
+pub trait Producer: Send {
+    /// Its output (once).
+    fn output(&mut self) -> Option<Box<dyn PipeReader>>;
+    /// Wait for the end; a failure of the producer is an error.
+    fn finish(self: Box<Self>) -> Result<()>;
+    /// Stop it (after a failure on our side).
+    fn abort(self: Box<Self>);
+}
+
+/// A running consumer of a stream the caller writes (`podman volume
+/// import`); see [`Producer`].
+pub trait Consumer: Send {
+    /// Its input (once); drop it to signal end of input.
+    fn input(&mut self) -> Option<Box<dyn PipeWriter>>;
+    /// Wait for the end; a failure of the consumer is an error.
+    fn finish(self: Box<Self>) -> Result<()>;
+    /// Stop it (after a failure on our side).
+    fn abort(self: Box<Self>);
+}
+
+impl Producer for Streaming {
+    fn output(&mut self) -> Option<Box<dyn PipeReader>> {
+        Streaming::stdout(self).map(|out| Box::new(out) as Box<dyn PipeReader>)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Streaming::finish(*self)
+    }
+
+    fn abort(self: Box<Self>) {
+        Streaming::abort(*self)
+    }
+}
+
+impl Consumer for Streaming {
+    fn input(&mut self) -> Option<Box<dyn PipeWriter>> {
+        Streaming::stdin(self).map(|stdin| Box::new(stdin) as Box<dyn PipeWriter>)
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Streaming::finish(*self)
+    }
+
+    fn abort(self: Box<Self>) {
+        Streaming::abort(*self)
     }
 }
 

@@ -17,6 +17,54 @@ pub struct Systemctl {
 /// A unit's `ActiveState`, as systemd reports it.
 pub type ActiveState = String;
 
+/// The systemctl operations leger-backup uses: what tests replace with an
+/// in-memory manager, so the stop/start guard, create and the restore's
+/// rollback paths run without systemd.
+pub trait ServiceManager: std::fmt::Debug + Send + Sync {
+    /// The manager's scope: the words of the commands hints suggest.
+    fn scope(&self) -> Scope;
+
+    /// `daemon-reload`: reruns the generators (Quadlet's and ours).
+    fn daemon_reload(&self) -> Result<()>;
+
+    /// Start units and wait for the start jobs.
+    fn start(&self, units: &[String]) -> Result<()>;
+
+    /// Stop units and wait for the stop jobs.
+    fn stop(&self, units: &[String]) -> Result<()>;
+
+    /// Restart a unit (a oneshot `-volume.service` stays active after its
+    /// first run, so `start` would do nothing).
+    fn restart(&self, unit: &str) -> Result<()>;
+
+    /// The `ActiveState` of each unit, in order (`inactive` for unknown units).
+    fn active_states(&self, units: &[String]) -> Result<Vec<ActiveState>>;
+
+    /// Whether systemd has the unit loaded (a generated unit exists for it):
+    /// a restore recreates a volume through its `-volume.service` only then.
+    fn is_loaded(&self, unit: &str) -> Result<bool>;
+
+    /// A unit's `SubState`: while it is deactivating, `stop-sigterm` and the
+    /// like (its main process is still there) or `stop-post` (it is gone).
+    fn sub_state(&self, unit: &str) -> Result<String>;
+
+    /// `is-system-running`: `running`, `degraded`, `stopping`, ...
+    fn system_state(&self) -> Result<String>;
+
+    /// Wait until every unit is active; fail naming those that are not
+    /// (failed at once, or still starting at the deadline).
+    fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()>;
+
+    /// Whether a unit is active (or reloading, or activating).
+    fn is_running(&self, unit: &str) -> Result<bool> {
+        let states = self.active_states(&[unit.to_owned()])?;
+        Ok(matches!(
+            states[0].as_str(),
+            "active" | "activating" | "reloading"
+        ))
+    }
+}
+
 impl Systemctl {
     /// systemctl for `scope`.
     pub fn new(scope: Scope) -> Systemctl {
@@ -37,14 +85,18 @@ impl Systemctl {
     fn run(&self, args: &[&str]) -> Result<String> {
         process::run_stdout(&mut self.command(args)).map_err(unreachable_manager_hint)
     }
+}
 
-    /// `daemon-reload`: reruns the generators (Quadlet's and ours).
-    pub fn daemon_reload(&self) -> Result<()> {
+impl ServiceManager for Systemctl {
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    fn daemon_reload(&self) -> Result<()> {
         self.run(&["daemon-reload"]).map(drop)
     }
 
-    /// Start units and wait for the start jobs.
-    pub fn start(&self, units: &[String]) -> Result<()> {
+    fn start(&self, units: &[String]) -> Result<()> {
         if units.is_empty() {
             return Ok(());
         }
@@ -53,8 +105,7 @@ impl Systemctl {
         self.run(&args).map(drop)
     }
 
-    /// Stop units and wait for the stop jobs.
-    pub fn stop(&self, units: &[String]) -> Result<()> {
+    fn stop(&self, units: &[String]) -> Result<()> {
         if units.is_empty() {
             return Ok(());
         }
@@ -63,14 +114,11 @@ impl Systemctl {
         self.run(&args).map(drop)
     }
 
-    /// Restart a unit (a oneshot `-volume.service` stays active after its
-    /// first run, so `start` would do nothing).
-    pub fn restart(&self, unit: &str) -> Result<()> {
+    fn restart(&self, unit: &str) -> Result<()> {
         self.run(&["restart", "--", unit]).map(drop)
     }
 
-    /// The `ActiveState` of each unit, in order (`inactive` for unknown units).
-    pub fn active_states(&self, units: &[String]) -> Result<Vec<ActiveState>> {
+    fn active_states(&self, units: &[String]) -> Result<Vec<ActiveState>> {
         if units.is_empty() {
             return Ok(Vec::new());
         }
@@ -92,31 +140,17 @@ impl Systemctl {
         Ok(states)
     }
 
-    /// Whether systemd has the unit loaded (a generated unit exists for it):
-    /// a restore recreates a volume through its `-volume.service` only then.
-    pub fn is_loaded(&self, unit: &str) -> Result<bool> {
+    fn is_loaded(&self, unit: &str) -> Result<bool> {
         let state = self.run(&["show", "--property=LoadState", "--value", "--", unit])?;
         Ok(state.trim() == "loaded")
     }
 
-    /// A unit's `SubState`: while it is deactivating, `stop-sigterm` and the
-    /// like (its main process is still there) or `stop-post` (it is gone).
-    pub fn sub_state(&self, unit: &str) -> Result<String> {
+    fn sub_state(&self, unit: &str) -> Result<String> {
         self.run(&["show", "--property=SubState", "--value", "--", unit])
     }
 
-    /// Whether a unit is active (or reloading, or activating).
-    pub fn is_running(&self, unit: &str) -> Result<bool> {
-        let states = self.active_states(&[unit.to_owned()])?;
-        Ok(matches!(
-            states[0].as_str(),
-            "active" | "activating" | "reloading"
-        ))
-    }
-
-    /// `is-system-running`: `running`, `degraded`, `stopping`, ... Exits non-zero
-    /// for anything but running, so the output is what counts.
-    pub fn system_state(&self) -> Result<String> {
+    fn system_state(&self) -> Result<String> {
+        // It exits non-zero for anything but running: the output is what counts.
         let out = process::run_unchecked(&mut self.command(&["is-system-running"]))?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if state.is_empty() {
@@ -130,9 +164,7 @@ impl Systemctl {
         Ok(state)
     }
 
-    /// Wait until every unit is active; fail naming those that are not
-    /// (failed at once, or still starting at the deadline).
-    pub fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()> {
+    fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             let states = self.active_states(units)?;
@@ -147,17 +179,13 @@ impl Systemctl {
                 return Ok(());
             }
             if failed || Instant::now() >= deadline {
-                let scope = if self.scope == Scope::User {
-                    " --user"
-                } else {
-                    ""
-                };
                 return Err(Error::internal(format!(
                     "services did not become active: {}",
                     pending.join(", ")
                 ))
                 .with_hint(format!(
-                    "see `systemctl{scope} status <service>` and `podman logs`"
+                    "see `{} status <service>` and `podman logs`",
+                    self.scope.systemctl_words()
                 )));
             }
             std::thread::sleep(Duration::from_millis(250));

@@ -18,8 +18,6 @@ use crate::context::Context;
 use crate::deployment;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Scope};
-use crate::podman::Podman;
-use crate::systemd::Systemctl;
 use crate::ui;
 
 use super::record::{self, Event, Outcome};
@@ -148,12 +146,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         return Ok(());
     }
     let live = config.auto.live_hooks.value;
-    let ctx = Context {
-        podman: Podman::new(),
-        systemctl: Systemctl::new(scope),
-        layout: layout.clone(),
-        config,
-    };
+    let ctx = Context::new(layout.clone(), config);
     crate::backup::recovery::startup(&ctx, crate::backup::recovery::Mode::Command);
     let options = CreateOptions {
         reason: reason.to_owned(),

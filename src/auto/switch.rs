@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::deployment::{self, Deployment};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Scope};
-use crate::systemd::Systemctl;
+use crate::systemd::{ServiceManager, Systemctl};
 use crate::ui;
 
 use super::{config_edit, installed_generator, stop_hook_dropin};

@@ -22,7 +22,6 @@
 //! error path ([`crate::interrupt`]).
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,6 +38,7 @@ use crate::backup::metadata::{
     FORMAT_VERSION,
 };
 use crate::backup::reuse;
+use crate::backup::services::{all_services, foreign_users, running_services, ServiceGuard};
 use crate::backup::store::{BackupStore, StoredBackup};
 use crate::backup::tar_guard::{Guarded, Specials};
 use crate::context::Context;
@@ -46,8 +46,7 @@ use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
-use crate::podman::{ContainerRef, Podman, RootOwnership, VolumeInfo};
-use crate::systemd::Systemctl;
+use crate::podman::{ContainerEngine, RootOwnership, VolumeInfo};
 use crate::ui;
 
 /// How `create` runs.
@@ -296,7 +295,7 @@ pub(crate) fn create_locked(
     // Which services run now (or ran before a restore stopped them).
     let running: BTreeSet<String> = match running {
         Some(set) => set.clone(),
-        None => running_services(&ctx.systemctl, &all_services(subject))?,
+        None => running_services(&*ctx.systemctl, &all_services(subject))?,
     };
     let services: Vec<ServiceEntry> = subject
         .services
@@ -336,7 +335,7 @@ pub(crate) fn create_locked(
         })?;
     }
     let stopped_any = !to_stop.is_empty();
-    let mut guard = ServiceGuard::new(&ctx.systemctl, to_stop);
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, to_stop);
     // While they stop (podman's stop takes longest), all else that precedes
     // the export happens side by side, each query a process of its own: the
     // files are copied, each volume is inspected and its root's mode and
@@ -346,11 +345,11 @@ pub(crate) fn create_locked(
     // A stop changes none of it; the downtime holds only the export.
     let (stopped, files, infos, foreign, previous) = std::thread::scope(|scope| {
         let stopping = scope.spawn(|| guard.stop(progress));
-        let inspected = scope.spawn(|| inspect_volumes(&ctx.podman, &subject.volumes));
+        let inspected = scope.spawn(|| inspect_volumes(&*ctx.podman, &subject.volumes));
         let foreign = scope.spawn(|| {
             let names: Vec<String> = subject.volumes.iter().map(|v| v.name.clone()).collect();
             let own: BTreeSet<String> = all_services(subject).into_iter().collect();
-            foreign_users(&ctx.podman, &names, &own)
+            foreign_users(&*ctx.podman, &names, &own)
         });
         let previous = scope.spawn(|| reuse::newest_backup(store, &subject.name));
         let files = files::copy_into_backup(&subject.files, pending.path());
@@ -480,7 +479,7 @@ type Inspected = Option<(VolumeInfo, Option<RootOwnership>)>;
 /// Inspect every volume and read its root's mode and owner, volumes in
 /// parallel (each is podman calls of its own); `None` for one that does
 /// not exist.
-fn inspect_volumes(podman: &Podman, volumes: &[VolumeSpec]) -> Result<Vec<Inspected>> {
+fn inspect_volumes(podman: &dyn ContainerEngine, volumes: &[VolumeSpec]) -> Result<Vec<Inspected>> {
     in_parallel(volumes, |volume| {
         let Some(info) = podman.volume_inspect(&volume.name)? else {
             return Ok(None);
@@ -598,7 +597,7 @@ fn archive_volume(
     progress: &Progress,
 ) -> Result<VolumeEntry> {
     let compression = ctx.config.backup.compression.value;
-    let podman = &ctx.podman;
+    let podman = &*ctx.podman;
     let name = entry.name.clone();
     let fingerprint = || fingerprint(podman, info, progress);
     let export = || {
@@ -648,7 +647,11 @@ fn archive_volume(
 /// not fingerprinted or the fingerprint failed: that costs only the
 /// sharing of its archive by the next backup, so it is a note, not an
 /// error.
-fn fingerprint(podman: &Podman, info: &VolumeInfo, progress: &Progress) -> Option<String> {
+fn fingerprint(
+    podman: &dyn ContainerEngine,
+    info: &VolumeInfo,
+    progress: &Progress,
+) -> Option<String> {
     if !reuse::fingerprintable(info) {
         return None;
     }
@@ -725,58 +728,6 @@ fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -
         .unwrap_or_else(|_| Err(Error::internal(format!("{what} panicked"))))
 }
 
-/// The containers that use one of `volumes` and are not run by one of the
-/// `own` services (by the `PODMAN_SYSTEMD_UNIT` label Quadlet sets), in
-/// any state: (volume, container). A restore refuses to replace such a
-/// volume; a backup warns that the running ones may make it inconsistent.
-pub(crate) fn foreign_users(
-    podman: &Podman,
-    volumes: &[String],
-    own: &BTreeSet<String>,
-) -> Result<Vec<(String, ContainerRef)>> {
-    let users = in_parallel(volumes, |volume| podman.containers_using_volume(volume))?;
-    Ok(volumes
-        .iter()
-        .zip(users)
-        .flat_map(|(volume, containers)| {
-            containers
-                .into_iter()
-                .filter(|c| !c.systemd_unit().is_some_and(|unit| own.contains(unit)))
-                .map(move |c| (volume.clone(), c))
-        })
-        .collect())
-}
-
-/// Every service whose state matters: the deployment's and those mounting
-/// its volumes.
-fn all_services(subject: &Subject) -> Vec<String> {
-    let mut all: BTreeSet<String> = subject.services.iter().cloned().collect();
-    for volume in &subject.volumes {
-        all.extend(volume.used_by.iter().cloned());
-    }
-    all.into_iter().collect()
-}
-
-/// The units of `units` that are running (active, activating, reloading or
-/// deactivating: anything a stop would change).
-pub(crate) fn running_services(
-    systemctl: &Systemctl,
-    units: &[String],
-) -> Result<BTreeSet<String>> {
-    let states = systemctl.active_states(units)?;
-    Ok(units
-        .iter()
-        .zip(states)
-        .filter(|(_, s)| {
-            matches!(
-                s.as_str(),
-                "active" | "activating" | "reloading" | "deactivating" | "refreshing"
-            )
-        })
-        .map(|(u, _)| u.clone())
-        .collect())
-}
-
 /// Stream one volume into its archive: `podman volume export` piped through
 /// the [`TarGuard`] (so a backup that a restore would refuse fails now, not
 /// on the bad day) into [`archive::write_archive`]. Either side failing ends
@@ -794,9 +745,9 @@ fn export_volume(
     let bar = progress.bar("exporting", name);
     let mut export = ctx.podman.volume_export(name)?;
     let stdout = export
-        .stdout()
+        .output()
         .ok_or_else(|| Error::internal("podman volume export: no stdout"))?;
-    widen_pipe(stdout.as_raw_fd());
+    widen_pipe(stdout.pipe_fd());
     let stdout = Interruptible {
         inner: stdout,
         fault: fault::armed("create:during-export"),
@@ -862,72 +813,11 @@ impl<R: std::io::Read> std::io::Read for Interruptible<R> {
 
 /// Grow a pipe to podman to 1 MiB (the unprivileged maximum by default), so
 /// data crosses it in whole chunks instead of 64 KiB at a time. Only a
-/// speed-up: failure is ignored.
-pub(crate) fn widen_pipe(fd: std::os::fd::RawFd) {
-    let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
-}
-
-/// Services stopped for a backup, started again when the backup is done —
-/// and, through `Drop`, when it fails half-way, so an error never leaves a
-/// deployment down.
-pub(crate) struct ServiceGuard<'a> {
-    systemctl: &'a Systemctl,
-    units: Vec<String>,
-    stopped_at: Option<Instant>,
-}
-
-impl<'a> ServiceGuard<'a> {
-    /// A guard for `units` (nothing is stopped yet).
-    pub fn new(systemctl: &'a Systemctl, units: Vec<String>) -> ServiceGuard<'a> {
-        ServiceGuard {
-            systemctl,
-            units,
-            stopped_at: None,
-        }
-    }
-
-    /// Stop the units. From here on they are started again whatever happens.
-    pub fn stop(&mut self, progress: &Progress) -> Result<()> {
-        if self.units.is_empty() {
-            return Ok(());
-        }
-        progress.step(format!("stopping {}", self.units.join(", ")));
-        self.stopped_at = Some(Instant::now());
-        self.systemctl.stop(&self.units)
-    }
-
-    /// The caller takes over starting the units (a restore, which starts
-    /// what the restored backup says instead).
-    pub fn hand_over(mut self) {
-        self.stopped_at = None;
-    }
-
-    /// Start the units again; returns how long they were down (`None` when
-    /// nothing was stopped).
-    pub fn start(mut self, progress: &Progress) -> Result<Option<Duration>> {
-        let Some(stopped_at) = self.stopped_at.take() else {
-            return Ok(None);
-        };
-        progress.step(format!("starting {}", self.units.join(", ")));
-        self.systemctl
-            .start(&self.units)
-            .map_err(|e| e.context("the services stopped for the backup did not start again"))?;
-        Ok(Some(stopped_at.elapsed()))
-    }
-}
-
-impl Drop for ServiceGuard<'_> {
-    fn drop(&mut self) {
-        if self.stopped_at.take().is_some() {
-            ui::note(format!("starting {} again", self.units.join(", ")));
-            if let Err(e) = self.systemctl.start(&self.units) {
-                ui::warn(format!(
-                    "could not start {} again: {e}; start them with `systemctl --user start {}`",
-                    self.units.join(", "),
-                    self.units.join(" ")
-                ));
-            }
-        }
+/// speed-up: failure is ignored, and a stream that is no pipe (`None`, an
+/// in-memory one in tests) is left alone.
+pub(crate) fn widen_pipe(fd: Option<std::os::fd::RawFd>) {
+    if let Some(fd) = fd {
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     }
 }
 
@@ -1084,3 +974,7 @@ mod tests {
         assert!(check_reason("a\nb").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "create_tests.rs"]
+mod with_fakes;

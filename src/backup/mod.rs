@@ -13,6 +13,7 @@ pub mod prune;
 pub mod recovery;
 pub mod restore;
 pub(crate) mod reuse;
+pub mod services;
 pub mod store;
 pub mod tar_guard;
 pub(crate) mod trust;

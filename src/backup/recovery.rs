@@ -369,12 +369,7 @@ mod tests {
             systemd_unit_dir: home.join(".config/systemd/user"),
         };
         let config = Config::parse("", &home.join(".config/leger/config.yaml"), &layout).unwrap();
-        Context {
-            podman: crate::podman::Podman::new(),
-            systemctl: crate::systemd::Systemctl::new(Scope::User),
-            layout,
-            config,
-        }
+        Context::new(layout, config)
     }
 
     /// A journal as a process that died would have left it.

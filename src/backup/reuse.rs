@@ -44,7 +44,7 @@ use crate::backup::metadata::{Consistency, Metadata, VolumeEntry};
 use crate::backup::store::{BackupStore, StoredBackup};
 use crate::config::Compression;
 use crate::error::{Error, Result};
-use crate::podman::{Podman, VolumeInfo};
+use crate::podman::{ContainerEngine, VolumeInfo};
 
 /// `find -printf` format of one entry: the fixed fields first, the path
 /// (relative to the volume root, empty for the root itself) last and
@@ -66,9 +66,9 @@ pub(crate) fn fingerprintable(info: &VolumeInfo) -> bool {
 }
 
 /// The tree signature of the volume mounted at `mountpoint`.
-pub(crate) fn tree_signature(podman: &Podman, mountpoint: &str) -> Result<String> {
+pub(crate) fn tree_signature(podman: &dyn ContainerEngine, mountpoint: &str) -> Result<String> {
     let mut listing = podman.list_tree(mountpoint, ENTRY_FORMAT)?;
-    let Some(stdout) = listing.stdout() else {
+    let Some(stdout) = listing.output() else {
         listing.abort();
         return Err(Error::internal("find: no stdout"));
     };

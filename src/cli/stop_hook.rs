@@ -12,8 +12,6 @@ use crate::context::Context;
 use crate::deployment;
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::podman::Podman;
-use crate::systemd::Systemctl;
 
 /// Run the stop hook. Skips exit 0; a failed backup (or a check that could
 /// not be made) exits non-zero so that systemd logs it — the `-` in
@@ -64,12 +62,7 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
         // Leave a quarter of TimeoutStopSec= for our own backup.
         turn_wait: auto.stop_timeout.value.duration() * 3 / 4,
     };
-    let ctx = Context {
-        podman: Podman::new(),
-        systemctl: Systemctl::new(layout.scope),
-        layout: layout.clone(),
-        config,
-    };
+    let ctx = Context::new(layout.clone(), config);
     // A stop hook killed by TimeoutStopSec= is cleaned up by the next one
     // (services are never started from a stop hook).
     recovery::startup(&ctx, recovery::Mode::StopHook);

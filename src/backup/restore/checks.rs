@@ -150,7 +150,7 @@ pub(super) fn check_not_in_use(
     volumes: &[String],
     own_services: &BTreeSet<String>,
 ) -> Result<()> {
-    let users: Vec<String> = create::foreign_users(&ctx.podman, volumes, own_services)?
+    let users: Vec<String> = services::foreign_users(&*ctx.podman, volumes, own_services)?
         .into_iter()
         .map(|(volume, container)| {
             let unit = container

@@ -23,9 +23,9 @@ pub(super) fn import_archive(
     let guard = TarGuard::new(Specials::Allow(expected.specials));
     let mut import = ctx.podman.volume_import(name)?;
     let mut stdin = import
-        .stdin()
+        .input()
         .ok_or_else(|| Error::internal("podman volume import: no stdin"))?;
-    create::widen_pipe(stdin.as_raw_fd());
+    create::widen_pipe(stdin.pipe_fd());
     // Decompress on a thread of its own while this one writes to podman:
     // neither waits for the other (a bounded queue keeps memory small).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);

@@ -40,18 +40,18 @@ use roll_back::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::backup::archive;
-use crate::backup::create::{self, CreateOptions, Progress, ServiceGuard, Subject, VolumeSpec};
+use crate::backup::create::{self, CreateOptions, Progress, Subject, VolumeSpec};
 use crate::backup::files::{self, Roots};
 use crate::backup::journal::{Journal, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{FileEntry, Installation, Metadata, VolumeEntry};
+use crate::backup::services::{self, ServiceGuard};
 use crate::backup::store::{validate_id, BackupStore, StoredBackup};
 use crate::backup::tar_guard::{self, Specials, TarGuard};
 use crate::backup::trust;
@@ -311,14 +311,14 @@ pub fn restore(
     // Stop the deployment's services; they stay down through the safety
     // backup (consistent, and one downtime instead of two).
     let units: Vec<String> = own_services.iter().cloned().collect();
-    let running = create::running_services(&ctx.systemctl, &units)?;
+    let running = services::running_services(&*ctx.systemctl, &units)?;
     interrupt::check().map_err(|e| nothing_changed(id, e))?;
     journal.update(|r| {
         r.stopped = running.iter().cloned().collect();
         r.step = Step::StoppingServices;
     })?;
     let down_since = Instant::now();
-    let mut guard = ServiceGuard::new(&ctx.systemctl, running.iter().cloned().collect());
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
     guard.stop(&progress)?;
 
     // 4. The safety copy of the current state: volumes in Podman's
@@ -585,12 +585,7 @@ mod tests {
             systemd_unit_dir: "/h/.config/systemd/user".into(),
         };
         let config = Config::parse("", Path::new("/h/.config/leger/config.yaml"), &layout).unwrap();
-        Context {
-            podman: crate::podman::Podman::new(),
-            systemctl: crate::systemd::Systemctl::new(Scope::User),
-            layout,
-            config,
-        }
+        Context::new(layout, config)
     }
 
     fn metadata(installation: Option<Installation>) -> Metadata {
@@ -673,3 +668,6 @@ mod tests {
             .all(|v| !v.existed && v.archive_path.is_none()));
     }
 }
+
+#[cfg(test)]
+mod rollback_tests;

@@ -101,7 +101,7 @@ pub(super) fn plan_lines(
         }
     }
     let names: Vec<String> = names.into_iter().collect();
-    let running = create::running_services(&ctx.systemctl, &names)?;
+    let running = services::running_services(&*ctx.systemctl, &names)?;
     if !running.is_empty() {
         lines.push(format!(
             "  services stopped: {}",

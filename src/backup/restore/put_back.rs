@@ -38,7 +38,7 @@ pub(super) fn put_back(
         }
     }
     let units: Vec<String> = units.into_iter().collect();
-    let running: Vec<String> = create::running_services(&ctx.systemctl, &units)?
+    let running: Vec<String> = services::running_services(&*ctx.systemctl, &units)?
         .into_iter()
         .collect();
     if !running.is_empty() {

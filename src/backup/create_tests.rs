@@ -1,0 +1,108 @@
+//! `create` with the in-memory podman and systemd: the services that mount
+//! the volumes are stopped for the export and started again, also when the
+//! export fails.
+
+use std::io::Read;
+
+use super::{create, CreateOptions};
+use crate::backup::archive;
+use crate::backup::metadata::{Consistency, Metadata};
+use crate::testing::fake_podman::{files_of, Files, FRESH_ROOT};
+use crate::testing::machine::{Machine, WEB};
+
+fn quiet() -> CreateOptions {
+    CreateOptions {
+        progress: false,
+        ..CreateOptions::manual()
+    }
+}
+
+/// `web` installed, its two volumes holding a file each, `web.service`
+/// running.
+fn running_web() -> (Machine, crate::deployment::Deployment) {
+    let machine = Machine::new();
+    let deployment = machine.install("web", WEB);
+    machine
+        .podman
+        .put_volume("systemd-data", &[("db.sqlite", b"rows")], FRESH_ROOT);
+    machine
+        .podman
+        .put_volume("systemd-logs", &[("app.log", b"lines")], FRESH_ROOT);
+    machine.systemd.set_state("web.service", "active");
+    (machine, deployment)
+}
+
+/// The files of the archive of `volume` in backup `metadata`.
+fn archived_files(machine: &Machine, metadata: &Metadata, volume: &str) -> Files {
+    let backup = machine.store().load(&metadata.id).unwrap();
+    let entry = metadata.volumes.iter().find(|v| v.name == volume).unwrap();
+    let path = backup.archive_path(entry).unwrap().unwrap();
+    let compression = metadata.compression.unwrap();
+    let mut tar = Vec::new();
+    archive::open_archive(&path, compression)
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    files_of(&tar).unwrap()
+}
+
+#[test]
+fn running_services_are_stopped_for_the_export_and_started_again() {
+    let (machine, deployment) = running_web();
+    let metadata = create(&machine.ctx, &deployment, &quiet()).unwrap();
+
+    assert_eq!(metadata.consistency, Some(Consistency::Stopped));
+    assert!(metadata.downtime_seconds.is_some());
+    assert!(metadata
+        .services
+        .iter()
+        .any(|s| s.name == "web.service" && s.was_running));
+    assert_eq!(
+        archived_files(&machine, &metadata, "systemd-data"),
+        Files::from([("db.sqlite".to_owned(), b"rows".to_vec())])
+    );
+    assert_eq!(
+        archived_files(&machine, &metadata, "systemd-logs"),
+        Files::from([("app.log".to_owned(), b"lines".to_vec())])
+    );
+    assert_eq!(machine.systemd.state_of("web.service"), "active");
+    let calls = machine.systemd.calls();
+    let stop = calls.iter().position(|c| c == "stop web.service");
+    let start = calls.iter().position(|c| c == "start web.service");
+    assert!(stop.is_some() && start > stop, "{calls:?}");
+}
+
+#[test]
+fn services_are_started_again_when_the_export_fails() {
+    let (machine, deployment) = running_web();
+    machine
+        .podman
+        .fail(|f| f.fail_on("volume_export", "systemd-logs"));
+    let err = create(&machine.ctx, &deployment, &quiet()).unwrap_err();
+
+    assert!(err.message.contains("systemd-logs"), "{}", err.message);
+    assert_eq!(machine.systemd.state_of("web.service"), "active");
+    assert!(machine
+        .systemd
+        .calls()
+        .contains(&"stop web.service".to_owned()));
+    assert!(
+        machine.store().list().unwrap().is_empty(),
+        "no backup is kept"
+    );
+}
+
+#[test]
+fn services_that_do_not_run_are_neither_stopped_nor_started() {
+    let (machine, deployment) = running_web();
+    machine.systemd.set_state("web.service", "inactive");
+    let metadata = create(&machine.ctx, &deployment, &quiet()).unwrap();
+
+    assert_eq!(metadata.downtime_seconds, None);
+    assert_eq!(machine.systemd.state_of("web.service"), "inactive");
+    assert!(!machine
+        .systemd
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("stop") || c.starts_with("start")));
+}
