@@ -128,6 +128,16 @@ impl FakePodman {
         self.state().volumes.get(name).map(|v| v.files.clone())
     }
 
+    /// Every call so far, as `podman OP TARGET`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.log()
+    }
+
+    /// Where data moved aside (and not moved back or removed) is.
+    pub fn held_aside(&self) -> Vec<String> {
+        self.state().moved.keys().cloned().collect()
+    }
+
     /// The root ownership of volume `name`.
     pub fn root_of(&self, name: &str) -> Option<RootOwnership> {
         self.state().volumes.get(name).map(|v| v.root)

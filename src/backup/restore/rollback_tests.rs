@@ -71,6 +71,30 @@ fn assert_live_state_back(machine: &Machine) {
     assert_eq!(machine.systemd.active(), ["web.service"]);
 }
 
+/// The backups in the store.
+fn backups(machine: &Machine) -> Vec<String> {
+    let listed = machine.store().list().unwrap();
+    listed.into_iter().map(|b| b.id).collect()
+}
+
+/// Nothing the restore moved aside is left, in the engine or on disk, and
+/// its safety backup (which held the rest) is gone: only `id` is stored.
+fn assert_nothing_held_aside(machine: &Machine, id: &str) {
+    assert_eq!(machine.podman.held_aside(), Vec::<String>::new());
+    let home = machine.ctx.layout.quadlet_dir.ancestors().nth(3).unwrap();
+    let aside = home.join(".local/share/containers/storage/leger-backup-aside");
+    assert!(
+        aside.parent().unwrap().join("volumes").is_dir(),
+        "{}",
+        aside.display()
+    );
+    let left: Vec<_> = std::fs::read_dir(&aside)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", aside.display());
+    assert_eq!(backups(machine), [id]);
+}
+
 fn journal_kept(machine: &Machine) -> bool {
     journal::read(&machine.ctx.layout.state_dir, "web")
         .unwrap()
@@ -93,16 +117,36 @@ fn restore_without_failure_puts_the_backup_back() {
     );
     assert_eq!(machine.systemd.active(), ["web.service"]);
     assert!(!journal_kept(&machine));
+    // The volumes' previous data was moved aside, not archived, and is
+    // dropped now the services run.
+    let log = machine.podman.calls().join("\n");
+    assert!(log.contains("move_dir"), "{log}");
+    assert_eq!(outcome.safety_backup, None);
+    assert_nothing_held_aside(&machine, &id);
 }
 
 /// `err` says the restore was rolled back, and why (`cause`); the live
 /// state is back and no journal is left.
-fn assert_rolled_back(machine: &Machine, err: &Error, cause: &str) {
+fn assert_rolled_back(machine: &Machine, id: &str, err: &Error, cause: &str) {
     for expected in ["rolled back to the previous state", cause] {
         assert!(err.message.contains(expected), "{}", err.message);
     }
     assert_live_state_back(machine);
     assert!(!journal_kept(machine));
+    assert_nothing_held_aside(machine, id);
+}
+
+#[test]
+fn failed_move_aside_of_the_second_volume_rolls_back() {
+    let (machine, id) = backed_up_then_changed();
+    machine.podman.fail(|f| f.fail_nth("move_dir", 2));
+    let err = restore_it(&machine, &id).unwrap_err();
+    assert_rolled_back(
+        &machine,
+        &id,
+        &err,
+        "moving volume systemd-logs's data aside",
+    );
 }
 
 #[test]
@@ -110,7 +154,7 @@ fn failed_import_of_the_second_volume_rolls_back() {
     let (machine, id) = backed_up_then_changed();
     machine.podman.fail(|f| f.fail_nth("volume_import", 2));
     let err = restore_it(&machine, &id).unwrap_err();
-    assert_rolled_back(&machine, &err, "volume_import systemd-logs");
+    assert_rolled_back(&machine, &id, &err, "volume_import systemd-logs");
 }
 
 #[test]
@@ -118,7 +162,7 @@ fn failed_start_of_a_restored_service_rolls_back() {
     let (machine, id) = backed_up_then_changed();
     machine.systemd.fail(|f| f.fail_nth("start", 1));
     let err = restore_it(&machine, &id).unwrap_err();
-    assert_rolled_back(&machine, &err, "start web.service");
+    assert_rolled_back(&machine, &id, &err, "start web.service");
 }
 
 #[test]
@@ -126,7 +170,7 @@ fn restored_service_not_active_in_time_rolls_back() {
     let (machine, id) = backed_up_then_changed();
     machine.systemd.fail(|f| f.fail_nth("wait_active", 1));
     let err = restore_it(&machine, &id).unwrap_err();
-    assert_rolled_back(&machine, &err, "did not become active: web.service");
+    assert_rolled_back(&machine, &id, &err, "did not become active: web.service");
 }
 
 #[test]
