@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::auto::{scope_flag, systemctl_words};
-use crate::backup::journal::{self, Operation, Record, Safety};
+use crate::backup::journal::{self, Operation, Record, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::store::{validate_id, BackupStore, TMP_PREFIX};
 use crate::context::Context;
@@ -130,6 +130,24 @@ pub fn before_restore(ctx: &Context, deployment: &str) -> Result<()> {
     match record.operation {
         Operation::Create => ui::warn(clean_create(ctx, &record, true)),
         Operation::Restore => {
+            let held: Vec<String> = record
+                .aside
+                .values()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                .map(|p| p.display().to_string())
+                .collect();
+            if !held.is_empty() {
+                // Superseding it would lose the data it moved aside.
+                return Err(Error::user(format!(
+                    "{}; the data it moved aside is still held in {}",
+                    describe(&record),
+                    held.join(", ")
+                ))
+                .with_hint(format!(
+                    "run `leger-backup{} recover` first: it puts that data back",
+                    scope_flag(ctx.layout.scope)
+                )));
+            }
             remove_unfinished(&record)?;
             ui::warn(format!(
                 "{}; this restore replaces it{}",
@@ -277,6 +295,11 @@ fn from(record: &Record) -> String {
 
 /// What `recover` will do for an interrupted restore, in words.
 pub fn recover_action(record: &Record) -> String {
+    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
+        return "the restore itself had completed; `recover` drops the previous data it had \
+                moved aside"
+            .to_owned();
+    }
     if !record.touched && record.rollback_failed.is_none() {
         return if record.stopped.is_empty() {
             "it had not replaced anything yet; `recover` clears it".to_owned()

@@ -330,7 +330,13 @@ pub fn restore(
         ))
     })?;
     let any_volume = inspected.iter().any(|(_, info)| info.is_some());
-    let held = aside::plan(journal.record(), &inspected);
+    // Files of no deployment that `--force` replaces are kept in a safety
+    // backup that stays (the printed undo): then it holds the volumes too.
+    let held = if in_the_way.is_empty() {
+        aside::plan(journal.record(), &inspected)
+    } else {
+        BTreeMap::new()
+    };
     let safety = if existed || any_volume || !in_the_way.is_empty() {
         let safety = take_safety(
             ctx,
@@ -354,6 +360,11 @@ pub fn restore(
     interrupt::check().map_err(|e| {
         let e = nothing_changed(id, e);
         match &safety {
+            // Without the data it would have moved aside it is of no use.
+            Some(s) if !held.is_empty() => {
+                let _ = store.delete(s);
+                e
+            }
             Some(s) => e.with_hint(format!(
                 "the safety backup {s} of the current state is kept; restore {id} again when you are ready"
             )),

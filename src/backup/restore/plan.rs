@@ -38,7 +38,7 @@ pub(super) fn plan_lines(
         "  deployment {}: {}",
         m.deployment_name,
         if current.is_some() && safety {
-            "installed; its current state is backed up first (the undo)"
+            "installed; its current state is kept until the restored services run (for a rollback)"
         } else if current.is_some() {
             "installed; replaced"
         } else {

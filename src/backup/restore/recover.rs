@@ -91,6 +91,7 @@ pub fn recover(
             }
             outcome.started = record.stopped.clone();
         }
+        drop_unused_safety(store, &record);
         return Ok(outcome);
     }
     let undo_hint = |e: Error| {
@@ -193,6 +194,21 @@ pub fn recover(
                     }
                 },
             ))
+        }
+    }
+}
+
+/// A safety backup whose volumes were to be moved aside is of no use once
+/// nothing was moved: removed (best effort) when `recover` ends a restore
+/// that had replaced nothing.
+fn drop_unused_safety(store: &BackupStore, record: &Record) {
+    let Some(id) = record.safety_id() else { return };
+    let holds_aside = store
+        .load(id)
+        .is_ok_and(|b| b.metadata.volumes.iter().any(|v| v.held_aside));
+    if holds_aside {
+        if let Err(e) = store.delete(id) {
+            ui::warn(format!("the safety backup {id} could not be removed ({e})"));
         }
     }
 }

@@ -590,6 +590,95 @@ fn fault_07_sigkill_during_restore_before_the_services_start() {
     );
 }
 
+#[test]
+fn fault_29_sigkill_after_the_volumes_data_was_moved_aside() {
+    restore_killed_at(
+        "fault-29",
+        "restore:after-move-aside",
+        "ended while moving volume systemd-fault-29-data's data aside",
+        true,
+    );
+}
+
+/// Nothing is left where a restore moves volume data aside.
+const NOTHING_ASIDE: &str = "aside=~/.local/share/containers/storage/leger-backup-aside
+  test -z \"$(ls -A \"$aside\" 2>/dev/null | grep \"^$N-\")\" || { ls -lR \"$aside\" >&2; exit 1; }";
+
+/// Killed when the restore had succeeded, before it dropped the data it
+/// moved aside: the deployment is the restored one and runs; `recover`
+/// only drops what was held aside (and the safety backup that needed it).
+#[test]
+fn fault_30_sigkill_after_the_restore_before_the_moved_data_is_dropped() {
+    let tb = Testbed::get();
+    let s = Scenario::new(&tb, "fault-30", QUIET);
+    let at_backup = s.state();
+    let b1 = s.create();
+    s.ok("change $N");
+    let out = s.fails(&format!(
+        "LEGER_BACKUP_FAULT=restore:before-drop leger-backup restore {b1} --yes"
+    ));
+    assert_eq!(out.code, Some(137), "killed by SIGKILL:\n{}", out.stderr);
+    s.assert_up();
+    s.assert_state("state once restored", &at_backup);
+    let held = s
+        .ok("ls ~/.local/share/containers/storage/leger-backup-aside/")
+        .stdout;
+    assert!(held.contains("fault-30-"), "{held}");
+
+    let out = s.ok("leger-backup status");
+    let warning = s.one_warning(&out);
+    assert!(
+        warning.contains("the restore itself had completed; `recover` drops the previous data"),
+        "{warning}"
+    );
+    // Another restore would lose track of the held data: refused.
+    let out = s.fails(&format!("leger-backup restore {b1} --yes"));
+    assert!(out.stderr.contains("recover` first"), "{}", out.stderr);
+    let out = s.ok("leger-backup recover --yes");
+    assert!(
+        out.stderr
+            .contains("recovered fault-30: the interrupted restore had completed"),
+        "{}",
+        out.stderr
+    );
+    s.assert_up();
+    s.assert_state("state after recover", &at_backup);
+    s.assert_no_journal();
+    s.ok(NOTHING_ASIDE);
+    // Only b1 is left: the safety backup held nothing without that data.
+    let (sound, invalid) = s.check_listing(&[]);
+    assert_eq!(sound, [b1], "{invalid:?}");
+}
+
+/// A successful restore over the running deployment moves the volumes'
+/// data aside (a rename, not a second backup) and drops it once the
+/// services run: no safety backup is left, nothing is held aside.
+#[test]
+fn a_restore_moves_the_previous_data_aside_and_drops_it_once_up() {
+    let tb = Testbed::get();
+    let s = Scenario::new(&tb, "aside-ok", QUIET);
+    let at_backup = s.state();
+    let b1 = s.create();
+    s.ok("change $N");
+    let out = s.ok(&format!("leger-backup restore {b1} --yes"));
+    for needle in [
+        "moved the data of aside-ok-plain, systemd-aside-ok-data aside",
+        "dropped the previous state moved aside",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} not in:\n{}",
+            out.stderr
+        );
+    }
+    s.assert_up();
+    s.assert_state("state once restored", &at_backup);
+    s.assert_no_journal();
+    s.ok(NOTHING_ASIDE);
+    let (sound, _) = s.check_listing(&[]);
+    assert_eq!(sound, [b1]);
+}
+
 // ---------------------------------------------------------------------------
 // A stop hook killed by systemd
 // ---------------------------------------------------------------------------
