@@ -792,10 +792,15 @@ fn fault_10_disk_full_for_the_safety_backup_of_a_restore() {
         name,
         &format!("auto:\n  enabled: false\nbackup:\n  dir: {tmpfs_dir}\n"),
     );
-    // Room for one backup (3 MiB of random data), not for two.
+    // Room for one backup (3 MiB of random data), then none at all: the
+    // safety backup (the deployment's files; the volumes' data is moved
+    // aside, not copied) finds the disk full.
     let _tmpfs = Tmpfs::mount(&tb, name, "5m");
     let b1 = s.create();
     s.ok("change $N");
+    s.ok(&format!(
+        "dd if=/dev/zero of={tmpfs_dir}/.filler bs=64k 2>/dev/null; test -s {tmpfs_dir}/.filler"
+    ));
     let before = s.state();
     let out = s.fails(&format!("leger-backup restore {b1} --yes"));
     eprintln!("{}", out.stderr);
@@ -812,6 +817,7 @@ fn fault_10_disk_full_for_the_safety_backup_of_a_restore() {
     );
     s.assert_up();
     s.assert_state("state after the refused restore", &before);
+    s.ok(&format!("rm {tmpfs_dir}/.filler"));
     let left = s.ok(&format!("ls -A {tmpfs_dir}")).stdout;
     assert_eq!(left.trim(), b1, "only the first backup is left");
     let (sound, _) = s.check_listing(&[]);
