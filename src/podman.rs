@@ -210,6 +210,25 @@ impl Podman {
         Streaming::reading(self.in_user_namespace(&["find", dir, "-printf", format]))
     }
 
+    /// Start `EXE volume-tar DIR` (leger-backup's own binary, `exe`) inside
+    /// the user namespace, where every file of the volume is readable: the
+    /// tar of `dir` on stdout (see [`crate::backup::volume_reader`]).
+    pub fn volume_tar(&self, exe: &std::path::Path, dir: &str) -> Result<Streaming> {
+        let Some(exe) = exe.to_str() else {
+            return Err(Error::internal(format!(
+                "leger-backup's own path {} is not UTF-8",
+                exe.display()
+            )));
+        };
+        // Absolute: nothing after the subcommand is read as an option.
+        if !dir.starts_with('/') {
+            return Err(Error::internal(format!(
+                "cannot read {dir:?}: not an absolute path"
+            )));
+        }
+        Streaming::reading(self.in_user_namespace(&[exe, "volume-tar", dir]))
+    }
+
     /// Set mode and owner of `path` inside the user namespace.
     pub fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {
         let owner = format!("{}:{}", own.uid, own.gid);

@@ -22,7 +22,6 @@
 //! error path ([`crate::interrupt`]).
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use crate::backup::metadata::{
 use crate::backup::reuse;
 use crate::backup::store::{BackupStore, StoredBackup};
 use crate::backup::tar_guard::{Guarded, Specials};
+use crate::backup::volume_reader::{self, ReaderChoice};
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
@@ -273,6 +273,7 @@ pub(crate) fn create_locked(
     for volume in &subject.volumes {
         check_volume_name(&volume.name)?;
     }
+    let reader = ReaderChoice::from_env()?;
     let started = Instant::now();
     let created_at = Utc::now();
     let id = store.new_id(&subject.name, created_at)?;
@@ -395,6 +396,7 @@ pub(crate) fn create_locked(
     let sources = VolumeSources {
         previous: previous.as_ref(),
         quiet,
+        reader,
     };
     let volumes = write_volumes(
         ctx,
@@ -497,6 +499,8 @@ struct VolumeSources<'a> {
     /// mounting them are stopped and no container of another deployment
     /// runs on them.
     quiet: BTreeSet<String>,
+    /// Which reader archives the volumes.
+    reader: ReaderChoice,
 }
 
 /// Write the archive of every volume into the pending backup at `dir`: a
@@ -591,7 +595,8 @@ fn archive_volume(
     let export = || {
         export_volume(
             ctx,
-            &name,
+            info,
+            sources.reader,
             dest,
             compression,
             ctx.config.backup.level.value,
@@ -764,28 +769,42 @@ pub(crate) fn running_services(
         .collect())
 }
 
-/// Stream one volume into its archive: `podman volume export` piped through
-/// the [`TarGuard`] (so a backup that a restore would refuse fails now, not
-/// on the bad day) into [`archive::write_archive`]. Either side failing ends
+/// Stream one volume into its archive: its tar (read directly or by
+/// `podman volume export`, see [`volume_reader`]) piped through the
+/// [`TarGuard`] (so a backup that a restore would refuse fails now, not on
+/// the bad day) into [`archive::write_archive`]. Either side failing ends
 /// the other. Returns the archive's figures and the device nodes and FIFOs
 /// the volume holds (a restore lets only those through).
+#[allow(clippy::too_many_arguments)]
 fn export_volume(
     ctx: &Context,
-    name: &str,
+    info: &VolumeInfo,
+    reader: ReaderChoice,
     dest: &Path,
     compression: crate::config::Compression,
     level: i32,
     threads: u32,
     progress: &Progress,
 ) -> Result<(archive::ArchiveStats, Vec<String>)> {
+    let name = info.name.as_str();
     let bar = progress.bar("exporting", name);
-    let mut export = ctx.podman.volume_export(name)?;
-    let stdout = export
-        .stdout()
-        .ok_or_else(|| Error::internal("podman volume export: no stdout"))?;
-    widen_pipe(stdout.as_raw_fd());
+    let stream = volume_reader::open(&ctx.podman, info, reader).map_err(|e| {
+        bar.fail();
+        e.context(format!("exporting volume {name}"))
+    })?;
+    if let Some(why) = &stream.fallback {
+        progress.step(format!(
+            "reading volume {name} with `podman volume export`: the direct read did not start ({why})"
+        ));
+    }
+    let how = if stream.direct {
+        "read directly"
+    } else {
+        "podman volume export"
+    };
+    let export = stream.program;
     let stdout = Interruptible {
-        inner: stdout,
+        inner: std::io::Read::chain(std::io::Cursor::new(stream.head), stream.stdout),
         fault: fault::armed("create:during-export"),
     };
     let mut guarded = Guarded::new(stdout, Specials::Record);
@@ -810,7 +829,7 @@ fn export_volume(
                 )));
             };
             bar.done(&format!(
-                "{} -> {}",
+                "{} -> {} ({how})",
                 ui::human_size(stats.uncompressed_size),
                 ui::human_size(stats.size)
             ));
