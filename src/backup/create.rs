@@ -836,7 +836,8 @@ fn export_volume(
             Ok((stats, specials))
         }
         Err(e) => {
-            export.abort();
+            // A reader that failed (a file it could not read) says why.
+            let e = export.abort_explained().unwrap_or(e);
             bar.fail();
             Err(e.context(format!("exporting volume {name}")))
         }

@@ -14,7 +14,8 @@ const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 
 /// `podman` answering for volumes under `volumes/` of HOME, logging every
 /// call to `podman.log`; a volume's mountpoint is `volumes/NAME`, or what
-/// `volumes/NAME.mountpoint` says. Returns the PATH to use.
+/// `volumes/NAME.mountpoint` says; its export fails half-way when
+/// `volumes/NAME.broken` exists. Returns the PATH to use.
 fn fake_tools(env: &TestEnv) -> String {
     let bin = env.path("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -30,7 +31,14 @@ case "$1 $2" in
     mp=$(cat "$V/$n.mountpoint" 2>/dev/null || printf '%s/%s' "$V" "$n")
     printf '[{{"Name":"%s","Driver":"local","Mountpoint":"%s","Labels":{{}},"Options":{{}}}}]\n' "$n" "$mp" ;;
   "volume exists") [ -d "$V/$(last "$@")" ] ;;
-  "volume export") cd "$V/$(last "$@")" && exec tar --numeric-owner -cf - -- * ;;
+  "volume export")
+    n=$(last "$@")
+    if [ -e "$V/$n.broken" ]; then
+      tar -cf - -C "$V/$n" . | head -c 1536
+      echo "cannot read $V/$n/sub/f: Input/output error" >&2
+      exit 125
+    fi
+    cd "$V/$n" && exec tar --numeric-owner -cf - -- * ;;
   "ps -a") echo '[]' ;;
   unshare*) shift; exec "$@" ;;
   *) exit 0 ;;
@@ -166,6 +174,20 @@ fn podman_export_takes_over_when_the_direct_read_cannot_start() {
     assert!(err.contains(&mountpoint), "{err}");
     assert!(podman_log(&env).contains("volume export -- dr-data"));
     assert_contents(&listing(&env));
+}
+
+#[test]
+fn a_reader_failing_half_way_is_reported_with_its_own_error() {
+    let env = TestEnv::new();
+    let path = fake_tools(&env);
+    deploy(&env);
+    env.write("volumes/dr-data.broken", "");
+    let out = create(&env, &path, Some("podman"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("exporting volume dr-data"), "{err}");
+    assert!(err.contains("sub/f: Input/output error"), "{err}");
+    assert!(err.contains("exit status 125"), "{err}");
 }
 
 #[test]
