@@ -6,8 +6,8 @@
 //! (`containers/storage` `pkg/archive`) records: numeric owners only, the
 //! whole `st_mode`, mtimes to the second, second and later names of a file
 //! as hard links, device nodes and FIFOs as header-only entries, and the
-//! extended attributes `security.capability` and `user.*` as PAX
-//! `SCHILY.xattr.*` records. Sockets are left out, as podman leaves them.
+//! extended attributes `security.capability`, `security.ima` and `user.*`
+//! (not `user.overlay.*`) as PAX `SCHILY.xattr.*` records. Sockets are left out, as podman leaves them.
 //! Sparse files are written as plain data.
 //!
 //! Why: podman's export costs a Go tar writer, a re-exec'd helper and a
@@ -425,9 +425,12 @@ fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::result::Result<OwnedFd,
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Whether podman's export records the extended attribute `name`.
+/// Whether podman's export records the extended attribute `name`
+/// (`containers/storage` `pkg/archive`: file capabilities and IMA
+/// signatures, and the user namespace but for overlayfs' own).
 fn wanted_xattr(name: &[u8]) -> bool {
-    name == b"security.capability" || name.starts_with(b"user.")
+    matches!(name, b"security.capability" | b"security.ima")
+        || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
 }
 
 /// The extended attributes of entry `name` of `dir` that podman's export
