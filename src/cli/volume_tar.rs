@@ -9,8 +9,12 @@ use super::args::VolumeTarArgs;
 use crate::error::{Error, Result};
 
 /// Write the tar to stdout, unbuffered by the standard library (its stdout
-/// is line-buffered: a tar is not lines).
+/// is line-buffered: a tar is not lines). Runs as the child of `create`.
 pub fn run(args: VolumeTarArgs) -> Result<()> {
+    // Rootless, our parent is `podman unshare`, which dies with the
+    // leger-backup that started it: die with it too, not only at the next
+    // write into the closed pipe.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     let stdout = std::io::stdout()
         .as_fd()
         .try_clone_to_owned()
