@@ -592,18 +592,7 @@ fn archive_volume(
     let podman = &ctx.podman;
     let name = entry.name.clone();
     let fingerprint = || fingerprint(podman, info, progress);
-    let export = || {
-        export_volume(
-            ctx,
-            info,
-            sources.reader,
-            dest,
-            compression,
-            ctx.config.backup.level.value,
-            ctx.config.backup.threads.value,
-            progress,
-        )
-    };
+    let export = || export_volume(ctx, info, sources.reader, dest, progress);
     let candidate = sources.previous.filter(|p| {
         reuse::fingerprintable(info)
             && reuse::candidate(&p.metadata, &entry.name, compression).is_some()
@@ -775,18 +764,20 @@ pub(crate) fn running_services(
 /// the bad day) into [`archive::write_archive`]. Either side failing ends
 /// the other. Returns the archive's figures and the device nodes and FIFOs
 /// the volume holds (a restore lets only those through).
-#[allow(clippy::too_many_arguments)]
 fn export_volume(
     ctx: &Context,
     info: &VolumeInfo,
     reader: ReaderChoice,
     dest: &Path,
-    compression: crate::config::Compression,
-    level: i32,
-    threads: u32,
     progress: &Progress,
 ) -> Result<(archive::ArchiveStats, Vec<String>)> {
     let name = info.name.as_str();
+    let backup = &ctx.config.backup;
+    let (compression, level, threads) = (
+        backup.compression.value,
+        backup.level.value,
+        backup.threads.value,
+    );
     let bar = progress.bar("exporting", name);
     let stream = volume_reader::open(&ctx.podman, info, reader).map_err(|e| {
         bar.fail();
