@@ -36,10 +36,12 @@ impl Compression {
         }
     }
 
-    /// The default level for this compressor.
+    /// The default level for this compressor. zstd 1: on the benchmark's
+    /// data it costs half the CPU of level 3 for an archive 1.7% larger,
+    /// which is what lets a backup keep pace with reading the volume.
     pub fn default_level(self) -> i32 {
         match self {
-            Compression::Zstd => 3,
+            Compression::Zstd => 1,
             Compression::Gzip => 6,
             Compression::None => 0,
         }
@@ -439,6 +441,8 @@ mod tests {
     fn defaults_without_file() {
         let c = parse("").unwrap();
         assert_eq!(c.backup.compression.value, Compression::Zstd);
+        assert_eq!(c.backup.level.value, 1);
+        assert_eq!(c.backup.threads.value, 0);
         assert_eq!(c.backup.keep_manual.value, 5);
         assert_eq!(c.backup.keep_automatic.value, 10);
         assert_eq!(c.backup.keep_before_change.value, 5);

@@ -129,6 +129,11 @@ pub trait ContainerEngine: std::fmt::Debug + Send + Sync {
 
     /// Whether a secret exists.
     fn secret_exists(&self, name: &str) -> Result<bool>;
+    /// Start `EXE volume-tar DIR` (leger-backup's own binary) with the
+    /// rights of the user namespace, where every file of the volume is
+    /// readable: the tar of `dir` on stdout (see
+    /// [`crate::backup::volume_reader`]).
+    fn volume_tar(&self, exe: &std::path::Path, dir: &str) -> Result<Box<dyn Producer>>;
     /// Rename the directory `from` to `to`, on the same filesystem, with
     /// the rights of the user namespace (a restore moves a volume's data
     /// aside with it). `to` must not exist.
@@ -255,6 +260,29 @@ impl ContainerEngine for Podman {
         Ok(Box::new(Streaming::reading(
             self.in_user_namespace(&["find", dir, "-printf", format]),
         )?))
+    }
+
+    /// Start `EXE volume-tar DIR` (leger-backup's own binary, `exe`) inside
+    /// the user namespace, where every file of the volume is readable: the
+    /// tar of `dir` on stdout (see [`crate::backup::volume_reader`]).
+    fn volume_tar(&self, exe: &std::path::Path, dir: &str) -> Result<Box<dyn Producer>> {
+        let Some(exe) = exe.to_str() else {
+            return Err(Error::internal(format!(
+                "leger-backup's own path {} is not UTF-8",
+                exe.display()
+            )));
+        };
+        // Absolute: nothing after the subcommand is read as an option.
+        if !dir.starts_with('/') {
+            return Err(Error::internal(format!(
+                "cannot read {dir:?}: not an absolute path"
+            )));
+        }
+        Ok(Box::new(Streaming::reading(self.in_user_namespace(&[
+            exe,
+            "volume-tar",
+            dir,
+        ]))?))
     }
 
     fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {

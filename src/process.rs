@@ -213,6 +213,30 @@ impl Streaming {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Like [`Streaming::abort`], after reading its stream failed: when
+    /// the program exits on its own within a second, having failed, its
+    /// failure (with its stderr) — a stream cut short because the program
+    /// failed is best explained by the program. `None` when it succeeded
+    /// or had to be killed: then the failure was the reader's (the caller
+    /// keeps the stream's pipe open meanwhile, so a program still writing
+    /// blocks instead of failing on a closed pipe).
+    pub fn abort_explained(mut self) -> Option<Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return None,
+                Ok(Some(status)) => {
+                    let stderr = self.stderr.take().and_then(|h| h.join().ok());
+                    return Some(failure(&self.command, status, &stderr.unwrap_or_default()));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(_) => break,
+            }
+        }
+        self.abort();
+        None
+    }
 }
 
 /// The output end of a stream: a program's stdout, or an in-memory stand-in
@@ -252,6 +276,12 @@ pub trait Producer: Send {
     fn finish(self: Box<Self>) -> Result<()>;
     /// Stop it (after a failure on our side).
     fn abort(self: Box<Self>);
+    /// Stop it after its output ended early, and say why when the failure
+    /// was its own (see [`Streaming::abort_explained`]).
+    fn abort_explained(self: Box<Self>) -> Option<Error> {
+        self.abort();
+        None
+    }
 }
 
 /// A running consumer of a stream the caller writes (`podman volume
@@ -276,6 +306,10 @@ impl Producer for Streaming {
 
     fn abort(self: Box<Self>) {
         Streaming::abort(*self)
+    }
+
+    fn abort_explained(self: Box<Self>) -> Option<Error> {
+        Streaming::abort_explained(*self)
     }
 }
 
@@ -315,6 +349,26 @@ mod tests {
         assert_eq!(err.kind, crate::error::ErrorKind::User);
         assert!(err.message.contains("not found in PATH"));
         assert!(err.hint.is_some());
+    }
+
+    #[test]
+    fn a_stream_cut_short_is_explained_by_the_program_that_failed() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf partial; echo 'cannot read /v/x' >&2; exit 3"]);
+        let mut s = Streaming::reading(cmd).unwrap();
+        let mut out = String::new();
+        s.stdout().unwrap().read_to_string(&mut out).unwrap();
+        let err = s.abort_explained().expect("the program's failure");
+        assert!(err.message.ends_with("cannot read /v/x"), "{}", err.message);
+
+        let mut hangs = Command::new("sh");
+        hangs.args(["-c", "exec sleep 30"]);
+        let started = std::time::Instant::now();
+        assert!(Streaming::reading(hangs)
+            .unwrap()
+            .abort_explained()
+            .is_none());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::backup::reuse;
 use crate::backup::services::{all_services, foreign_users, running_services, ServiceGuard};
 use crate::backup::store::{BackupStore, StoredBackup};
 use crate::backup::tar_guard::{Guarded, Specials};
+use crate::backup::volume_reader::{self, ReaderChoice};
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
@@ -276,6 +277,7 @@ pub(crate) fn create_locked(
     for volume in &subject.volumes {
         check_volume_name(&volume.name)?;
     }
+    let reader = ReaderChoice::from_env()?;
     let started = Instant::now();
     let created_at = Utc::now();
     let id = store.new_id(&subject.name, created_at)?;
@@ -399,6 +401,7 @@ pub(crate) fn create_locked(
         previous: previous.as_ref(),
         quiet,
         held_aside: &opts.hold_aside,
+        reader,
     };
     let volumes = write_volumes(
         ctx,
@@ -503,6 +506,8 @@ struct VolumeSources<'a> {
     quiet: BTreeSet<String>,
     /// Volumes not archived: a restore moves their data aside.
     held_aside: &'a BTreeSet<String>,
+    /// Which reader archives the volumes.
+    reader: ReaderChoice,
 }
 
 /// Write the archive of every volume into the pending backup at `dir`: a
@@ -600,17 +605,7 @@ fn archive_volume(
     let podman = &*ctx.podman;
     let name = entry.name.clone();
     let fingerprint = || fingerprint(podman, info, progress);
-    let export = || {
-        export_volume(
-            ctx,
-            &name,
-            dest,
-            compression,
-            ctx.config.backup.level.value,
-            ctx.config.backup.threads.value,
-            progress,
-        )
-    };
+    let export = || export_volume(ctx, info, sources.reader, dest, progress);
     let candidate = sources.previous.filter(|p| {
         reuse::fingerprintable(info)
             && reuse::candidate(&p.metadata, &entry.name, compression).is_some()
@@ -728,28 +723,44 @@ fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -
         .unwrap_or_else(|_| Err(Error::internal(format!("{what} panicked"))))
 }
 
-/// Stream one volume into its archive: `podman volume export` piped through
-/// the [`TarGuard`] (so a backup that a restore would refuse fails now, not
-/// on the bad day) into [`archive::write_archive`]. Either side failing ends
+/// Stream one volume into its archive: its tar (read directly or by
+/// `podman volume export`, see [`volume_reader`]) piped through the
+/// [`TarGuard`] (so a backup that a restore would refuse fails now, not on
+/// the bad day) into [`archive::write_archive`]. Either side failing ends
 /// the other. Returns the archive's figures and the device nodes and FIFOs
 /// the volume holds (a restore lets only those through).
 fn export_volume(
     ctx: &Context,
-    name: &str,
+    info: &VolumeInfo,
+    reader: ReaderChoice,
     dest: &Path,
-    compression: crate::config::Compression,
-    level: i32,
-    threads: u32,
     progress: &Progress,
 ) -> Result<(archive::ArchiveStats, Vec<String>)> {
+    let name = info.name.as_str();
+    let backup = &ctx.config.backup;
+    let (compression, level, threads) = (
+        backup.compression.value,
+        backup.level.value,
+        backup.threads.value,
+    );
     let bar = progress.bar("exporting", name);
-    let mut export = ctx.podman.volume_export(name)?;
-    let stdout = export
-        .output()
-        .ok_or_else(|| Error::internal("podman volume export: no stdout"))?;
-    widen_pipe(stdout.pipe_fd());
+    let stream = volume_reader::open(&*ctx.podman, info, reader).map_err(|e| {
+        bar.fail();
+        e.context(format!("exporting volume {name}"))
+    })?;
+    if let Some(why) = &stream.fallback {
+        progress.step(format!(
+            "reading volume {name} with `podman volume export`: the direct read did not start ({why})"
+        ));
+    }
+    let how = if stream.direct {
+        "read directly"
+    } else {
+        "podman volume export"
+    };
+    let export = stream.program;
     let stdout = Interruptible {
-        inner: stdout,
+        inner: std::io::Read::chain(std::io::Cursor::new(stream.head), stream.stdout),
         fault: fault::armed("create:during-export"),
     };
     let mut guarded = Guarded::new(stdout, Specials::Record);
@@ -774,14 +785,15 @@ fn export_volume(
                 )));
             };
             bar.done(&format!(
-                "{} -> {}",
+                "{} -> {} ({how})",
                 ui::human_size(stats.uncompressed_size),
                 ui::human_size(stats.size)
             ));
             Ok((stats, specials))
         }
         Err(e) => {
-            export.abort();
+            // A reader that failed (a file it could not read) says why.
+            let e = export.abort_explained().unwrap_or(e);
             bar.fail();
             Err(e.context(format!("exporting volume {name}")))
         }

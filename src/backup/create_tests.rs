@@ -75,9 +75,14 @@ fn running_services_are_stopped_for_the_export_and_started_again() {
 #[test]
 fn services_are_started_again_when_the_export_fails() {
     let (machine, deployment) = running_web();
-    machine
-        .podman
-        .fail(|f| f.fail_on("volume_export", "systemd-logs"));
+    // Both readers fail: the direct one (by mountpoint) and podman's export.
+    let logs = crate::podman::ContainerEngine::volume_inspect(&*machine.podman, "systemd-logs")
+        .unwrap()
+        .unwrap();
+    machine.podman.fail(|f| {
+        f.fail_on("volume_tar", &logs.mountpoint);
+        f.fail_on("volume_export", "systemd-logs");
+    });
     let err = create(&machine.ctx, &deployment, &quiet()).unwrap_err();
 
     assert!(err.message.contains("systemd-logs"), "{}", err.message);

@@ -18,3 +18,4 @@ pub mod store;
 pub mod tar_guard;
 pub(crate) mod trust;
 pub mod verify;
+pub mod volume_reader;

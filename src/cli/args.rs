@@ -99,6 +99,10 @@ pub enum Command {
     /// Entry point of the systemd generator (internal).
     #[command(hide = true)]
     Generator(GeneratorArgs),
+    /// Write the tar of a volume's directory to stdout (internal: `create`
+    /// runs it inside podman's user namespace).
+    #[command(hide = true)]
+    VolumeTar(VolumeTarArgs),
 }
 
 /// `create`.
@@ -261,6 +265,13 @@ pub struct GeneratorArgs {
     pub early_dir: Option<PathBuf>,
     /// Late output directory.
     pub late_dir: Option<PathBuf>,
+}
+
+/// `volume-tar` (run by `create`).
+#[derive(Debug, Args)]
+pub struct VolumeTarArgs {
+    /// The volume's directory (its mountpoint).
+    pub dir: PathBuf,
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod settings;
 mod status;
 mod stop_hook;
 mod verify;
+mod volume_tar;
 
 pub use args::{Cli, Command, GlobalArgs};
 
@@ -96,6 +97,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::StopHook(args) => stop_hook::run(&global, args),
         Command::LegerHook(args) => leger_hook::run(&global, args),
         Command::Generator(args) => generator::run(&global, args),
+        Command::VolumeTar(args) => volume_tar::run(args),
     }
 }
 

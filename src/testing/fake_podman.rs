@@ -308,6 +308,12 @@ impl ContainerEngine for FakePodman {
         Ok(s.containers.get(name).cloned().unwrap_or_default())
     }
 
+    fn volume_tar(&self, _exe: &std::path::Path, dir: &str) -> Result<Box<dyn Producer>> {
+        let mut s = self.record("volume_tar", dir)?;
+        let volume = s.at_mountpoint(dir)?;
+        Ok(Box::new(MemoryProducer::new(tar_of(&volume.files))))
+    }
+
     fn move_dir(&self, from: &str, to: &str) -> Result<()> {
         let mut s = self.record("move_dir", from)?;
         let volume = s.at_mountpoint(from)?;

@@ -47,7 +47,10 @@
 #   create   leger-backup create bench --reason bench  (service running:
 #            includes stopping and starting it, hashing, metadata, fsync)
 #   live     leger-backup create bench --live  (the same without stopping
-#            and starting the service: the backup's own streaming overhead)
+#            and starting the service: the backup's own streaming overhead),
+#            the volume read directly (LEGER_BACKUP_VOLUME_READER=direct)
+#   livepod  the same through podman volume export
+#            (LEGER_BACKUP_VOLUME_READER=podman), side by side with live
 #   unzstd   zstd -d < f.zst | podman volume import bench-data -
 #            (the volume removed and created empty first, untimed)
 #   fresh    leger-backup restore ID --yes --no-start onto nothing: the
@@ -403,10 +406,14 @@ run_create_live() {
     # time the export itself.
     podman unshare sh -c 'f=$(find "$1" -type f | head -n 1); touch -m -r "$f" "$f"' sh \
         "$(podman volume inspect --format '{{.Mountpoint}}' "$VOLUME")"
-    timed live sh -c 'exec leger-backup --json create "$1" --live --reason bench >"$2"' \
+    timed live sh -c 'LEGER_BACKUP_VOLUME_READER=direct exec leger-backup --json create "$1" --live --reason bench >"$2"' \
         sh "$DEPLOYMENT" "$WORK/live.json"
     record_phase live_export "$(phase "$WORK/live.log" 'exporting volume' "volume $VOLUME: ")"
     leger-backup delete "$(jq -r .id "$WORK/live.json")" --yes >/dev/null 2>&1
+    # The same through podman's export (the live backup is gone: exported again).
+    timed livepod sh -c 'LEGER_BACKUP_VOLUME_READER=podman exec leger-backup --json create "$1" --live --reason bench >"$2"' \
+        sh "$DEPLOYMENT" "$WORK/livepod.json"
+    leger-backup delete "$(jq -r .id "$WORK/livepod.json")" --yes >/dev/null 2>&1
 }
 
 run_restore() {
@@ -576,12 +583,12 @@ inside_main() {
     echo "| measurement | best s | median s | runs | MB/s (best) | peak RSS MB | output MB |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     local name out
-    for name in floor zstd gzip create unchanged live unzstd fresh restore; do
+    for name in floor zstd gzip create unchanged live livepod unzstd fresh restore; do
         case $name in
         zstd) out=$(calc "$ZSTD_SIZE / 1e6") ;;
         gzip) out=$(calc "$gzip_size / 1e6") ;;
         create) out=$(calc "$CREATE_SIZE / 1e6") ;;
-        live) out=$(calc "$(jq -r '[.metadata.volumes[] | .size] | add' "$WORK/live.json") / 1e6") ;;
+        live | livepod) out=$(calc "$(jq -r '[.metadata.volumes[] | .size] | add' "$WORK/$name.json") / 1e6") ;;
         *) out=- ;;
         esac
         printf '| %-7s | %6.2f | %6.2f | %d | %5.0f | %4d | %s |\n' "$name" "${WALL[$name]}" \
@@ -601,6 +608,9 @@ inside_main() {
     echo "| --- | ---: | --- | --- |"
     target "create / (export | zstd -3 -T0)" "${WALL[create]}" "${WALL[zstd]}" '<=' 1.05
     target "create / export floor" "${WALL[create]}" "${WALL[floor]}" '<=' 1.25
+    target "create --live, read directly / export floor" "${WALL[live]}" "${WALL[floor]}" '<=' 1.0
+    reference "create --live, podman export / export floor" "${WALL[livepod]}" "${WALL[floor]}" \
+        "LEGER_BACKUP_VOLUME_READER=podman"
     target "(export | gzip -6) / create" "${WALL[gzip]}" "${WALL[create]}" '>=' 6
     target "create, nothing changed / create (archive links: ${UNCHANGED_LINKS:-?})" \
         "${WALL[unchanged]}" "${WALL[create]}" '<=' 0.2

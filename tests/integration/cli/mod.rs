@@ -14,3 +14,4 @@ mod plan_host_paths;
 mod recovery;
 mod retention;
 mod reuse;
+mod volume_reader;

@@ -2,6 +2,7 @@
 
 mod auto;
 mod backup_restore;
+mod direct_read;
 mod faults;
 mod file_modes;
 mod hostile_restore;

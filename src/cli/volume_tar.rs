@@ -1,0 +1,23 @@
+//! `volume-tar DIR` (internal): the tar of a volume's directory on stdout,
+//! for `create`, which runs it inside podman's user namespace and reads
+//! the stream as it reads `podman volume export`
+//! ([`crate::backup::volume_reader`]).
+
+use std::os::fd::AsFd;
+
+use super::args::VolumeTarArgs;
+use crate::error::{Error, Result};
+
+/// Write the tar to stdout, unbuffered by the standard library (its stdout
+/// is line-buffered: a tar is not lines). Runs as the child of `create`.
+pub fn run(args: VolumeTarArgs) -> Result<()> {
+    // Rootless, our parent is `podman unshare`, which dies with the
+    // leger-backup that started it: die with it too, not only at the next
+    // write into the closed pipe.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let stdout = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::internal(format!("cannot use stdout: {e}")))?;
+    crate::backup::volume_reader::write_tree(&args.dir, std::fs::File::from(stdout))
+}
