@@ -12,14 +12,11 @@
 //! declared dead only because its process could not be inspected.
 //!
 //! The operation journal ([`crate::backup::journal`]) stores the same pair
-//! in its JSON record; its `process_start_time` is the one reader of
-//! `/proc/PID/stat` used here.
+//! in its JSON record and asks the same question here.
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-
-use crate::backup::journal::process_start_time;
 
 /// A process as a record names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +83,15 @@ fn pid_exists(pid: u32) -> bool {
         return false;
     };
     !matches!(kill(Pid::from_raw(pid), None), Err(Errno::ESRCH))
+}
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks since boot), or
+/// `None` when the process does not exist (or `/proc` cannot tell).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     crate::backup::recovery::before_create(ctx, &deployment.name, opts.services_already_stopped)?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also tells the stop hooks of the services stopped
-    // below that the stop is ours (see `auto::ops`); a stop hook's own
+    // below that the stop is ours (see `auto::own_operation`); a stop hook's own
     // backup does not claim that.
     let mut journal = Journal::begin(
         &ctx.layout.state_dir,

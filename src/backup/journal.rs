@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deployment::validate_name;
 use crate::error::{Error, Result};
+use crate::process_identity::{process_start_time, ProcessIdentity};
 
 /// Format of the journal file this version writes.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -177,7 +178,11 @@ pub struct Record {
 impl Record {
     /// Whether the process that wrote the record still runs.
     pub fn alive(&self) -> bool {
-        is_alive(self.pid, self.start_time)
+        ProcessIdentity {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+        .is_alive()
     }
 
     /// The step, in words.
@@ -467,24 +472,6 @@ fn sync_parent(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether process `pid` runs and, when known, started at `start_time`.
-pub fn is_alive(pid: u32, start_time: Option<u64>) -> bool {
-    match (process_start_time(pid), start_time) {
-        (None, _) => false,
-        (Some(now), Some(then)) => now == then,
-        (Some(_), None) => true,
-    }
-}
-
-/// Field 22 of `/proc/PID/stat` (start time in clock ticks since boot), or
-/// `None` when the process does not exist.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ...`: comm may hold spaces and parentheses.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,12 +613,5 @@ mod tests {
         let err = listed[0].1.as_ref().unwrap_err();
         assert!(err.message.contains("malformed journal"), "{}", err.message);
         assert!(read(tmp.path(), "web").is_err());
-    }
-
-    #[test]
-    fn liveness() {
-        assert!(is_alive(std::process::id(), None));
-        assert!(!is_alive(std::process::id(), Some(1)));
-        assert!(!is_alive(u32::MAX - 1, None));
     }
 }

@@ -284,7 +284,7 @@ pub fn restore(
     crate::backup::recovery::before_restore(ctx, &name)?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also keeps the stop hooks of the services stopped
-    // below from backing up a half-restored deployment (see `auto::ops`).
+    // below from backing up a half-restored deployment (see `auto::own_operation`).
     let mut journal = Journal::begin(
         &ctx.layout.state_dir,
         &name,
