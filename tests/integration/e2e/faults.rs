@@ -786,7 +786,7 @@ fn fault_10_disk_full_for_the_safety_backup_of_a_restore() {
     let b1 = s.create();
     s.ok("change $N");
     s.ok(&format!(
-        "dd if=/dev/zero of={tmpfs_dir}/.filler bs=64k 2>/dev/null; test -s {tmpfs_dir}/.filler"
+        "dd if=/dev/zero of={tmpfs_dir}/.filler bs=4k 2>/dev/null || test -s {tmpfs_dir}/.filler"
     ));
     let before = s.state();
     let out = s.fails(&format!("leger-backup restore {b1} --yes"));
