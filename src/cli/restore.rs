@@ -6,7 +6,7 @@ use crate::backup::recovery;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::backup::store::{validate_id, BackupStore};
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ui;
 
 /// Run `restore`; on success say how to undo it.
@@ -18,10 +18,16 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
     let store = BackupStore::open(ctx.backup_dir())?;
     let opts = RestoreOptions {
         no_start: args.no_start,
-        assume_yes: args.yes,
         force: args.force,
     };
-    let outcome = restore::restore(&ctx, &store, &args.id, &opts)?;
+    let plan = restore::prepare(&ctx, &store, &args.id, &opts)?;
+    for line in &plan.lines {
+        ui::note(line);
+    }
+    if !args.yes && !ui::confirm(&plan.question, "--yes")? {
+        return Err(Error::user("restore cancelled; nothing was changed"));
+    }
+    let outcome = restore::execute(&ctx, &store, plan, &opts)?;
     if global.json {
         ui::print_json(&outcome)?;
     }

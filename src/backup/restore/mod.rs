@@ -70,8 +70,6 @@ use crate::ui;
 pub struct RestoreOptions {
     /// Leave the services stopped afterwards.
     pub no_start: bool,
-    /// Do not ask for confirmation (`--yes`).
-    pub assume_yes: bool,
     /// Replace volumes other deployments' quadlet files use too, and files
     /// in the restore's way that belong to no deployment (`--force`; those
     /// files go into the safety backup).
@@ -210,19 +208,67 @@ fn current_deployment(ctx: &Context, name: &str) -> Result<Option<Deployment>> {
     deployment::lookup(&ctx.layout, name)
 }
 
-/// Restore backup `id`: verify, plan, confirm, safety backup, put back, and
-/// roll back to the safety backup if putting back fails.
+/// A restore checked and ready (step 1), for the caller to show and
+/// confirm (step 2) before [`execute`] changes anything.
+pub struct RestorePlan {
+    target: Target,
+    in_the_way: Vec<DeploymentFile>,
+    started: Instant,
+    /// What the restore will do, line by line.
+    pub lines: Vec<String>,
+    /// The question to ask before [`execute`].
+    pub question: String,
+}
+
+/// Restore backup `id` without asking: [`prepare`], then [`execute`].
 pub fn restore(
     ctx: &Context,
     store: &BackupStore,
     id: &str,
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
+    let plan = prepare(ctx, store, id, opts)?;
+    execute(ctx, store, plan, opts)
+}
+
+/// Step 1: load backup `id` and check everything that can be checked
+/// before any command runs: scope, every name it acts on against its own
+/// quadlet files (or the deployment installed now), every checksum and
+/// archive, what it would replace that is not its deployment's. Then
+/// podman and systemd are asked (read-only) what exists and runs, for the
+/// plan's lines. Changes nothing.
+pub fn prepare(
+    ctx: &Context,
+    store: &BackupStore,
+    id: &str,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan> {
     validate_id(id)?;
     let started = Instant::now();
     let backup = store.load(id)?;
-    let metadata = backup.metadata.clone();
-    let name = metadata.deployment_name.clone();
+    check_restorable(ctx, &backup.metadata)?;
+    let name = backup.metadata.deployment_name.clone();
+    let target = Target::of(backup.clone())?;
+    let current = current_deployment(ctx, &name)?;
+    let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
+    Progress::new(true).step(format!("verifying {id}"));
+    verify_backup(&backup)?;
+    check_volumes_outside_storage(&name, &outside_storage, opts.force)?;
+    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
+    let lines = plan_lines(ctx, &target, current.as_ref(), true)?;
+    Ok(RestorePlan {
+        target,
+        in_the_way,
+        started,
+        lines,
+        question: format!("Replace the current state of {name} with backup {id}?"),
+    })
+}
+
+/// A backup of this scope, and not the safety backup of an unfinished
+/// restore (whose volumes' data is not in it).
+fn check_restorable(ctx: &Context, metadata: &Metadata) -> Result<()> {
+    let id = &metadata.id;
     if let Some(scope) = metadata.scope {
         if scope != ctx.layout.scope {
             return Err(Error::user(format!(
@@ -242,52 +288,38 @@ pub fn restore(
         .filter(|v| v.held_aside)
         .map(|v| v.name.as_str())
         .collect();
-    if !held.is_empty() {
-        return Err(Error::user(format!(
-            "backup {id} is the safety backup of an unfinished restore: the data of {} was moved \
-             aside, not into it",
-            held.join(", ")
-        ))
-        .with_hint("`leger-backup recover` puts that state back (see `leger-backup status`)"));
+    if held.is_empty() {
+        return Ok(());
     }
+    Err(Error::user(format!(
+        "backup {id} is the safety backup of an unfinished restore: the data of {} was moved \
+         aside, not into it",
+        held.join(", ")
+    ))
+    .with_hint("`leger-backup recover` puts that state back (see `leger-backup status`)"))
+}
+
+/// Steps 3-8 of a confirmed `plan`: stop the services, keep the current
+/// state (volumes moved aside, the rest in a safety backup), put the backup
+/// back, and roll back if that fails. No questions.
+pub fn execute(
+    ctx: &Context,
+    store: &BackupStore,
+    plan: RestorePlan,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
     let progress = Progress::new(true);
-
-    // 1. Before any command runs: every name the restore acts on must come
-    // from the backup's own quadlet files (or the deployment installed
-    // now), then every checksum and archive is verified. Only then are
-    // podman and systemd asked (read-only) what exists and runs.
-    let legacy = metadata.is_legacy();
-    let target = Target::of(backup.clone())?;
-    let current = current_deployment(ctx, &name)?;
-    let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
-    progress.step(format!("verifying {id}"));
-    verify_backup(&backup)?;
-    check_volumes_outside_storage(&name, &outside_storage, opts.force)?;
-    // What the restore would replace that is not the deployment's: refused
-    // before the question (only files are read).
-    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
-    let plan = plan_lines(ctx, &target, current.as_ref(), true)?;
-
-    // 2. Show the plan; confirm.
-    for line in plan {
-        ui::note(line);
-    }
-    if !opts.assume_yes {
-        let question = format!("Replace the current state of {name} with backup {id}?");
-        if !ui::confirm(&question, "--yes")? {
-            return Err(Error::user("restore cancelled; nothing was changed"));
-        }
-    }
-
-    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &name, Duration::ZERO)?;
+    let metadata = plan.target.metadata();
+    let (id, name) = (metadata.id.as_str(), metadata.deployment_name.as_str());
+    let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
     // A journal a dead run left for this deployment is dealt with first.
-    crate::backup::recovery::before_restore(ctx, &name)?;
+    crate::backup::recovery::before_restore(ctx, name)?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also keeps the stop hooks of the services stopped
     // below from backing up a half-restored deployment (see `auto::own_operation`).
     let mut journal = Journal::begin(
         &ctx.layout.state_dir,
-        &name,
+        name,
         Operation::Restore,
         store.dir(),
         true,
@@ -295,22 +327,13 @@ pub fn restore(
     journal.update(|r| r.backup_id = Some(id.to_owned()))?;
     interrupt::install()?;
     // The deployment may have changed while the question was open.
-    let current = current_deployment(ctx, &name)?;
-    let existed = current.is_some();
-    let subject = safety_subject(ctx, &metadata, current.as_ref(), &in_the_way)?;
+    let current = current_deployment(ctx, name)?;
+    let subject = safety_subject(ctx, metadata, current.as_ref(), &plan.in_the_way)?;
+    let own = own_services(ctx, metadata, &subject)?;
 
-    // 3. Volumes in use by containers of other deployments.
-    let mut own_services: BTreeSet<String> = subject.services.iter().cloned().collect();
-    own_services.extend(metadata.services.iter().map(|s| s.name.clone()));
-    for volume in &subject.volumes {
-        own_services.extend(volume.used_by.iter().cloned());
-    }
-    let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
-    check_not_in_use(ctx, &name, &touched, &own_services)?;
-
-    // Stop the deployment's services; they stay down through the safety
-    // backup (consistent, and one downtime instead of two).
-    let units: Vec<String> = own_services.iter().cloned().collect();
+    // Stop the deployment's services; they stay down while the current
+    // state is kept (consistent, and one downtime instead of two).
+    let units: Vec<String> = own.into_iter().collect();
     let running = services::running_services(&*ctx.systemctl, &units)?;
     interrupt::check().map_err(|e| nothing_changed(id, e))?;
     journal.update(|r| {
@@ -321,8 +344,112 @@ pub fn restore(
     let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
     guard.stop(&progress)?;
 
-    // 4. The safety copy of the current state: volumes in Podman's
-    // storage are moved aside later (a rename), the rest is backed up.
+    let kept = keep_current_state(
+        ctx,
+        store,
+        &plan,
+        current.is_some(),
+        &subject,
+        &running,
+        &progress,
+        &mut journal,
+    )?;
+    // From here on put_back (or the rollback) decides what runs.
+    guard.hand_over();
+    journal.update(|r| r.touched = true)?;
+    let start = if opts.no_start {
+        Start::Nothing
+    } else if current.is_some() {
+        Start::WasRunning
+    } else {
+        Start::All
+    };
+    let started_units = match replace(
+        ctx,
+        store,
+        &plan.target,
+        &kept,
+        start,
+        &progress,
+        &mut journal,
+    ) {
+        Ok(units) => units,
+        Err(err) => {
+            if journal.record().rollback_failed.is_some() {
+                // `recover` retries the rollback; `status` shows it.
+                journal.keep();
+            }
+            return Err(err);
+        }
+    };
+    let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
+    let safety = match kept.safety {
+        Some(safety) if !kept.held.is_empty() => {
+            drop_held(ctx, store, &safety, &progress, &mut journal);
+            None
+        }
+        safety => safety,
+    };
+    let missing_secrets = missing_secrets(ctx, metadata)?;
+    progress.step(format!(
+        "restored {id} in {:.1} s{}",
+        plan.started.elapsed().as_secs_f64(),
+        match downtime {
+            Some(d) => format!(", services down {d:.1} s"),
+            None => String::new(),
+        }
+    ));
+    Ok(RestoreOutcome {
+        id: id.to_owned(),
+        deployment: name.to_owned(),
+        safety_backup: safety,
+        started: started_units,
+        missing_secrets,
+        legacy: metadata.is_legacy(),
+        downtime_seconds: downtime,
+    })
+}
+
+/// Step 3: the services of the deployment (now, in the backup, and those
+/// mounting its volumes); refused when a container of another deployment
+/// uses a volume the restore replaces.
+fn own_services(ctx: &Context, metadata: &Metadata, subject: &Subject) -> Result<BTreeSet<String>> {
+    let mut own: BTreeSet<String> = subject.services.iter().cloned().collect();
+    own.extend(metadata.services.iter().map(|s| s.name.clone()));
+    for volume in &subject.volumes {
+        own.extend(volume.used_by.iter().cloned());
+    }
+    let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
+    check_not_in_use(ctx, &metadata.deployment_name, &touched, &own)?;
+    Ok(own)
+}
+
+/// How the state before the restore is kept (step 4).
+struct Kept {
+    /// The safety backup, when anything of the deployment existed.
+    safety: Option<String>,
+    /// The volumes whose data is moved aside instead of archived, and where.
+    held: BTreeMap<String, PathBuf>,
+    /// The deployment's volumes as inspected before.
+    inspected: Vec<(String, Option<VolumeInfo>)>,
+}
+
+/// Step 4: keep the current state, with the services stopped: volumes in
+/// Podman's storage are to be moved aside (a rename), the rest goes into a
+/// safety backup. Ends with the last check for a signal: until then
+/// nothing was replaced.
+#[allow(clippy::too_many_arguments)]
+fn keep_current_state(
+    ctx: &Context,
+    store: &BackupStore,
+    plan: &RestorePlan,
+    existed: bool,
+    subject: &Subject,
+    running: &BTreeSet<String>,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<Kept> {
+    let id = plan.target.metadata().id.as_str();
     let inspected = create::in_parallel(&subject.volumes, |volume| {
         Ok((
             volume.name.clone(),
@@ -332,23 +459,15 @@ pub fn restore(
     let any_volume = inspected.iter().any(|(_, info)| info.is_some());
     // Files of no deployment that `--force` replaces are kept in a safety
     // backup that stays (the printed undo): then it holds the volumes too.
-    let held = if in_the_way.is_empty() {
+    let held = if plan.in_the_way.is_empty() {
         aside::plan(journal.record(), &inspected)
     } else {
         BTreeMap::new()
     };
-    let safety = if existed || any_volume || !in_the_way.is_empty() {
-        let safety = take_safety(
-            ctx,
-            store,
-            id,
-            &subject,
-            &running,
-            &held,
-            &progress,
-            &mut journal,
-        )?;
-        Some(safety)
+    let safety = if existed || any_volume || !plan.in_the_way.is_empty() {
+        Some(take_safety(
+            ctx, store, id, subject, running, &held, progress, journal,
+        )?)
     } else {
         journal.update(|r| r.safety = Some(Safety::NotNeeded))?;
         progress.step("nothing of the deployment exists: no safety backup needed");
@@ -371,90 +490,67 @@ pub fn restore(
             None => e,
         }
     })?;
-    // From here on put_back (or the rollback) decides what runs.
-    guard.hand_over();
-    journal.update(|r| r.touched = true)?;
-    let moved = move_aside(ctx, &inspected, &held, &progress, &mut journal);
+    Ok(Kept {
+        safety,
+        held,
+        inspected,
+    })
+}
 
-    // 5-7.
-    let start = if opts.no_start {
-        Start::Nothing
-    } else if existed {
-        Start::WasRunning
-    } else {
-        Start::All
-    };
-    let result = moved.and_then(|()| put_back(ctx, &target, start, &progress, &mut journal, true));
-    let started_units = match result {
-        Ok(units) => units,
-        Err(cause) => {
-            let err = roll_back(
-                ctx,
-                store,
-                &target,
-                safety.as_deref(),
-                cause,
-                &progress,
-                &mut journal,
-            );
-            if journal.record().rollback_failed.is_some() {
-                // `recover` retries the rollback; `status` shows it.
-                journal.keep();
-            }
-            return Err(err);
-        }
-    };
-    let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
-    let safety = match safety {
-        Some(id) if !held.is_empty() => {
-            drop_held(ctx, store, &id, &progress, &mut journal);
-            None
-        }
-        kept => kept,
-    };
+/// Steps 5-8: move the volumes' data aside, put `target` back; on failure
+/// roll back to what `kept` holds. Returns the services started.
+fn replace(
+    ctx: &Context,
+    store: &BackupStore,
+    target: &Target,
+    kept: &Kept,
+    start: Start,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<Vec<String>> {
+    let result = move_aside(ctx, &kept.inspected, &kept.held, progress, journal)
+        .and_then(|()| put_back(ctx, target, start, progress, journal, true));
+    result.map_err(|cause| {
+        roll_back(
+            ctx,
+            store,
+            target,
+            kept.safety.as_deref(),
+            cause,
+            progress,
+            journal,
+        )
+    })
+}
 
-    // After: secrets the units need.
-    // (leger's backups do not record them: ask the restored units.)
-    let secrets = if legacy {
-        current_deployment(ctx, &name)?
+/// Secrets the restored units require that do not exist (backups never
+/// hold secret values). leger's backups do not record them: the restored
+/// units are asked.
+fn missing_secrets(ctx: &Context, metadata: &Metadata) -> Result<Vec<String>> {
+    let secrets = if metadata.is_legacy() {
+        current_deployment(ctx, &metadata.deployment_name)?
             .and_then(|d| d.resolve(&ctx.layout).ok())
             .map(|r| r.secrets)
             .unwrap_or_default()
     } else {
         metadata.secrets.clone()
     };
-    let mut missing_secrets = Vec::new();
+    let mut missing = Vec::new();
     for secret in &secrets {
         match ctx.podman.secret_exists(secret) {
             Ok(true) => {}
-            Ok(false) => missing_secrets.push(secret.clone()),
+            Ok(false) => missing.push(secret.clone()),
             Err(e) => ui::warn(format!("cannot check secret {secret}: {e}")),
         }
     }
-    if !missing_secrets.is_empty() {
+    if !missing.is_empty() {
         ui::warn(format!(
             "secrets the units require do not exist: {} (backups never hold secret values; \
              create them with `podman secret create NAME FILE`)",
-            missing_secrets.join(", ")
+            missing.join(", ")
         ));
     }
-    progress.step(format!(
-        "restored {id} in {:.1} s{}",
-        started.elapsed().as_secs_f64(),
-        match downtime {
-            Some(d) => format!(", services down {d:.1} s"),
-            None => String::new(),
-        }
-    ));
-    Ok(RestoreOutcome {
-        id: id.to_owned(),
-        deployment: name,
-        safety_backup: safety,
-        started: started_units,
-        missing_secrets,
-        legacy,
-        downtime_seconds: downtime,
-    })
+    Ok(missing)
 }
 
 /// Step 4: the safety backup of the current state (the deployment's files,

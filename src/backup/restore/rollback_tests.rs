@@ -47,11 +47,12 @@ fn backed_up_then_changed() -> (Machine, String) {
 }
 
 fn restore_it(machine: &Machine, id: &str) -> Result<super::RestoreOutcome, Error> {
-    let opts = RestoreOptions {
-        assume_yes: true,
-        ..RestoreOptions::default()
-    };
-    restore(&machine.ctx, &machine.store(), id, &opts)
+    restore(
+        &machine.ctx,
+        &machine.store(),
+        id,
+        &RestoreOptions::default(),
+    )
 }
 
 /// The live state of `backed_up_then_changed` is all there: both volumes
