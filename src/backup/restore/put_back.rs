@@ -25,72 +25,9 @@ pub(super) fn put_back(
     let m = target.metadata();
     let name = &m.deployment_name;
     let current = current_deployment(ctx, name)?;
-
-    // Stop whatever of the deployment runs (on a rollback: what the failed
-    // attempt started).
-    let mut units: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
-    for volume in &m.volumes {
-        units.extend(volume.used_by.iter().cloned());
-    }
-    if let Some(d) = &current {
-        if let Ok(resolution) = d.resolve(&ctx.layout) {
-            units.extend(resolution.units.iter().map(|u| u.service.clone()));
-        }
-    }
-    let units: Vec<String> = units.into_iter().collect();
-    let running: Vec<String> = services::running_services(&*ctx.systemctl, &units)?
-        .into_iter()
-        .collect();
-    if !running.is_empty() {
-        progress.step(format!("stopping {}", running.join(", ")));
-        ctx.systemctl.stop(&running)?;
-    }
-
-    // 5. Files, exactly; then let the generator see them.
-    let roots = roots_for(ctx, m);
-    if let Some(installation) = &m.installation {
-        let recorded = Roots {
-            active: installation.active_dir.clone(),
-            installed: installation.installed_root.clone(),
-        };
-        if recorded != roots {
-            ui::note(format!(
-                "files go to {} (recorded at backup time: {})",
-                describe_roots(&roots),
-                describe_roots(&recorded)
-            ));
-        }
-    }
-    let current_files = match &current {
-        Some(d) => files::current_files(d)?,
-        None => Vec::new(),
-    };
-    let plan =
-        files::plan_restore(&target.entries, &roots, &current_files)?.with_dirs(&m.dirs, &roots)?;
+    stop_what_runs(ctx, m, current.as_ref(), progress)?;
     check()?;
-    journal.step(Step::ReplacingFiles)?;
-    progress.step(format!(
-        "putting back {} files{}",
-        plan.write.len(),
-        if plan.remove.is_empty() {
-            String::new()
-        } else {
-            format!(", removing {}", plan.remove.len())
-        }
-    ));
-    files::apply(&plan, &target.backup.path, &roots)?;
-    let mut own_roots: Vec<PathBuf> = roots.active.iter().cloned().collect();
-    if roots.active.is_none() {
-        own_roots.push(roots.installed.clone());
-    }
-    if let Some(d) = &current {
-        own_roots.extend(d.active_dir.iter().cloned());
-        if !d.installed_from_active {
-            own_roots.push(d.installed_root.clone());
-        }
-    }
-    files::remove_empty_roots(&own_roots);
-    ctx.systemctl.daemon_reload()?;
+    put_files_back(ctx, target, current.as_ref(), progress, journal)?;
     if interruptible {
         fault::point("restore:after-files");
     }
@@ -138,7 +75,90 @@ pub(super) fn put_back(
     Ok(to_start)
 }
 
-pub(super) fn describe_roots(roots: &Roots) -> String {
+/// Stop whatever of the deployment runs (on a rollback: what the failed
+/// attempt started): the services `m` records, those mounting its volumes,
+/// and those of the deployment installed now.
+fn stop_what_runs(
+    ctx: &Context,
+    m: &Metadata,
+    current: Option<&Deployment>,
+    progress: &Progress,
+) -> Result<()> {
+    let mut units: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
+    for volume in &m.volumes {
+        units.extend(volume.used_by.iter().cloned());
+    }
+    if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
+        units.extend(resolution.units.iter().map(|u| u.service.clone()));
+    }
+    let units: Vec<String> = units.into_iter().collect();
+    let running: Vec<String> = services::running_services(&*ctx.systemctl, &units)?
+        .into_iter()
+        .collect();
+    if !running.is_empty() {
+        progress.step(format!("stopping {}", running.join(", ")));
+        ctx.systemctl.stop(&running)?;
+    }
+    Ok(())
+}
+
+/// Step 5: the files, exactly (those of the deployment installed now that
+/// `target` lacks are removed); then let the generator see them.
+fn put_files_back(
+    ctx: &Context,
+    target: &Target,
+    current: Option<&Deployment>,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<()> {
+    let m = target.metadata();
+    let roots = roots_for(ctx, m);
+    if let Some(installation) = &m.installation {
+        let recorded = Roots {
+            active: installation.active_dir.clone(),
+            installed: installation.installed_root.clone(),
+        };
+        if recorded != roots {
+            progress.step(format!(
+                "files go to {} (recorded at backup time: {})",
+                describe_roots(&roots),
+                describe_roots(&recorded)
+            ));
+        }
+    }
+    let current_files = match current {
+        Some(d) => files::current_files(d)?,
+        None => Vec::new(),
+    };
+    let plan =
+        files::plan_restore(&target.entries, &roots, &current_files)?.with_dirs(&m.dirs, &roots)?;
+    journal.step(Step::ReplacingFiles)?;
+    progress.step(format!(
+        "putting back {} files{}",
+        plan.write.len(),
+        if plan.remove.is_empty() {
+            String::new()
+        } else {
+            format!(", removing {}", plan.remove.len())
+        }
+    ));
+    files::apply(&plan, &target.backup.path, &roots)?;
+    let mut own_roots: Vec<PathBuf> = roots.active.iter().cloned().collect();
+    if roots.active.is_none() {
+        own_roots.push(roots.installed.clone());
+    }
+    if let Some(d) = current {
+        own_roots.extend(d.active_dir.iter().cloned());
+        if !d.installed_from_active {
+            own_roots.push(d.installed_root.clone());
+        }
+    }
+    files::remove_empty_roots(&own_roots);
+    ctx.systemctl.daemon_reload()?;
+    Ok(())
+}
+
+fn describe_roots(roots: &Roots) -> String {
     match &roots.active {
         Some(active) => format!("{} and {}", active.display(), roots.installed.display()),
         None => roots.installed.display().to_string(),
@@ -222,6 +242,35 @@ pub(super) fn restore_volume(
         ));
         return Ok(());
     }
+    let info = recreate_volume(ctx, volume, live, volume_service, progress)?;
+    if let Some(dest) = aside {
+        aside::put_aside_back(ctx, name, dest, &info.mountpoint)?;
+        progress.step(format!("volume {name}: its data moved back"));
+        return Ok(());
+    }
+    import_volume_archive(ctx, target, volume, progress, interruptible)?;
+    match volume.root {
+        Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
+        None => ui::warn(format!(
+            "the backup does not record the mode and owner of volume {name}'s root; left as podman made it"
+        )),
+    }
+    Ok(())
+}
+
+/// Recreate the volume of `volume` (removed before): through its
+/// `.volume`'s service (driver, options and labels from the file, as
+/// Quadlet makes it); else with the recorded labels and the driver and
+/// options the volume had on this machine (`live`: the user made it so), or
+/// none (local) when it did not exist. The backup's recorded driver and
+/// options are never used. Returns it as podman shows it now.
+fn recreate_volume(
+    ctx: &Context,
+    volume: &VolumeEntry,
+    live: Option<VolumeInfo>,
+    volume_service: Option<&String>,
+    progress: &Progress,
+) -> Result<VolumeInfo> {
     // Recreate: through the .volume's service (driver, options and labels
     // from the file, as Quadlet makes it); else with the recorded labels and
     // the driver and options the volume had on this machine (the user made
@@ -231,17 +280,19 @@ pub(super) fn restore_volume(
     if let Some(service) = volume_service {
         if ctx.systemctl.is_loaded(service)? {
             ctx.systemctl.restart(service)?;
-            info = ctx.podman.volume_inspect(name)?;
+            info = ctx.podman.volume_inspect(&volume.name)?;
         }
         if info.is_none() {
-            ui::warn(format!(
-                "{service} did not create volume {name}; creating it with `podman volume create`"
+            progress.step(format!(
+                "{service} did not create volume {}; creating it with `podman volume create`",
+                volume.name
             ));
         }
     }
-    let info = match info {
-        Some(info) => info,
+    match info {
+        Some(info) => Ok(info),
         None => {
+            let name = &volume.name;
             let (driver, options) = live.map(|l| (l.driver, l.options)).unwrap_or_default();
             ctx.podman.volume_create(&VolumeInfo {
                 name: name.clone(),
@@ -254,14 +305,20 @@ pub(super) fn restore_volume(
                 Error::internal(format!(
                     "volume {name} does not exist right after creating it"
                 ))
-            })?
+            })
         }
-    };
-    if let Some(dest) = aside {
-        aside::put_aside_back(ctx, name, dest, &info.mountpoint)?;
-        progress.step(format!("volume {name}: its data moved back"));
-        return Ok(());
     }
+}
+
+/// Import the archive `target` holds for `volume` into the (empty) volume.
+fn import_volume_archive(
+    ctx: &Context,
+    target: &Target,
+    volume: &VolumeEntry,
+    progress: &Progress,
+    interruptible: bool,
+) -> Result<()> {
+    let name = &volume.name;
     let path = target.backup.archive_path(volume)?.ok_or_else(|| {
         Error::user(format!(
             "the backup records volume {name} but holds no archive for it"
@@ -292,11 +349,5 @@ pub(super) fn restore_volume(
         progress,
         interruptible,
     )?;
-    match volume.root {
-        Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
-        None => ui::warn(format!(
-            "the backup does not record the mode and owner of volume {name}'s root; left as podman made it"
-        )),
-    }
     Ok(())
 }
