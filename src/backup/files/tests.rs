@@ -36,11 +36,10 @@ fn deployment_files(active: &Path, installed: &Path) -> Vec<DeploymentFile> {
     out
 }
 
-#[test]
-fn round_trip_is_exact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let active = tmp.path().join("active/web");
-    let installed = tmp.path().join("systemd");
+/// The tree of [`round_trip_is_exact`]: a drop-in, a secret, a file whose
+/// name collides with `volumes/`, a symlink, and an installed copy that
+/// differs from the active one.
+fn round_trip_tree(active: &Path, installed: &Path) {
     write(&active.join("web.container"), "[Container]\n", 0o644);
     write(
         &active.join("web.container.d/10-env.conf"),
@@ -60,10 +59,11 @@ fn round_trip_is_exact() {
         "locally edited\n",
         0o644,
     );
+}
 
-    let backup = tmp.path().join("backup");
-    std::fs::create_dir(&backup).unwrap();
-    let entries = copy_into_backup(&deployment_files(&active, &installed), &backup).unwrap();
+/// What [`round_trip_tree`] is stored as: a shared copy for identical
+/// files, prefixed names for differing and colliding ones, 0600 files.
+fn assert_stored_as_expected(entries: &[FileEntry], backup: &Path) {
     assert_eq!(entries.len(), 7);
     let by = |location: Location, rel: &str| {
         entries
@@ -92,15 +92,17 @@ fn round_trip_is_exact() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert_eq!(
-        quadlet_files(&entries),
+        quadlet_files(entries),
         vec![
             "link.container",
             "web.container",
             "web.container.d/10-env.conf"
         ]
     );
+}
 
-    // Change, add and delete files, then restore.
+/// Change, add and delete files of [`round_trip_tree`].
+fn change_round_trip_tree(active: &Path, installed: &Path) {
     write(
         &active.join("web.container"),
         "[Container]\nImage=changed\n",
@@ -110,6 +112,37 @@ fn round_trip_is_exact() {
     std::fs::remove_file(active.join("secret.env")).unwrap();
     std::fs::remove_file(active.join("link.container")).unwrap();
     write(&installed.join("stale.container"), "[Container]\n", 0o644);
+}
+
+/// What a backup records of each file, without where it is stored.
+fn recorded_files(v: &[FileEntry]) -> Vec<(Location, PathBuf, u32, String, Option<PathBuf>)> {
+    v.iter()
+        .map(|e| {
+            (
+                e.location,
+                e.path.clone(),
+                e.mode,
+                e.sha256.clone(),
+                e.symlink.clone(),
+            )
+        })
+        .collect::<Vec<_>>()
+}
+
+#[test]
+fn round_trip_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let active = tmp.path().join("active/web");
+    let installed = tmp.path().join("systemd");
+    round_trip_tree(&active, &installed);
+
+    let backup = tmp.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    let entries = copy_into_backup(&deployment_files(&active, &installed), &backup).unwrap();
+    assert_stored_as_expected(&entries, &backup);
+
+    // Change, add and delete files, then restore.
+    change_round_trip_tree(&active, &installed);
 
     let roots = Roots {
         active: Some(active.clone()),
@@ -130,20 +163,7 @@ fn round_trip_is_exact() {
     let check = tmp.path().join("check");
     std::fs::create_dir(&check).unwrap();
     let entries2 = copy_into_backup(&again, &check).unwrap();
-    let strip = |v: &[FileEntry]| {
-        v.iter()
-            .map(|e| {
-                (
-                    e.location,
-                    e.path.clone(),
-                    e.mode,
-                    e.sha256.clone(),
-                    e.symlink.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(strip(&entries), strip(&entries2));
+    assert_eq!(recorded_files(&entries), recorded_files(&entries2));
     assert!(!active.join("new").exists(), "empty dir left behind");
 }
 
@@ -206,9 +226,6 @@ fn put_back(
     apply(&plan, backup, &roots)
 }
 
-/// A 0700 `secrets/`, a 0750 dir, an empty dir and a 0500 dir holding a
-/// file come back with their modes, after removal and over a changed
-/// tree.
 /// Review finding: a crafted `dirs` entry for `.` of the shared Quadlet
 /// directory (mode 0777) would have made it world-writable.
 #[test]
@@ -248,11 +265,9 @@ fn a_leger_backup_gives_modes_only_to_directories_of_its_own_files() {
     }
 }
 
-#[test]
-fn directory_modes_round_trip() {
-    let tmp = tempfile::tempdir().unwrap();
-    let active = tmp.path().join("active/web");
-    let installed = tmp.path().join("systemd");
+/// The tree of [`directory_modes_round_trip`]: directories of many modes,
+/// an empty one, a 0500 one holding a file.
+fn dir_modes_tree(active: &Path, installed: &Path) {
     write(&active.join("web.container"), "[Container]\n", 0o644);
     write(&active.join("web.container.d/10.conf"), "[Unit]\n", 0o644);
     write(&active.join("secrets/token"), "t\n", 0o600);
@@ -263,7 +278,7 @@ fn directory_modes_round_trip() {
     mkdir(&active.join("conf"), 0o750);
     mkdir(&active.join("web.container.d"), 0o750);
     mkdir(&active.join("ro"), 0o500);
-    mkdir(&active, 0o750);
+    mkdir(active, 0o750);
     write(&installed.join("web.container"), "[Container]\n", 0o644);
     write(
         &installed.join("web.container.d/10.conf"),
@@ -271,8 +286,13 @@ fn directory_modes_round_trip() {
         0o644,
     );
     mkdir(&installed.join("web.container.d"), 0o700);
-    let expected = [
-        (active.clone(), 0o750),
+    mkdir(&active.join("empty"), 0o755);
+}
+
+/// Each path of [`dir_modes_tree`] with the mode it must have.
+fn dir_modes_expected(active: &Path, installed: &Path) -> [(PathBuf, u32); 10] {
+    [
+        (active.to_owned(), 0o750),
         (active.join("secrets"), 0o700),
         (active.join("secrets/token"), 0o600),
         (active.join("conf"), 0o750),
@@ -282,8 +302,32 @@ fn directory_modes_round_trip() {
         (active.join("empty"), 0o755),
         (active.join("empty/deeper"), 0o710),
         (installed.join("web.container.d"), 0o700),
-    ];
-    mkdir(&active.join("empty"), 0o755);
+    ]
+}
+
+/// Open up the modes of [`dir_modes_tree`], leave a stale file in its
+/// empty directory (its removal keeps the directory) and change a file
+/// below the 0500 directory.
+fn change_dir_modes_tree(active: &Path) {
+    for dir in ["secrets", "conf", "empty", "ro", "."] {
+        mkdir(&active.join(dir), 0o755);
+    }
+    write(&active.join("empty/stale.txt"), "stale\n", 0o644);
+    std::fs::remove_file(active.join("ro/fixed.txt")).unwrap();
+    write(&active.join("ro/fixed.txt"), "changed\n", 0o644);
+    mkdir(&active.join("ro"), 0o500);
+}
+
+/// A 0700 `secrets/`, a 0750 dir, an empty dir and a 0500 dir holding a
+/// file come back with their modes, after removal and over a changed
+/// tree.
+#[test]
+fn directory_modes_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let active = tmp.path().join("active/web");
+    let installed = tmp.path().join("systemd");
+    dir_modes_tree(&active, &installed);
+    let expected = dir_modes_expected(&active, &installed);
     let backup = tmp.path().join("backup");
     let (entries, dirs) = back_up(&active, &installed, &backup);
     let recorded = |location, rel: &str| {
@@ -311,16 +355,8 @@ fn directory_modes_round_trip() {
         assert_eq!(mode_of(path), *mode, "{} after removal", path.display());
     }
 
-    // Over a changed tree: modes opened up, a stale file in the empty
-    // directory (its removal keeps the directory), a file changed
-    // below the 0500 directory.
-    for dir in ["secrets", "conf", "empty", "ro", "."] {
-        mkdir(&active.join(dir), 0o755);
-    }
-    write(&active.join("empty/stale.txt"), "stale\n", 0o644);
-    std::fs::remove_file(active.join("ro/fixed.txt")).unwrap();
-    write(&active.join("ro/fixed.txt"), "changed\n", 0o644);
-    mkdir(&active.join("ro"), 0o500);
+    // Over a changed tree.
+    change_dir_modes_tree(&active);
     put_back(&entries, &dirs, &backup, &active, &installed).unwrap();
     for (path, mode) in &expected {
         assert_eq!(
