@@ -17,14 +17,13 @@
 //!
 //! Memory stays bounded whatever the volume size: a few 1 MiB chunks in
 //! flight, plus zstd's per-worker job buffers, whose size is capped by
-//! [`ZSTD_JOB_SIZE`](write::ZSTD_JOB_SIZE) and whose number is capped by
-//! [`AUTO_ZSTD_WORKERS`](write::AUTO_ZSTD_WORKERS).
+//! `write::ZSTD_JOB_SIZE` and whose number is capped by
+//! `write::AUTO_ZSTD_WORKERS`.
 //!
-//! The module is cut by concern: [`write`] compresses, [`sink`] is the
-//! writer thread that hashes and stores the compressed bytes, [`read`]
-//! decompresses within bounds, [`feeder`] is the reader thread that hashes
-//! the file, and [`check`] reads a whole archive against what its backup
-//! records.
+//! The module is cut by concern: `write` compresses, `sink` is the writer
+//! thread that hashes and stores the compressed bytes, `read` decompresses
+//! within bounds, `feeder` is the reader thread that hashes the file, and
+//! `check` reads a whole archive against what its backup records.
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Writing an archive: the tar stream read in [`CHUNK`]s, compressed (zstd
-//! level and worker threads, gzip, or none) and handed to the [`sink`]
-//! thread, which hashes and stores it.
+//! level and worker threads, gzip, or none) and handed to the
+//! [`sink`](super::sink) thread, which hashes and stores it.
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -14,11 +14,11 @@
 //! backup's own entries (`volumes/`, the metadata) go under `.active/` or
 //! `.installed/`.
 //!
-//! The module is cut by concern: [`copy_in`] copies a deployment's files
-//! into a backup, [`dirs`] records its directories' modes, [`plan`] works
-//! out what a restore will write and remove, [`apply`](mod@apply) carries
-//! that out, [`legacy`] reads the files of a backup written by leger's Go
-//! implementation, and [`hash`] checksums files for all of them.
+//! The module is cut by concern: `copy_in` copies a deployment's files into
+//! a backup, `dirs` records its directories' modes, `plan` works out what a
+//! restore will write and remove, `apply` carries that out, `legacy` reads
+//! the files of a backup written by leger's Go implementation, and `hash`
+//! checksums files for all of them.
 
 mod apply;
 mod copy_in;
