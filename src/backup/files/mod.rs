@@ -42,4 +42,6 @@ pub use plan::{current_files, plan_restore, FilesPlan, PlannedDir, Roots};
 const PERMISSION_BITS: u32 = 0o777;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -5,36 +5,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::copy_in::copy_hashing;
+use super::test_support::*;
 use super::*;
-use crate::backup::metadata::{DirEntry, FileEntry, Installation, METADATA_FILE};
-use crate::deployment::{self, Deployment, DeploymentFile, Location, MAX_FILE_SIZE};
-use crate::error::Result;
+use crate::backup::metadata::{FileEntry, Installation, METADATA_FILE};
+use crate::deployment::{Deployment, DeploymentFile, Location, MAX_FILE_SIZE};
 use std::os::unix::fs::symlink;
-
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn deployment_files(active: &Path, installed: &Path) -> Vec<DeploymentFile> {
-    let mut out = Vec::new();
-    for rel in deployment::walk_files(active).unwrap() {
-        out.push(DeploymentFile {
-            path: active.join(&rel),
-            rel_path: rel,
-            location: Location::Active,
-        });
-    }
-    for rel in deployment::walk_files(installed).unwrap() {
-        out.push(DeploymentFile {
-            path: installed.join(&rel),
-            rel_path: rel,
-            location: Location::Installed,
-        });
-    }
-    out
-}
 
 /// The tree of [`round_trip_is_exact`]: a drop-in, a secret, a file whose
 /// name collides with `volumes/`, a symlink, and an installed copy that
@@ -165,65 +140,6 @@ fn round_trip_is_exact() {
     let entries2 = copy_into_backup(&again, &check).unwrap();
     assert_eq!(recorded_files(&entries), recorded_files(&entries2));
     assert!(!active.join("new").exists(), "empty dir left behind");
-}
-
-fn mode_of(path: &Path) -> u32 {
-    std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-fn mkdir(path: &Path, mode: u32) {
-    std::fs::create_dir_all(path).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A leger deployment: its active directory and the shared Quadlet
-/// directory it installs into.
-fn leger_installation(active: &Path, installed: &Path) -> Installation {
-    Installation {
-        active_dir: Some(active.to_owned()),
-        installed_root: installed.to_owned(),
-        installed_from_active: true,
-    }
-}
-
-/// Back up the files and directories under `active` and `installed`.
-fn back_up(active: &Path, installed: &Path, backup: &Path) -> (Vec<FileEntry>, Vec<DirEntry>) {
-    std::fs::create_dir_all(backup).unwrap();
-    let files = deployment_files(active, installed);
-    let entries = copy_into_backup(&files, backup).unwrap();
-    let dirs = record_dirs(&files, &leger_installation(active, installed)).unwrap();
-    (entries, dirs)
-}
-
-/// Restore `entries` and `dirs` over whatever is under the roots now.
-fn put_back(
-    entries: &[FileEntry],
-    dirs: &[DirEntry],
-    backup: &Path,
-    active: &Path,
-    installed: &Path,
-) -> Result<()> {
-    let roots = Roots {
-        active: Some(active.to_owned()),
-        installed: installed.to_owned(),
-    };
-    let deployment = Deployment {
-        name: "web".into(),
-        active_dir: Some(active.to_owned()),
-        installed_root: installed.to_owned(),
-        installed_from_active: true,
-    };
-    let current = if active.exists() {
-        current_files(&deployment)?
-    } else {
-        Vec::new()
-    };
-    let plan = plan_restore(entries, &roots, &current)?.with_dirs(dirs, &roots)?;
-    apply(&plan, backup, &roots)
 }
 
 /// Review finding: a crafted `dirs` entry for `.` of the shared Quadlet
