@@ -333,18 +333,8 @@ pub fn execute(
     let subject = safety_subject(ctx, metadata, current.as_ref(), &plan.in_the_way)?;
     let own = own_services(ctx, metadata, &subject)?;
 
-    // Stop the deployment's services; they stay down while the current
-    // state is kept (consistent, and one downtime instead of two).
-    let units: Vec<String> = own.into_iter().collect();
-    let running = services::running_services(&*ctx.systemctl, &units)?;
-    interrupt::check().map_err(|e| nothing_changed(id, e))?;
-    journal.update(|r| {
-        r.stopped = running.iter().cloned().collect();
-        r.step = Step::StoppingServices;
-    })?;
     let down_since = Instant::now();
-    let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
-    guard.stop(&progress)?;
+    let (running, guard) = stop_services(ctx, id, own, &progress, &mut journal)?;
 
     let kept = keep_current_state(
         ctx,
@@ -410,6 +400,28 @@ pub fn execute(
         legacy: metadata.is_legacy(),
         downtime_seconds: downtime,
     })
+}
+
+/// Stop the deployment's services that run (`own`); they stay down while
+/// the current state is kept (consistent, and one downtime instead of
+/// two). The guard starts them again unless handed over.
+fn stop_services<'a>(
+    ctx: &'a Context,
+    id: &str,
+    own: BTreeSet<String>,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<(BTreeSet<String>, ServiceGuard<'a>)> {
+    let units: Vec<String> = own.into_iter().collect();
+    let running = services::running_services(&*ctx.systemctl, &units)?;
+    interrupt::check().map_err(|e| nothing_changed(id, e))?;
+    journal.update(|r| {
+        r.stopped = running.iter().cloned().collect();
+        r.step = Step::StoppingServices;
+    })?;
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, running.iter().cloned().collect());
+    guard.stop(progress)?;
+    Ok((running, guard))
 }
 
 /// Step 3: the services of the deployment (now, in the backup, and those

@@ -70,28 +70,7 @@ pub(super) fn plan_lines(
         }
     ));
     for volume in &m.volumes {
-        let exists = ctx.podman.volume_exists(&volume.name)?;
-        let what = if volume.existed {
-            let size = if volume.uncompressed_size > 0 {
-                volume.uncompressed_size
-            } else {
-                volume.size
-            };
-            format!(
-                "{} from the backup{}",
-                ui::human_size(size),
-                if exists {
-                    ", replacing the current data"
-                } else {
-                    ""
-                }
-            )
-        } else if exists {
-            "did not exist at backup time: removed".to_owned()
-        } else {
-            "did not exist at backup time: stays absent".to_owned()
-        };
-        lines.push(format!("  volume {}: {what}", volume.name));
+        lines.push(volume_line(ctx, volume)?);
     }
     let mut names: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
     if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
@@ -109,4 +88,30 @@ pub(super) fn plan_lines(
         ));
     }
     Ok(lines)
+}
+
+/// The plan's line for one volume: what happens to it.
+fn volume_line(ctx: &Context, volume: &VolumeEntry) -> Result<String> {
+    let exists = ctx.podman.volume_exists(&volume.name)?;
+    let what = if volume.existed {
+        let size = if volume.uncompressed_size > 0 {
+            volume.uncompressed_size
+        } else {
+            volume.size
+        };
+        format!(
+            "{} from the backup{}",
+            ui::human_size(size),
+            if exists {
+                ", replacing the current data"
+            } else {
+                ""
+            }
+        )
+    } else if exists {
+        "did not exist at backup time: removed".to_owned()
+    } else {
+        "did not exist at backup time: stays absent".to_owned()
+    };
+    Ok(format!("  volume {}: {what}", volume.name))
 }

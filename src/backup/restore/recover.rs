@@ -73,27 +73,64 @@ pub fn recover(
         ui::note(format!(
             "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
         ));
-        let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
-        interrupt::install()?;
-        if !record.stopped.is_empty() {
-            progress.step(format!("starting {} again", record.stopped.join(", ")));
-            journal.step(Step::StartingServices)?;
-            let started = ctx.systemctl.start(&record.stopped).and_then(|()| {
-                ctx.systemctl.wait_active(
-                    &record.stopped,
-                    ctx.config.backup.start_timeout.value.duration(),
-                )
-            });
-            if let Err(e) = started {
-                // Still pending: `recover` can try again once fixed.
-                journal.keep();
-                return Err(e.context(format!("starting the services of {name} again")));
-            }
-            outcome.started = record.stopped.clone();
-        }
+        outcome.started = start_again(ctx, &record, &progress)?;
         drop_unused_safety(store, &record);
         return Ok(outcome);
     }
+    let (target, start, question, kind) = previous_state(store, &record, &what, &progress)?;
+    outcome.outcome = kind;
+    ui::note(format!("{what}."));
+    let current = current_deployment(ctx, &name)?;
+    show_plan(ctx, &target, current.as_ref(), false)?;
+    if !assume_yes && !ui::confirm(&question, "--yes")? {
+        return Err(
+            Error::user("recover cancelled; nothing was changed").with_hint(
+                "`leger-backup status` keeps showing the interrupted restore until it is recovered",
+            ),
+        );
+    }
+    outcome.started = put_previous_back(ctx, store, &record, &target, start, &progress)?;
+    Ok(outcome)
+}
+
+/// A restore that had replaced nothing: start the services it stopped
+/// again. Returns them. On failure the journal stays, for another try.
+fn start_again(ctx: &Context, record: &Record, progress: &Progress) -> Result<Vec<String>> {
+    let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
+    interrupt::install()?;
+    if record.stopped.is_empty() {
+        return Ok(Vec::new());
+    }
+    progress.step(format!("starting {} again", record.stopped.join(", ")));
+    journal.step(Step::StartingServices)?;
+    let started = ctx.systemctl.start(&record.stopped).and_then(|()| {
+        ctx.systemctl.wait_active(
+            &record.stopped,
+            ctx.config.backup.start_timeout.value.duration(),
+        )
+    });
+    if let Err(e) = started {
+        // Still pending: `recover` can try again once fixed.
+        journal.keep();
+        return Err(e.context(format!(
+            "starting the services of {} again",
+            record.deployment
+        )));
+    }
+    Ok(record.stopped.clone())
+}
+
+/// The state before the interrupted restore `record` describes (`what`):
+/// its safety backup (verified first), or "nothing" when nothing of the
+/// deployment existed; with the services to start, the question to ask and
+/// what recovering it is called. Changes nothing.
+fn previous_state(
+    store: &BackupStore,
+    record: &Record,
+    what: &str,
+    progress: &Progress,
+) -> Result<(Target, Start, String, Recovery)> {
+    let name = &record.deployment;
     let undo_hint = |e: Error| {
         let retry = match &record.backup_id {
             Some(b) => format!("`leger-backup restore {b}` (the backup it was restoring)"),
@@ -104,7 +141,7 @@ pub fn recover(
              or another backup from `leger-backup list`"
         ))
     };
-    let (target, start, question) = match &record.safety {
+    match &record.safety {
         Some(Safety::Taken { id }) => {
             let backup = store.load(id).map_err(|e| {
                 undo_hint(Error::user(format!(
@@ -119,12 +156,12 @@ pub fn recover(
                     e.message
                 )))
             })?;
-            outcome.outcome = Recovery::RolledBack;
-            (
-                Target::of_safety(backup, &record)?,
+            Ok((
+                Target::of_safety(backup, record)?,
                 Start::WasRunning,
                 format!("Roll {name} back to {id}, its state before the interrupted restore?"),
-            )
+                Recovery::RolledBack,
+            ))
         }
         Some(Safety::NotNeeded) => {
             let failed = record
@@ -139,31 +176,32 @@ pub fn recover(
                         e.message
                     )))
                 })?;
-            outcome.outcome = Recovery::Removed;
-            (
+            Ok((
                 Target::nothing(store, &failed.metadata),
                 Start::Nothing,
                 format!(
                     "Remove what the interrupted restore put in place (nothing of {name} existed before it)?"
                 ),
-            )
+                Recovery::Removed,
+            ))
         }
-        _ => {
-            return Err(undo_hint(Error::user(format!(
-                "{what}, and it has no complete safety backup"
-            ))))
-        }
-    };
-    ui::note(format!("{what}."));
-    let current = current_deployment(ctx, &name)?;
-    show_plan(ctx, &target, current.as_ref(), false)?;
-    if !assume_yes && !ui::confirm(&question, "--yes")? {
-        return Err(
-            Error::user("recover cancelled; nothing was changed").with_hint(
-                "`leger-backup status` keeps showing the interrupted restore until it is recovered",
-            ),
-        );
+        _ => Err(undo_hint(Error::user(format!(
+            "{what}, and it has no complete safety backup"
+        )))),
     }
+}
+
+/// Put `target` (the state before the interrupted restore `record`) back
+/// through the rollback's code; then drop what it held aside. A failure
+/// keeps the journal for another `recover`.
+fn put_previous_back(
+    ctx: &Context,
+    store: &BackupStore,
+    record: &Record,
+    target: &Target,
+    start: Start,
+    progress: &Progress,
+) -> Result<Vec<String>> {
     let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
     journal.update(|r| {
         r.rolling_back = Some("the restore was interrupted".to_owned());
@@ -171,29 +209,26 @@ pub fn recover(
     })?;
     // Signals are handled (and ignored: a rollback is not interrupted).
     interrupt::install()?;
-    match put_back(ctx, &target, start, &progress, &mut journal, false) {
+    match put_back(ctx, target, start, progress, &mut journal, false) {
         Ok(started) => {
             if let (true, Some(id)) = (target.holds_aside(), record.safety_id()) {
-                drop_held(ctx, store, id, &progress, &mut journal);
+                drop_held(ctx, store, id, progress, &mut journal);
             }
-            outcome.started = started;
-            Ok(outcome)
+            Ok(started)
         }
         Err(e) => {
             let _ = journal.update(|r| r.rollback_failed = Some(e.message.clone()));
             journal.keep();
-            Err(e.context(format!("rolling {name} back failed")).with_hint(
-                match &outcome.safety_backup {
-                    Some(id) => format!(
-                    "every backup is kept; fix the cause and run `leger-backup recover` again, or \
-                     `leger-backup restore {id}`"
-                ),
-                    None => {
-                        "every backup is kept; fix the cause and run `leger-backup recover` again"
-                            .to_owned()
-                    }
-                },
-            ))
+            let again = "every backup is kept; fix the cause and run `leger-backup recover` again";
+            let hint = match record.safety_id() {
+                Some(id) if !target.holds_aside() => {
+                    format!("{again}, or `leger-backup restore {id}`")
+                }
+                _ => again.to_owned(),
+            };
+            Err(e
+                .context(format!("rolling {} back failed", record.deployment))
+                .with_hint(hint))
         }
     }
 }
