@@ -54,6 +54,7 @@ mod subject;
 mod volumes;
 
 pub(crate) use crate::backup::progress::Progress;
+use crate::backup::progress::Terminal;
 pub(crate) use subject::{
     check_volume_name, installation_of, volume_service_of, Subject, VolumeSpec,
 };
@@ -122,8 +123,9 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     journal.update(|r| r.reason = Some(opts.reason.clone()))?;
     interrupt::install()?;
     let subject = Subject::of_deployment(ctx, deployment)?;
-    let progress = Progress::new(opts.progress);
-    let metadata = create_locked(ctx, &store, &subject, opts, None, &progress, &mut journal)
+    let terminal = Terminal::new(opts.progress);
+    let progress: &Progress = &terminal;
+    let metadata = create_locked(ctx, &store, &subject, opts, None, progress, &mut journal)
         .map_err(|e| {
             let e = interrupt::explain(e);
             if e.kind == ErrorKind::Interrupted {
@@ -137,7 +139,7 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
             }
         })?;
     if metadata.backup_type == BackupType::Automatic && ctx.config.backup.auto_prune.value {
-        auto_prune(ctx, &store, &metadata.deployment_name, &progress);
+        auto_prune(ctx, &store, &metadata.deployment_name, progress);
     }
     Ok(metadata)
 }
@@ -162,7 +164,7 @@ fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &P
                 progress.step(format!("pruned {id}"));
             }
         }
-        Err(e) => ui::warn(format!("pruning old backups failed: {e}")),
+        Err(e) => progress.warn(format!("pruning old backups failed: {e}")),
     }
 }
 
@@ -203,7 +205,7 @@ pub(crate) fn create_locked(
     }
     let mut guard = ServiceGuard::new(&*ctx.systemctl, plan.to_stop);
     let gathered = quiesce(ctx, store, subject, &pending, &mut guard, progress)?;
-    let quiet = quiet_volumes(subject, plan.consistency, gathered.foreign?);
+    let quiet = quiet_volumes(subject, plan.consistency, gathered.foreign?, progress);
     let previous = gathered.previous.unwrap_or_else(|e| {
         progress.step(format!(
             "no archive is shared: listing the backups failed: {e}"
@@ -416,6 +418,7 @@ fn quiet_volumes(
     subject: &Subject,
     consistency: Consistency,
     foreign: Vec<(String, ContainerRef)>,
+    progress: &Progress,
 ) -> BTreeSet<String> {
     // the deployment's services keep running.
     let mut quiet: BTreeSet<String> = match consistency {
@@ -425,7 +428,7 @@ fn quiet_volumes(
     for (volume, container) in foreign {
         if container.state == "running" {
             quiet.remove(&volume);
-            ui::warn(format!(
+            progress.warn(format!(
                 "volume {volume} is also used by container {}{}, which is not part of {} and \
                  keeps running: its writes during the export may make this backup of {volume} \
                  inconsistent (stop it first for a consistent backup)",

@@ -9,7 +9,7 @@ pub mod files;
 pub mod journal;
 pub mod lock;
 pub mod metadata;
-pub(crate) mod progress;
+pub mod progress;
 pub mod prune;
 pub mod recovery;
 pub mod restore;

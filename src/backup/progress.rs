@@ -1,5 +1,9 @@
-//! Progress on stderr for the long operations (create, restore): a bar per
-//! volume on a terminal, a line per step otherwise, nothing when disabled.
+//! How the engine reports while it works: [`Reporter`], an interface the
+//! caller supplies (restic's restorer reports the same way, through
+//! callbacks), so that `create` and `restore` never print themselves. The
+//! CLI's is [`Terminal`]: a bar per volume on a terminal, a line per step
+//! otherwise, nothing when disabled. Tests use [`Terminal::new`]`(false)`
+//! or a reporter of their own.
 
 use std::time::{Duration, Instant};
 
@@ -7,36 +11,86 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ui;
 
+/// What the engine reports: steps, warnings, and the streaming of each
+/// volume.
+pub trait Reporter: Sync {
+    /// One step of the work, done or begun.
+    fn report_step(&self, message: &str);
+    /// Something the user should know; the work goes on.
+    fn report_warning(&self, message: &str);
+    /// The streaming of one volume begins (`verb`: exporting, importing).
+    fn volume(&self, verb: &'static str, volume: &str) -> Box<dyn VolumeProgress>;
+}
+
+/// The streaming of one volume, as a [`Reporter`] shows it.
+pub trait VolumeProgress {
+    /// Bytes (uncompressed) streamed so far.
+    fn set(&self, bytes: u64);
+    /// The volume is done; `detail` says what came of it.
+    fn done(&self, detail: &str);
+    /// The volume failed (the error is reported by the caller).
+    fn fail(&self);
+}
+
+/// What the engine's functions take: any [`Reporter`].
+pub(crate) type Progress = dyn Reporter;
+
+impl dyn Reporter + '_ {
+    /// One step of the work.
+    pub fn step(&self, message: impl std::fmt::Display) {
+        self.report_step(&message.to_string())
+    }
+
+    /// A warning; the work goes on.
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        self.report_warning(&message.to_string())
+    }
+
+    /// The streaming of one volume begins.
+    pub fn bar(&self, verb: &'static str, volume: &str) -> Box<dyn VolumeProgress> {
+        self.volume(verb, volume)
+    }
+}
+
 /// Progress on stderr: a bar per volume on a terminal, a line per step
-/// otherwise (logs, the stop hook), nothing when disabled.
-pub(crate) struct Progress {
+/// otherwise (logs, the stop hook), nothing when disabled. Warnings are
+/// always shown.
+pub(crate) struct Terminal {
     multi: Option<MultiProgress>,
     lines: bool,
 }
 
-impl Progress {
+impl Terminal {
     /// Bars when stderr is a terminal, lines otherwise; silent unless `enabled`.
-    pub fn new(enabled: bool) -> Progress {
+    pub fn new(enabled: bool) -> Terminal {
         let bars = enabled && ui::stderr_is_tty();
-        Progress {
+        Terminal {
             multi: bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             lines: enabled && !bars,
         }
     }
+}
 
-    /// One step of the work.
-    pub fn step(&self, message: impl std::fmt::Display) {
+impl Reporter for Terminal {
+    fn report_step(&self, message: &str) {
         match &self.multi {
             Some(multi) => {
-                let _ = multi.println(ui::escape(&message.to_string()));
+                let _ = multi.println(ui::escape(message));
             }
             None if self.lines => ui::note(message),
             None => {}
         }
     }
 
+    fn report_warning(&self, message: &str) {
+        match &self.multi {
+            Some(multi) => multi.suspend(|| ui::warn(message)),
+            None => ui::warn(message),
+        }
+    }
+
     /// A bar (or start and end lines) for streaming one volume.
-    pub fn bar(&self, verb: &'static str, volume: &str) -> VolumeBar {
+    fn volume(&self, verb: &'static str, volume: &str) -> Box<dyn VolumeProgress> {
         let started = Instant::now();
         match &self.multi {
             Some(multi) => {
@@ -49,32 +103,32 @@ impl Progress {
                 );
                 bar.set_prefix(ui::escape(&format!("{verb} {volume}")).into_owned());
                 bar.enable_steady_tick(Duration::from_millis(120));
-                VolumeBar {
+                Box::new(VolumeBar {
                     bar: Some((multi.clone(), bar)),
                     lines: false,
                     volume: volume.to_owned(),
                     started,
                     bytes: std::cell::Cell::new(0),
-                }
+                })
             }
             None => {
                 if self.lines {
                     ui::note(format!("{verb} volume {volume}"));
                 }
-                VolumeBar {
+                Box::new(VolumeBar {
                     bar: None,
                     lines: self.lines,
                     volume: volume.to_owned(),
                     started,
                     bytes: std::cell::Cell::new(0),
-                }
+                })
             }
         }
     }
 }
 
 /// Progress of one volume.
-pub(crate) struct VolumeBar {
+struct VolumeBar {
     bar: Option<(MultiProgress, ProgressBar)>,
     lines: bool,
     volume: String,
@@ -82,18 +136,16 @@ pub(crate) struct VolumeBar {
     bytes: std::cell::Cell<u64>,
 }
 
-impl VolumeBar {
-    /// Bytes (uncompressed) streamed so far.
-    pub fn set(&self, bytes: u64) {
+impl VolumeProgress for VolumeBar {
+    fn set(&self, bytes: u64) {
         self.bytes.set(bytes);
         if let Some((_, bar)) = &self.bar {
             bar.set_position(bytes);
         }
     }
 
-    /// The volume is done; `detail` says what came of it. The bar gives
-    /// way to a summary line that stays in the scrollback.
-    pub fn done(&self, detail: &str) {
+    /// The bar gives way to a summary line that stays in the scrollback.
+    fn done(&self, detail: &str) {
         let secs = self.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 {
             self.bytes.get() as f64 / secs
@@ -115,8 +167,7 @@ impl VolumeBar {
         }
     }
 
-    /// The volume failed (the error is reported by the caller).
-    pub fn fail(&self) {
+    fn fail(&self) {
         if let Some((_, bar)) = &self.bar {
             bar.finish_and_clear();
         }

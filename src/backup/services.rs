@@ -141,6 +141,7 @@ impl ServiceGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::progress::Terminal;
     use crate::error::Error;
     use crate::layout::Scope;
     use crate::testing::fake_systemd::FakeSystemd;
@@ -188,7 +189,7 @@ mod tests {
         let failing_backup = || -> Result<()> {
             let running = running_services(&systemd, &all)?;
             let mut guard = ServiceGuard::new(&systemd, running.into_iter().collect());
-            guard.stop(&Progress::new(false))?;
+            guard.stop(&Terminal::new(false))?;
             assert_eq!(systemd.state_of("web.service"), "inactive");
             Err(Error::internal("the export failed"))
         };
@@ -213,8 +214,8 @@ mod tests {
         let systemd = FakeSystemd::new(Scope::User);
         systemd.set_state("web.service", "active");
         let mut guard = ServiceGuard::new(&systemd, units(&["web.service"]));
-        guard.stop(&Progress::new(false)).unwrap();
-        let down = guard.start(&Progress::new(false)).unwrap();
+        guard.stop(&Terminal::new(false)).unwrap();
+        let down = guard.start(&Terminal::new(false)).unwrap();
         assert!(down.is_some());
         assert_eq!(systemd.state_of("web.service"), "active");
         let starts = systemd
@@ -232,8 +233,8 @@ mod tests {
         systemd.set_state("web.service", "active");
         systemd.fail(|f| f.fail_on("start", "web.service"));
         let mut guard = ServiceGuard::new(&systemd, units(&["web.service"]));
-        guard.stop(&Progress::new(false)).unwrap();
-        let err = guard.start(&Progress::new(false)).unwrap_err();
+        guard.stop(&Terminal::new(false)).unwrap();
+        let err = guard.start(&Terminal::new(false)).unwrap_err();
         assert!(
             err.message
                 .contains("the services stopped for the backup did not start again"),
@@ -249,7 +250,7 @@ mod tests {
         let systemd = FakeSystemd::new(Scope::User);
         systemd.set_state("web.service", "active");
         let mut guard = ServiceGuard::new(&systemd, units(&["web.service"]));
-        guard.stop(&Progress::new(false)).unwrap();
+        guard.stop(&Terminal::new(false)).unwrap();
         guard.hand_over();
         assert_eq!(systemd.state_of("web.service"), "inactive");
         assert!(!systemd.calls().iter().any(|c| c.starts_with("start")));

@@ -7,6 +7,7 @@ use super::args::RecoverArgs;
 use super::GlobalArgs;
 use crate::backup::journal::{self, Operation};
 use crate::backup::lock::DeploymentLock;
+use crate::backup::progress::Terminal;
 use crate::backup::recovery;
 use crate::backup::restore::{self, Recovered, Recovery};
 use crate::backup::store::BackupStore;
@@ -79,7 +80,7 @@ fn recover_one(
     if record.operation != Operation::Restore || record.alive() {
         return Ok(None);
     }
-    restore::recover(ctx, store, record, yes).map(Some)
+    restore::recover(ctx, store, record, yes, &Terminal::new(true)).map(Some)
 }
 
 fn summary(ctx: &Context, r: &Recovered) -> String {

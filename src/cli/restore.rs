@@ -2,6 +2,7 @@
 
 use super::args::RestoreArgs;
 use super::GlobalArgs;
+use crate::backup::progress::Terminal;
 use crate::backup::recovery;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::backup::store::{validate_id, BackupStore};
@@ -20,14 +21,15 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
         no_start: args.no_start,
         force: args.force,
     };
-    let plan = restore::prepare(&ctx, &store, &args.id, &opts)?;
+    let progress = Terminal::new(true);
+    let plan = restore::prepare(&ctx, &store, &args.id, &opts, &progress)?;
     for line in &plan.lines {
         ui::note(line);
     }
     if !args.yes && !ui::confirm(&plan.question, "--yes")? {
         return Err(Error::user("restore cancelled; nothing was changed"));
     }
-    let outcome = restore::execute(&ctx, &store, plan, &opts)?;
+    let outcome = restore::execute(&ctx, &store, plan, &opts, &progress)?;
     if global.json {
         ui::print_json(&outcome)?;
     }

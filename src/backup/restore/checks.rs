@@ -4,10 +4,10 @@
 use super::*;
 
 /// Step 1: every checksum and every archive, before anything live changes.
-pub(super) fn verify_backup(backup: &StoredBackup) -> Result<()> {
+pub(super) fn verify_backup(backup: &StoredBackup, progress: &Progress) -> Result<()> {
     let report = verify::verify(backup)?;
     for warning in &report.warnings {
-        ui::warn(format!("backup {}: {warning}", backup.metadata.id));
+        progress.warn(format!("backup {}: {warning}", backup.metadata.id));
     }
     report.ensure_ok().map_err(|e| {
         e.context(format!(
@@ -54,13 +54,14 @@ pub(super) fn check_volumes_outside_storage(
     name: &str,
     volumes: &[String],
     force: bool,
+    progress: &Progress,
 ) -> Result<()> {
     if volumes.is_empty() {
         return Ok(());
     }
     if force {
         for v in volumes {
-            ui::warn(format!(
+            progress.warn(format!(
                 "--force: {v}: the import writes into what this volume mounts"
             ));
         }
@@ -83,12 +84,13 @@ pub(super) fn safety_subject(
     metadata: &Metadata,
     current: Option<&Deployment>,
     in_the_way: &[DeploymentFile],
+    progress: &Progress,
 ) -> Result<Subject> {
     let mut subject = match current {
         Some(d) => match Subject::of_deployment(ctx, d) {
             Ok(s) => s,
             Err(e) => {
-                ui::warn(format!(
+                progress.warn(format!(
                     "the installed deployment cannot be resolved ({e}); the safety backup \
                      holds its files and the volumes of the backup"
                 ));
@@ -193,6 +195,7 @@ pub(super) fn check_in_the_way(
     ctx: &Context,
     target: &Target,
     force: bool,
+    progress: &Progress,
 ) -> Result<Vec<DeploymentFile>> {
     let name = &target.metadata().deployment_name;
     let deployments = deployment::discover(&ctx.layout)?;
@@ -204,14 +207,14 @@ pub(super) fn check_in_the_way(
         ))
         .with_hint("remove or rename the other deployment's files first"));
     }
-    let shared = shared_volumes(ctx, target, &deployments);
+    let shared = shared_volumes(ctx, target, &deployments, progress);
     if force {
         for line in shared.iter().cloned().chain(
             unowned
                 .iter()
                 .map(|f| format!("{} belongs to no deployment", f.path.display())),
         ) {
-            ui::warn(format!("--force: {line}; replacing it anyway"));
+            progress.warn(format!("--force: {line}; replacing it anyway"));
         }
         return Ok(unowned);
     }
@@ -285,6 +288,7 @@ pub(super) fn shared_volumes(
     ctx: &Context,
     target: &Target,
     deployments: &[Deployment],
+    progress: &Progress,
 ) -> Vec<String> {
     let m = target.metadata();
     let touched: BTreeSet<&str> = m.volumes.iter().map(|v| v.name.as_str()).collect();
@@ -298,7 +302,7 @@ pub(super) fn shared_volumes(
                     .filter(|v| touched.contains(v.name.as_str()))
                     .map(|v| format!("volume {} is used by deployment {}", v.name, other.name)),
             ),
-            Err(e) => ui::warn(format!(
+            Err(e) => progress.warn(format!(
                 "deployment {} cannot be resolved ({e}); whether it uses the volumes of {} is not known",
                 other.name, m.deployment_name
             )),

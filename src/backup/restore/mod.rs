@@ -228,9 +228,10 @@ pub fn restore(
     store: &BackupStore,
     id: &str,
     opts: &RestoreOptions,
+    progress: &Progress,
 ) -> Result<RestoreOutcome> {
-    let plan = prepare(ctx, store, id, opts)?;
-    execute(ctx, store, plan, opts)
+    let plan = prepare(ctx, store, id, opts, progress)?;
+    execute(ctx, store, plan, opts, progress)
 }
 
 /// Step 1: load backup `id` and check everything that can be checked
@@ -244,6 +245,7 @@ pub fn prepare(
     store: &BackupStore,
     id: &str,
     opts: &RestoreOptions,
+    progress: &Progress,
 ) -> Result<RestorePlan> {
     validate_id(id)?;
     let started = Instant::now();
@@ -253,10 +255,10 @@ pub fn prepare(
     let target = Target::of(backup.clone())?;
     let current = current_deployment(ctx, &name)?;
     let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
-    Progress::new(true).step(format!("verifying {id}"));
-    verify_backup(&backup)?;
-    check_volumes_outside_storage(&name, &outside_storage, opts.force)?;
-    let in_the_way = check_in_the_way(ctx, &target, opts.force)?;
+    progress.step(format!("verifying {id}"));
+    verify_backup(&backup, progress)?;
+    check_volumes_outside_storage(&name, &outside_storage, opts.force, progress)?;
+    let in_the_way = check_in_the_way(ctx, &target, opts.force, progress)?;
     let lines = plan_lines(ctx, &target, current.as_ref(), true)?;
     Ok(RestorePlan {
         target,
@@ -309,8 +311,8 @@ pub fn execute(
     store: &BackupStore,
     plan: RestorePlan,
     opts: &RestoreOptions,
+    progress: &Progress,
 ) -> Result<RestoreOutcome> {
-    let progress = Progress::new(true);
     let metadata = plan.target.metadata();
     let (id, name) = (metadata.id.as_str(), metadata.deployment_name.as_str());
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
@@ -330,11 +332,11 @@ pub fn execute(
     interrupt::install()?;
     // The deployment may have changed while the question was open.
     let current = current_deployment(ctx, name)?;
-    let subject = safety_subject(ctx, metadata, current.as_ref(), &plan.in_the_way)?;
+    let subject = safety_subject(ctx, metadata, current.as_ref(), &plan.in_the_way, progress)?;
     let own = own_services(ctx, metadata, &subject)?;
 
     let down_since = Instant::now();
-    let (running, guard) = stop_services(ctx, id, own, &progress, &mut journal)?;
+    let (running, guard) = stop_services(ctx, id, own, progress, &mut journal)?;
 
     let kept = keep_current_state(
         ctx,
@@ -343,7 +345,7 @@ pub fn execute(
         current.is_some(),
         &subject,
         &running,
-        &progress,
+        progress,
         &mut journal,
     )?;
     // From here on put_back (or the rollback) decides what runs.
@@ -362,7 +364,7 @@ pub fn execute(
         &plan.target,
         &kept,
         start,
-        &progress,
+        progress,
         &mut journal,
     ) {
         Ok(units) => units,
@@ -377,12 +379,12 @@ pub fn execute(
     let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
     let safety = match kept.safety {
         Some(safety) if !kept.held.is_empty() => {
-            drop_held(ctx, store, &safety, &progress, &mut journal);
+            drop_held(ctx, store, &safety, progress, &mut journal);
             None
         }
         safety => safety,
     };
-    let missing_secrets = missing_secrets(ctx, metadata)?;
+    let missing_secrets = missing_secrets(ctx, metadata, progress)?;
     progress.step(format!(
         "restored {id} in {:.1} s{}",
         plan.started.elapsed().as_secs_f64(),
@@ -467,7 +469,7 @@ fn replace(
 /// Secrets the restored units require that do not exist (backups never
 /// hold secret values). leger's backups do not record them: the restored
 /// units are asked.
-fn missing_secrets(ctx: &Context, metadata: &Metadata) -> Result<Vec<String>> {
+fn missing_secrets(ctx: &Context, metadata: &Metadata, progress: &Progress) -> Result<Vec<String>> {
     let secrets = if metadata.is_legacy() {
         current_deployment(ctx, &metadata.deployment_name)?
             .and_then(|d| d.resolve(&ctx.layout).ok())
@@ -481,11 +483,11 @@ fn missing_secrets(ctx: &Context, metadata: &Metadata) -> Result<Vec<String>> {
         match ctx.podman.secret_exists(secret) {
             Ok(true) => {}
             Ok(false) => missing.push(secret.clone()),
-            Err(e) => ui::warn(format!("cannot check secret {secret}: {e}")),
+            Err(e) => progress.warn(format!("cannot check secret {secret}: {e}")),
         }
     }
     if !missing.is_empty() {
-        ui::warn(format!(
+        progress.warn(format!(
             "secrets the units require do not exist: {} (backups never hold secret values; \
              create them with `podman secret create NAME FILE`)",
             missing.join(", ")
@@ -508,6 +510,7 @@ fn nothing_changed(id: &str, err: Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::progress::Terminal;
     use crate::config::Config;
     use crate::layout::{Layout, Scope};
 
@@ -579,14 +582,16 @@ mod tests {
         }];
         let placed = crate::quadlet::resolve(&files, &[]).unwrap();
         assert_eq!(
-            services_to_start(&m, Start::WasRunning, Some(&placed)),
+            services_to_start(&m, Start::WasRunning, Some(&placed), &Terminal::new(false)),
             ["web.service"]
         );
         assert_eq!(
-            services_to_start(&m, Start::All, Some(&placed)),
+            services_to_start(&m, Start::All, Some(&placed), &Terminal::new(false)),
             ["web.service"]
         );
-        assert!(services_to_start(&m, Start::Nothing, Some(&placed)).is_empty());
+        assert!(
+            services_to_start(&m, Start::Nothing, Some(&placed), &Terminal::new(false)).is_empty()
+        );
     }
 
     #[test]

@@ -9,9 +9,10 @@ pub(super) fn show_plan(
     target: &Target,
     current: Option<&Deployment>,
     safety: bool,
+    progress: &Progress,
 ) -> Result<()> {
     for line in plan_lines(ctx, target, current, safety)? {
-        ui::note(line);
+        progress.step(line);
     }
     Ok(())
 }

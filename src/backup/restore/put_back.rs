@@ -64,7 +64,7 @@ pub(super) fn put_back(
     check()?;
 
     // 7. Start and wait.
-    let to_start = services_to_start(m, start, placed.as_ref());
+    let to_start = services_to_start(m, start, placed.as_ref(), progress);
     if !to_start.is_empty() {
         journal.step(Step::StartingRestored)?;
         progress.step(format!("starting {}", to_start.join(", ")));
@@ -173,6 +173,7 @@ pub(super) fn services_to_start(
     m: &Metadata,
     start: Start,
     placed: Option<&Resolution>,
+    progress: &Progress,
 ) -> Vec<String> {
     let recorded: Vec<String> = match (start, placed) {
         (Start::Nothing, _) => return Vec::new(),
@@ -194,7 +195,7 @@ pub(super) fn services_to_start(
     let (start, skipped): (Vec<String>, Vec<String>) =
         recorded.into_iter().partition(|s| produced.contains(s));
     if !skipped.is_empty() {
-        ui::warn(format!(
+        progress.warn(format!(
             "not starting {}: the restored quadlet files do not produce them",
             skipped.join(", ")
         ));
@@ -251,7 +252,7 @@ pub(super) fn restore_volume(
     import_volume_archive(ctx, target, volume, progress, interruptible)?;
     match volume.root {
         Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
-        None => ui::warn(format!(
+        None => progress.warn(format!(
             "the backup does not record the mode and owner of volume {name}'s root; left as podman made it"
         )),
     }

@@ -44,9 +44,9 @@ pub fn recover(
     store: &BackupStore,
     record: Record,
     assume_yes: bool,
+    progress: &Progress,
 ) -> Result<Recovered> {
     let name = record.deployment.clone();
-    let progress = Progress::new(true);
     let what = crate::backup::recovery::describe(&record);
     let mut outcome = Recovered {
         deployment: name.clone(),
@@ -60,28 +60,28 @@ pub fn recover(
     }
     if record.step == Step::DroppingAside && record.rolling_back.is_none() {
         // The restore had succeeded: only its leftovers go.
-        ui::note(format!("{what}. The restore itself had completed."));
+        progress.step(format!("{what}. The restore itself had completed."));
         let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
         if let Some(id) = record.safety_id() {
-            drop_held(ctx, store, id, &progress, &mut journal);
+            drop_held(ctx, store, id, progress, &mut journal);
         }
         outcome.outcome = Recovery::Completed;
         outcome.safety_backup = None;
         return Ok(outcome);
     }
     if !record.touched && record.rollback_failed.is_none() {
-        ui::note(format!(
+        progress.step(format!(
             "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
         ));
-        outcome.started = start_again(ctx, &record, &progress)?;
-        drop_unused_safety(store, &record);
+        outcome.started = start_again(ctx, &record, progress)?;
+        drop_unused_safety(store, &record, progress);
         return Ok(outcome);
     }
-    let (target, start, question, kind) = previous_state(store, &record, &what, &progress)?;
+    let (target, start, question, kind) = previous_state(store, &record, &what, progress)?;
     outcome.outcome = kind;
-    ui::note(format!("{what}."));
+    progress.step(format!("{what}."));
     let current = current_deployment(ctx, &name)?;
-    show_plan(ctx, &target, current.as_ref(), false)?;
+    show_plan(ctx, &target, current.as_ref(), false, progress)?;
     if !assume_yes && !ui::confirm(&question, "--yes")? {
         return Err(
             Error::user("recover cancelled; nothing was changed").with_hint(
@@ -89,7 +89,7 @@ pub fn recover(
             ),
         );
     }
-    outcome.started = put_previous_back(ctx, store, &record, &target, start, &progress)?;
+    outcome.started = put_previous_back(ctx, store, &record, &target, start, progress)?;
     Ok(outcome)
 }
 
@@ -150,7 +150,7 @@ fn previous_state(
                 )))
             })?;
             progress.step(format!("verifying the safety backup {id}"));
-            verify_backup(&backup).map_err(|e| {
+            verify_backup(&backup, progress).map_err(|e| {
                 undo_hint(Error::user(format!(
                     "{what}, and its safety backup {id} is damaged: {}",
                     e.message
@@ -236,14 +236,14 @@ fn put_previous_back(
 /// A safety backup whose volumes were to be moved aside is of no use once
 /// nothing was moved: removed (best effort) when `recover` ends a restore
 /// that had replaced nothing.
-fn drop_unused_safety(store: &BackupStore, record: &Record) {
+fn drop_unused_safety(store: &BackupStore, record: &Record, progress: &Progress) {
     let Some(id) = record.safety_id() else { return };
     let holds_aside = store
         .load(id)
         .is_ok_and(|b| b.metadata.volumes.iter().any(|v| v.held_aside));
     if holds_aside {
         if let Err(e) = store.delete(id) {
-            ui::warn(format!("the safety backup {id} could not be removed ({e})"));
+            progress.warn(format!("the safety backup {id} could not be removed ({e})"));
         }
     }
 }

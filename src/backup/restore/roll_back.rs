@@ -23,13 +23,13 @@ pub(super) fn roll_back(
     }
     let failed_id = failed.metadata().id.clone();
     if interrupted {
-        ui::warn(format!(
+        progress.warn(format!(
             "restore of {failed_id} {}: rolling back to the state before it \
              (another signal does not stop this)",
             cause.message
         ));
     } else {
-        ui::warn(format!("restore of {failed_id} failed: {cause}"));
+        progress.warn(format!("restore of {failed_id} failed: {cause}"));
     }
     // Best effort: the rollback matters more than its record.
     let _ = journal.update(|r| r.rolling_back = Some(cause.message.clone()));

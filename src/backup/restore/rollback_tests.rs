@@ -7,6 +7,7 @@
 use super::{restore, RestoreOptions};
 use crate::backup::create::{create, CreateOptions};
 use crate::backup::journal;
+use crate::backup::progress::Terminal;
 use crate::error::Error;
 use crate::podman::RootOwnership;
 use crate::testing::fake_podman::{Files, FRESH_ROOT};
@@ -52,6 +53,7 @@ fn restore_it(machine: &Machine, id: &str) -> Result<super::RestoreOutcome, Erro
         &machine.store(),
         id,
         &RestoreOptions::default(),
+        &Terminal::new(false),
     )
 }
 

@@ -164,14 +164,14 @@ pub(super) fn drop_held(
     let _ = journal.step(Step::DroppingAside);
     fault::point("restore:before-drop");
     if let Err(e) = aside::drop_all(ctx, journal.record()) {
-        ui::warn(format!(
+        progress.warn(format!(
             "the previous data moved aside could not be removed ({e}); remove it by hand: {}",
             aside_dirs(journal.record())
         ));
     }
     match store.delete(safety) {
         Ok(()) => progress.step("dropped the previous state moved aside"),
-        Err(e) => ui::warn(format!(
+        Err(e) => progress.warn(format!(
             "the safety backup {safety} could not be removed ({e}); `leger-backup delete {safety}`"
         )),
     }
