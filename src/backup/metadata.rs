@@ -184,6 +184,31 @@ pub struct VolumeEntry {
     pub held_aside: bool,
 }
 
+impl VolumeEntry {
+    /// A volume called `name` that did not exist: no archive, nothing
+    /// recorded yet. What `create` starts from, and fixtures build on.
+    pub fn absent(name: &str) -> VolumeEntry {
+        VolumeEntry {
+            name: name.to_owned(),
+            archive_path: None,
+            size: 0,
+            existed: false,
+            uncompressed_size: 0,
+            sha256: None,
+            root: None,
+            driver: None,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            defined_by: None,
+            volume_service: None,
+            used_by: Vec::new(),
+            special_files: Vec::new(),
+            tree_signature: None,
+            held_aside: false,
+        }
+    }
+}
+
 /// A service of the deployment and its state at backup time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEntry {

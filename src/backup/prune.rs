@@ -299,31 +299,14 @@ pub fn prune(
 mod tests {
     use super::*;
     use crate::backup::metadata::StopResult;
-    use chrono::{TimeZone, Utc};
 
     fn meta(deployment: &str, day: u32, reason: &str) -> Metadata {
-        let created = Utc.with_ymd_and_hms(2025, 1, day, 12, 0, 0).unwrap();
+        let id = format!("{deployment}-2025-01-{day:02}-120000");
         Metadata {
-            id: format!("{deployment}-2025-01-{day:02}-120000"),
-            deployment_name: deployment.into(),
-            created_at: created,
             backup_type: BackupType::from_reason(reason),
             reason: reason.into(),
-            size: 0,
-            quadlet_files: vec![],
-            volumes: vec![],
             format_version: Some(1),
-            leger_backup_version: None,
-            scope: None,
-            compression: None,
-            files: vec![],
-            dirs: vec![],
-            installation: None,
-            services: vec![],
-            secrets: vec![],
-            consistency: None,
-            downtime_seconds: None,
-            stop_result: None,
+            ..crate::backup::store::tests::metadata(&id, deployment, day)
         }
     }
 

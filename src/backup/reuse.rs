@@ -221,22 +221,15 @@ mod tests {
 
     fn volume(name: &str, signature: Option<&str>) -> VolumeEntry {
         VolumeEntry {
-            name: name.into(),
             archive_path: Some(format!("volumes/{name}.tar.zst").into()),
             size: 5,
             existed: true,
             uncompressed_size: 10240,
             sha256: Some("00".repeat(32)),
-            root: None,
             driver: Some("local".into()),
-            labels: Default::default(),
-            options: Default::default(),
-            defined_by: None,
-            volume_service: None,
-            used_by: vec![],
             special_files: vec!["fifo".into()],
             tree_signature: signature.map(str::to_owned),
-            held_aside: false,
+            ..VolumeEntry::absent(name)
         }
     }
 

@@ -78,22 +78,11 @@ pub(super) fn write_volumes(
     let mut volumes = Vec::new();
     for (spec, info) in subject.volumes.iter().zip(infos) {
         let mut entry = VolumeEntry {
-            name: spec.name.clone(),
-            archive_path: None,
-            size: 0,
             existed: info.is_some(),
-            uncompressed_size: 0,
-            sha256: None,
-            root: None,
-            driver: None,
-            labels: Default::default(),
-            options: Default::default(),
             defined_by: spec.defined_by.clone(),
             volume_service: spec.volume_service.clone(),
             used_by: spec.used_by.clone(),
-            special_files: Vec::new(),
-            tree_signature: None,
-            held_aside: false,
+            ..VolumeEntry::absent(&spec.name)
         };
         let Some((info, root)) = info else {
             progress.step(format!(

@@ -178,24 +178,7 @@ mod tests {
         assert!(err.message.contains("is missing"), "{}", err.message);
         assert!(b.resolve(Path::new("../web-a/x")).is_err());
         assert!(b.resolve(Path::new(".")).is_err());
-        let absent = VolumeEntry {
-            name: "v".into(),
-            archive_path: None,
-            size: 0,
-            existed: false,
-            uncompressed_size: 0,
-            sha256: None,
-            root: None,
-            driver: None,
-            labels: Default::default(),
-            options: Default::default(),
-            defined_by: None,
-            volume_service: None,
-            used_by: vec![],
-            special_files: vec![],
-            tree_signature: None,
-            held_aside: false,
-        };
+        let absent = VolumeEntry::absent("v");
         assert_eq!(b.archive_path(&absent).unwrap(), None);
         let evil = VolumeEntry {
             archive_path: Some("volumes/evil.tar.zst".into()),
