@@ -5,8 +5,9 @@
 //! current state first (as long as a `create`) so that a failure could be
 //! rolled back. For a volume of the local driver the same safety costs a
 //! `rename(2)`: its data directory (`<volumes>/<name>/_data`) is moved to
-//! `<volumes>/../leger-backup-aside/<deployment>-<time>/<name>`, on the same
-//! filesystem; the volume is then removed, recreated and imported into as
+//! `<volumes>/.leger-backup-aside/<deployment>-<time>/<name>`, on the same
+//! filesystem (the volumes directory is often a disk of its own; a name
+//! starting with a dot is no valid volume name, so it never clashes); the volume is then removed, recreated and imported into as
 //! before. A rollback (or `recover`) recreates the volume and puts the
 //! directory back in place of its empty data directory: the data, its
 //! root's mode and owner, inode for inode, exactly as they were. Only after
@@ -30,7 +31,7 @@ use crate::podman::VolumeInfo;
 
 /// The directory, next to Podman's volumes directory, holding data moved
 /// aside by restores.
-pub(super) const ASIDE_DIR: &str = "leger-backup-aside";
+pub(super) const ASIDE_DIR: &str = ".leger-backup-aside";
 
 /// Where each of `volumes` (as inspected now; `None`: it does not exist)
 /// goes when moved aside by the restore journaled in `record`. Volumes
@@ -56,7 +57,7 @@ pub(super) fn plan(
 
 /// Where the data of volume `info` goes for the restore called `restore`:
 /// `None` unless it is a plain local volume whose data directory is
-/// `<volumes>/<name>/_data` on the same filesystem as `<volumes>/..`.
+/// `<volumes>/<name>/_data`, all three on one filesystem.
 fn destination(info: &VolumeInfo, restore: &str) -> Option<PathBuf> {
     if !matches!(info.driver.as_str(), "" | "local") || !info.options.is_empty() {
         return None;
@@ -69,11 +70,11 @@ fn destination(info: &VolumeInfo, restore: &str) -> Option<PathBuf> {
     if volume_dir.file_name()? != info.name.as_str() {
         return None;
     }
-    let storage = volume_dir.parent()?.parent()?;
+    let volumes = volume_dir.parent()?;
     let device = |p: &Path| std::fs::symlink_metadata(p).ok().map(|m| m.dev());
     let here = device(volume_dir)?;
-    (device(data)? == here && device(storage)? == here)
-        .then(|| storage.join(ASIDE_DIR).join(restore).join(&info.name))
+    (device(data)? == here && device(volumes)? == here)
+        .then(|| volumes.join(ASIDE_DIR).join(restore).join(&info.name))
 }
 
 /// Move the data of `volume` (mounted at `mountpoint`) to `dest`: recorded
@@ -190,7 +191,10 @@ mod tests {
         let dest = destination(&plain, "app-1").unwrap();
         assert_eq!(
             dest,
-            tmp.path().join("storage").join(ASIDE_DIR).join("app-1/db")
+            tmp.path()
+                .join("storage/volumes")
+                .join(ASIDE_DIR)
+                .join("app-1/db")
         );
 
         let mut other_driver = plain.clone();
@@ -215,8 +219,9 @@ mod tests {
         assert!(is_held("db", &good).unwrap());
         for bad in [
             "/home/u/db",
-            "/x/leger-backup-aside/db",
-            "relative/leger-backup-aside/a/db",
+            "/x/.leger-backup-aside/db",
+            "relative/.leger-backup-aside/a/db",
+            "/x/leger-backup-aside/a/db",
         ] {
             let err = is_held("db", Path::new(bad)).unwrap_err();
             assert!(err.message.contains("not where"), "{bad}: {}", err.message);

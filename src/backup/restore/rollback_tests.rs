@@ -85,12 +85,8 @@ fn backups(machine: &Machine) -> Vec<String> {
 fn assert_nothing_held_aside(machine: &Machine, id: &str) {
     assert_eq!(machine.podman.held_aside(), Vec::<String>::new());
     let home = machine.ctx.layout.quadlet_dir.ancestors().nth(3).unwrap();
-    let aside = home.join(".local/share/containers/storage/leger-backup-aside");
-    assert!(
-        aside.parent().unwrap().join("volumes").is_dir(),
-        "{}",
-        aside.display()
-    );
+    let aside = home.join(".local/share/containers/storage/volumes/.leger-backup-aside");
+    assert!(aside.parent().unwrap().is_dir(), "{}", aside.display());
     let left: Vec<_> = std::fs::read_dir(&aside)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();

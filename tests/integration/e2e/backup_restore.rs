@@ -257,7 +257,7 @@ fn backup_break_restore_refuse_damage_and_roll_back() {
     // Nothing is left aside.
     succeeds(
         &tb,
-        "test -z \"$(ls -A ~/.local/share/containers/storage/leger-backup-aside 2>/dev/null)\"",
+        "test -z \"$(ls -A ~/.local/share/containers/storage/volumes/.leger-backup-aside 2>/dev/null)\"",
     );
     timed("restore again", || {
         succeeds(&tb, &format!("leger-backup restore {id1} --yes"))

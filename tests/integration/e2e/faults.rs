@@ -588,7 +588,7 @@ fn fault_29_sigkill_after_the_volumes_data_was_moved_aside() {
 }
 
 /// Nothing is left where a restore moves volume data aside.
-const NOTHING_ASIDE: &str = "aside=~/.local/share/containers/storage/leger-backup-aside
+const NOTHING_ASIDE: &str = "aside=~/.local/share/containers/storage/volumes/.leger-backup-aside
   test -z \"$(ls -A \"$aside\" 2>/dev/null | grep \"^$N-\")\" || { ls -lR \"$aside\" >&2; exit 1; }";
 
 /// Killed when the restore had succeeded, before it dropped the data it
@@ -608,7 +608,7 @@ fn fault_30_sigkill_after_the_restore_before_the_moved_data_is_dropped() {
     s.assert_up();
     s.assert_state("state once restored", &at_backup);
     let held = s
-        .ok("ls ~/.local/share/containers/storage/leger-backup-aside/")
+        .ok("ls ~/.local/share/containers/storage/volumes/.leger-backup-aside/")
         .stdout;
     assert!(held.contains("fault-30-"), "{held}");
 
