@@ -424,7 +424,13 @@ run_restore() {
     record_phase restore_safety "$(phase "$log" 'backing up' 'safety backup')"
     record_phase restore_aside "$(phase "$log" 'safety backup' 'moved the data of')"
     record_phase restore_import "$(phase "$log" "importing volume $VOLUME" "volume $VOLUME: ")"
-    record_phase restore_drop "$(phase "$log" "volume $VOLUME: " 'dropped the previous state')"
+    # From the import's end (the plan's lines name the volume too: start
+    # from the import) to the data moved aside being dropped.
+    local import_and_drop import
+    import_and_drop=$(phase "$log" "importing volume $VOLUME" 'dropped the previous state')
+    import=$(phase "$log" "importing volume $VOLUME" "volume $VOLUME: ")
+    [[ -z $import_and_drop || -z $import ]] ||
+        record_phase restore_drop "$(calc "$import_and_drop - $import")"
     # The volume's previous data was moved aside and is dropped; a safety
     # backup kept (a volume that could not be moved) goes here too.
     local b
