@@ -18,23 +18,14 @@ const ID: &str = "modes-2025-01-01-000000";
 
 /// `podman` and `systemctl` that succeed and print nothing, first in PATH.
 fn fake_tools(env: &TestEnv) -> String {
-    let bin = env.path("fake-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for tool in ["podman", "systemctl"] {
-        let path = bin.join(tool);
+    let script = |tool: &str| {
         let log = env.path(&format!("{tool}.log"));
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 0\n", log.display()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 0\n", log.display())
+    };
+    env.fake_tools(&[
+        ("podman", &script("podman")),
+        ("systemctl", &script("systemctl")),
+    ])
 }
 
 fn private_dir(path: &Path) {

@@ -4,7 +4,7 @@
 //! `restore` refuses before it runs any podman or systemctl command.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,25 +92,17 @@ fn craft_tar(env: &TestEnv, tar: &[u8]) -> PathBuf {
 
 /// `podman` and `systemctl` stand-ins first in PATH that log every call.
 fn logging_tools(env: &TestEnv) -> (String, PathBuf) {
-    let bin = env.path("fake-bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let log = env.path("calls.log");
-    for tool in ["podman", "systemctl"] {
-        let path = bin.join(tool);
-        let mut f = std::fs::File::create(&path).unwrap();
-        writeln!(
-            f,
-            "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 0",
+    let script = |tool: &str| {
+        format!(
+            "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit 0\n",
             log.display()
         )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    };
+    let path = env.fake_tools(&[
+        ("podman", &script("podman")),
+        ("systemctl", &script("systemctl")),
+    ]);
     (path, log)
 }
 

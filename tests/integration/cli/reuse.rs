@@ -5,10 +5,10 @@
 //! the first one's archive; a change makes a new one; deleting the first
 //! backup leaves the second verifiable.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::support::{stderr, stdout, TestEnv};
+use crate::support::{stderr, stdout, TestEnv, SYSTEMCTL_ALL_INACTIVE};
 
 const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 
@@ -16,9 +16,7 @@ const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 /// driver), and a `systemctl` to which every unit is inactive; first in
 /// PATH.
 fn fake_tools(env: &TestEnv) -> String {
-    let bin = env.path("fake-bin");
     let volumes = env.path("volumes");
-    std::fs::create_dir_all(&bin).unwrap();
     let podman = format!(
         r#"#!/bin/sh
 V='{volumes}'
@@ -37,23 +35,7 @@ esac
 "#,
         volumes = volumes.display()
     );
-    let systemctl = r#"#!/bin/sh
-case " $* " in
-  *" show --property=ActiveState "*)
-    seen=; for a; do [ -n "$seen" ] && echo inactive; [ "$a" = -- ] && seen=1; done ;;
-esac
-exit 0
-"#;
-    for (tool, text) in [("podman", podman.as_str()), ("systemctl", systemctl)] {
-        let path = bin.join(tool);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    env.fake_tools(&[("podman", &podman), ("systemctl", SYSTEMCTL_ALL_INACTIVE)])
 }
 
 /// Deployment `web`: one container mounting volume `web-data`, which holds

@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use crate::support::{stderr, TestEnv};
+use crate::support::{stderr, TestEnv, SYSTEMCTL_ALL_INACTIVE};
 
 const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 
@@ -17,8 +17,6 @@ const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
 /// `volumes/NAME.mountpoint` says; its export fails half-way when
 /// `volumes/NAME.broken` exists. Returns the PATH to use.
 fn fake_tools(env: &TestEnv) -> String {
-    let bin = env.path("fake-bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let podman = format!(
         r#"#!/bin/sh
 V='{volumes}'
@@ -47,18 +45,7 @@ esac
         volumes = env.path("volumes").display(),
         log = env.path("podman.log").display()
     );
-    let systemctl = "#!/bin/sh\ncase \" $* \" in\n  *\" show --property=ActiveState \"*)\n    \
-        seen=; for a; do [ -n \"$seen\" ] && echo inactive; [ \"$a\" = -- ] && seen=1; done ;;\nesac\nexit 0\n";
-    for (tool, text) in [("podman", podman.as_str()), ("systemctl", systemctl)] {
-        let path = bin.join(tool);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    env.fake_tools(&[("podman", &podman), ("systemctl", SYSTEMCTL_ALL_INACTIVE)])
 }
 
 /// Deployment `dr`: one container mounting volume `dr-data`, holding a

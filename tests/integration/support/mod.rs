@@ -20,6 +20,16 @@ pub fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(name)
 }
 
+/// A `systemctl` stand-in for which every unit asked about is inactive
+/// (and every other call succeeds).
+pub const SYSTEMCTL_ALL_INACTIVE: &str = r#"#!/bin/sh
+case " $* " in
+  *" show --property=ActiveState "*)
+    seen=; for a; do [ -n "$seen" ] && echo inactive; [ "$a" = -- ] && seen=1; done ;;
+esac
+exit 0
+"#;
+
 /// Runs the real binary with its own HOME and a clean environment.
 pub struct TestEnv {
     /// Temporary HOME, removed on drop.
@@ -37,6 +47,21 @@ impl TestEnv {
     /// Path inside HOME.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.home.path().join(rel)
+    }
+
+    /// Executable stand-ins (`(name, script)`) in `fake-bin/` of this
+    /// HOME; returns a `PATH` that finds them first.
+    pub fn fake_tools(&self, tools: &[(&str, &str)]) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        for (name, script) in tools {
+            let path = self.write(&format!("fake-bin/{name}"), script);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        format!(
+            "{}:{}",
+            self.path("fake-bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
     }
 
     /// Write a file inside HOME, creating parent directories.
