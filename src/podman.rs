@@ -134,6 +134,22 @@ pub trait ContainerEngine: std::fmt::Debug + Send + Sync {
     /// readable: the tar of `dir` on stdout (see
     /// [`crate::backup::volume_reader`]).
     fn volume_tar(&self, exe: &std::path::Path, dir: &str) -> Result<Box<dyn Producer>>;
+    /// Start `EXE volume-tar --host PATH` as [`ContainerEngine::volume_tar`]
+    /// does: the tar of the host path `path` (a directory, ACLs included,
+    /// or a single regular file) on stdout (see
+    /// [`crate::backup::volume_reader::write_host_path`]).
+    fn host_path_tar(&self, exe: &std::path::Path, path: &str) -> Result<Box<dyn Producer>>;
+    /// Start `EXE tree-write DEST` (with `file`, `EXE tree-write --file
+    /// DEST`) with the rights of the user namespace: it writes the tar fed
+    /// to its stdin exactly into the empty directory `dest` (or its one
+    /// regular file to the new path `dest`); see
+    /// [`crate::backup::tree_writer`]. The caller checks the tar first.
+    fn tree_write(
+        &self,
+        exe: &std::path::Path,
+        dest: &str,
+        file: bool,
+    ) -> Result<Box<dyn Consumer>>;
     /// Rename the directory `from` to `to`, on the same filesystem, with
     /// the rights of the user namespace (a restore moves a volume's data
     /// aside with it). `to` must not exist.
@@ -176,6 +192,27 @@ impl Podman {
             all.extend_from_slice(args);
             self.command(&all)
         }
+    }
+
+    /// `EXE ARGS PATH` (leger-backup's own binary, `exe`) in the user
+    /// namespace. `path` must be absolute: nothing after the subcommand is
+    /// read as an option.
+    fn own_command(&self, exe: &std::path::Path, args: &[&str], path: &str) -> Result<Command> {
+        let Some(exe) = exe.to_str() else {
+            return Err(Error::internal(format!(
+                "leger-backup's own path {} is not UTF-8",
+                exe.display()
+            )));
+        };
+        if !path.starts_with('/') {
+            return Err(Error::internal(format!(
+                "cannot use {path:?}: not an absolute path"
+            )));
+        }
+        let mut all = vec![exe];
+        all.extend_from_slice(args);
+        all.push(path);
+        Ok(self.in_user_namespace(&all))
     }
 }
 
@@ -266,23 +303,35 @@ impl ContainerEngine for Podman {
     /// the user namespace, where every file of the volume is readable: the
     /// tar of `dir` on stdout (see [`crate::backup::volume_reader`]).
     fn volume_tar(&self, exe: &std::path::Path, dir: &str) -> Result<Box<dyn Producer>> {
-        let Some(exe) = exe.to_str() else {
-            return Err(Error::internal(format!(
-                "leger-backup's own path {} is not UTF-8",
-                exe.display()
-            )));
-        };
-        // Absolute: nothing after the subcommand is read as an option.
-        if !dir.starts_with('/') {
-            return Err(Error::internal(format!(
-                "cannot read {dir:?}: not an absolute path"
-            )));
-        }
-        Ok(Box::new(Streaming::reading(self.in_user_namespace(&[
+        Ok(Box::new(Streaming::reading(self.own_command(
             exe,
-            "volume-tar",
+            &["volume-tar"],
             dir,
-        ]))?))
+        )?)?))
+    }
+
+    fn host_path_tar(&self, exe: &std::path::Path, path: &str) -> Result<Box<dyn Producer>> {
+        Ok(Box::new(Streaming::reading(self.own_command(
+            exe,
+            &["volume-tar", "--host"],
+            path,
+        )?)?))
+    }
+
+    fn tree_write(
+        &self,
+        exe: &std::path::Path,
+        dest: &str,
+        file: bool,
+    ) -> Result<Box<dyn Consumer>> {
+        let args: &[&str] = if file {
+            &["tree-write", "--file"]
+        } else {
+            &["tree-write"]
+        };
+        Ok(Box::new(Streaming::writing(
+            self.own_command(exe, args, dest)?,
+        )?))
     }
 
     fn set_root_ownership(&self, path: &str, own: RootOwnership) -> Result<()> {

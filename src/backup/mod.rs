@@ -17,6 +17,7 @@ pub(crate) mod reuse;
 pub mod services;
 pub mod store;
 pub mod tar_guard;
+pub mod tree_writer;
 pub(crate) mod trust;
 pub mod verify;
 pub mod volume_reader;

@@ -10,6 +10,18 @@
 //! (not `user.overlay.*`) as PAX `SCHILY.xattr.*` records. Sockets are left out, as podman leaves them.
 //! Sparse files are written as plain data.
 //!
+//! Host paths (bind-mount sources, files the units refer to) are read the
+//! same way with [`write_host_path`] (`volume-tar --host`), which records
+//! two more things volumes do not need, so volume archives stay exactly
+//! podman's: the POSIX ACLs (`system.posix_acl_access` and
+//! `system.posix_acl_default`, as `SCHILY.xattr.*` like the others), and a
+//! root that is a single regular file (a bind-mounted config file, an
+//! `EnvironmentFile=`), archived as exactly one regular-file entry named by
+//! the file's base name: the name carries no path the restore could
+//! follow, and the caller restores it to the path it recorded. As for
+//! volumes, a directory root is no entry: the caller records its mode and
+//! owner.
+//!
 //! Why: podman's export costs a Go tar writer, a re-exec'd helper and a
 //! pipe more than the data itself; reading the directory is the floor.
 //! Rootless, the files of a container's other users belong to subordinate
@@ -185,18 +197,53 @@ pub fn write_tree(root: &Path, out: impl Write) -> Result<()> {
     raise_open_files_limit();
     let dir = open_dir(None, root.as_os_str())
         .map_err(|e| Error::internal(format!("cannot open {}: {e}", root.display())))?;
-    let mut walk = Walk {
-        root: root.to_owned(),
-        out: BufWriter::with_capacity(256 * 1024, out),
-        links: HashMap::new(),
-        buf: vec![0u8; 1 << 20],
-        header: Vec::with_capacity(4 * BLOCK),
-    };
+    let mut walk = Walk::new(root, out, false);
     walk.dir(&dir, &mut Vec::new())?;
-    walk.write(&[0u8; 2 * BLOCK])?;
-    walk.out
-        .flush()
-        .map_err(|e| Error::internal(format!("writing the tar of {}: {e}", root.display())))
+    walk.finish()
+}
+
+/// Write the tar of the host path `root` to `out`: a directory as
+/// [`write_tree`] writes a volume's, ACLs included; a regular file as one
+/// entry named by its base name (see the module doc). A symlink or any
+/// other kind of root is refused: the caller resolves the path first.
+pub fn write_host_path(root: &Path, out: impl Write) -> Result<()> {
+    raise_open_files_limit();
+    let failed =
+        |what: &str, e: Errno| Error::internal(format!("cannot {what} {}: {e}", root.display()));
+    let st = nix::sys::stat::lstat(root).map_err(|e| failed("stat", e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    let mut walk = Walk::new(root, out, true);
+    match (kind, root.parent(), root.file_name()) {
+        (SFlag::S_IFDIR, _, _) => {
+            let dir = open_dir(None, root.as_os_str()).map_err(|e| failed("open", e))?;
+            walk.dir(&dir, &mut Vec::new())?;
+        }
+        (SFlag::S_IFREG, Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let dir = open_dir(None, parent.as_os_str())
+                .map_err(|e| failed("open the directory of", e))?;
+            // The walk appends the root's path to the entry's for messages.
+            walk.root = parent.to_owned();
+            if !walk.file(&dir, name, name.as_bytes(), &st)? {
+                return Err(Error::internal(format!(
+                    "{} was replaced or removed while it was read",
+                    root.display()
+                )));
+            }
+        }
+        _ => {
+            return Err(Error::internal(format!(
+                "cannot read {}: not a directory or a regular file",
+                root.display()
+            ))
+            .with_hint("pass the path a symlink points to, not the symlink"))
+        }
+    }
+    walk.finish()
 }
 
 /// A deep tree holds a descriptor per level: allow as many as allowed.
@@ -215,9 +262,30 @@ struct Walk<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
     header: Vec<u8>,
+    /// Whether POSIX ACLs are recorded too (host paths).
+    acls: bool,
 }
 
 impl<W: Write> Walk<W> {
+    fn new(root: &Path, out: W, acls: bool) -> Walk<W> {
+        Walk {
+            root: root.to_owned(),
+            out: BufWriter::with_capacity(256 * 1024, out),
+            links: HashMap::new(),
+            buf: vec![0u8; 1 << 20],
+            header: Vec::with_capacity(4 * BLOCK),
+            acls,
+        }
+    }
+
+    /// The end marker, and everything flushed.
+    fn finish(mut self) -> Result<()> {
+        self.write(&[0u8; 2 * BLOCK])?;
+        self.out.flush().map_err(|e| {
+            Error::internal(format!("writing the tar of {}: {e}", self.root.display()))
+        })
+    }
+
     /// The entries of the open directory `dir`, at `path` in the archive
     /// (empty or ending in `/`), sorted bytewise.
     fn dir(&mut self, dir: &OwnedFd, path: &mut Vec<u8>) -> Result<()> {
@@ -363,7 +431,7 @@ impl<W: Write> Walk<W> {
         typeflag: u8,
         linkname: &[u8],
     ) -> Result<bool> {
-        let xattrs = wanted_xattrs(dir, name).map_err(|e| {
+        let xattrs = wanted_xattrs(dir, name, self.acls).map_err(|e| {
             Error::internal(format!(
                 "cannot read the extended attributes of {}: {e}",
                 self.shown(path).display()
@@ -417,7 +485,7 @@ impl<W: Write> Walk<W> {
 
 /// Open the directory `name` (relative to `dir`, or as is) without
 /// following a symlink.
-fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::result::Result<OwnedFd, Errno> {
+pub(crate) fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::result::Result<OwnedFd, Errno> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(dir.map(AsRawFd::as_raw_fd), name, flags, Mode::empty())?;
     // SAFETY: openat returned a new descriptor that nothing else owns.
@@ -426,17 +494,27 @@ fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::result::Result<OwnedFd,
 
 /// Whether podman's export records the extended attribute `name`
 /// (`containers/storage` `pkg/archive`: file capabilities and IMA
-/// signatures, and the user namespace but for overlayfs' own).
-fn wanted_xattr(name: &[u8]) -> bool {
+/// signatures, and the user namespace but for overlayfs' own); with
+/// `acls` (host paths), the POSIX ACLs too.
+pub(crate) fn recorded_xattr(name: &[u8], acls: bool) -> bool {
     matches!(name, b"security.capability" | b"security.ima")
         || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
+        || (acls
+            && matches!(
+                name,
+                b"system.posix_acl_access" | b"system.posix_acl_default"
+            ))
 }
 
 /// The extended attributes of entry `name` of `dir` that podman's export
-/// records, sorted by name. Read through `/proc/self/fd/DIR/NAME` with the
+/// records (and the ACLs with `acls`), sorted by name. Read through `/proc/self/fd/DIR/NAME` with the
 /// `l*` calls: the last component is not followed, the directory is the
 /// one already open.
-fn wanted_xattrs(dir: &OwnedFd, name: &OsStr) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn wanted_xattrs(
+    dir: &OwnedFd,
+    name: &OsStr,
+    acls: bool,
+) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     path.extend_from_slice(name.as_bytes());
     let path = CString::new(path).map_err(std::io::Error::other)?;
@@ -444,7 +522,7 @@ fn wanted_xattrs(dir: &OwnedFd, name: &OsStr) -> std::io::Result<Vec<(Vec<u8>, V
     // passed match (see `read_sized`).
     let names = read_sized(|buf, len| unsafe { libc::llistxattr(path.as_ptr(), buf, len) })?;
     let mut found = Vec::new();
-    for key in names.split(|&b| b == 0).filter(|k| wanted_xattr(k)) {
+    for key in names.split(|&b| b == 0).filter(|k| recorded_xattr(k, acls)) {
         let ckey = CString::new(key).map_err(std::io::Error::other)?;
         // SAFETY: as above.
         let value = read_sized(|buf, len| unsafe {
@@ -491,4 +569,4 @@ fn read_sized(call: impl Fn(*mut libc::c_char, usize) -> isize) -> std::io::Resu
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -103,6 +103,10 @@ pub enum Command {
     /// runs it inside podman's user namespace).
     #[command(hide = true)]
     VolumeTar(VolumeTarArgs),
+    /// Write a tar read from stdin into a directory or a file, exactly
+    /// (internal: `restore` runs it inside podman's user namespace).
+    #[command(hide = true)]
+    TreeWrite(TreeWriteArgs),
 }
 
 /// `create`.
@@ -270,8 +274,23 @@ pub struct GeneratorArgs {
 /// `volume-tar` (run by `create`).
 #[derive(Debug, Args)]
 pub struct VolumeTarArgs {
-    /// The volume's directory (its mountpoint).
+    /// The volume's directory (its mountpoint), or with `--host` a host
+    /// path (a directory or a regular file).
     pub dir: PathBuf,
+    /// Read a host path: POSIX ACLs recorded too, a single file allowed.
+    #[arg(long)]
+    pub host: bool,
+}
+
+/// `tree-write` (run by `restore`).
+#[derive(Debug, Args)]
+pub struct TreeWriteArgs {
+    /// The empty directory to write into (made by the caller), or with
+    /// `--file` the path of the file to make (it must not exist).
+    pub dest: PathBuf,
+    /// The tar holds one regular file, written to DEST.
+    #[arg(long)]
+    pub file: bool,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod restore;
 mod settings;
 mod status;
 mod stop_hook;
+mod tree_write;
 mod verify;
 mod volume_tar;
 
@@ -98,6 +99,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::LegerHook(args) => leger_hook::run(&global, args),
         Command::Generator(args) => generator::run(&global, args),
         Command::VolumeTar(args) => volume_tar::run(args),
+        Command::TreeWrite(args) => tree_write::run(args),
     }
 }
 

@@ -1,7 +1,7 @@
-//! `volume-tar DIR` (internal): the tar of a volume's directory on stdout,
-//! for `create`, which runs it inside podman's user namespace and reads
-//! the stream as it reads `podman volume export`
-//! ([`crate::backup::volume_reader`]).
+//! `volume-tar [--host] DIR` (internal): the tar of a volume's directory
+//! (or with `--host` of a host path) on stdout, for `create`, which runs
+//! it inside podman's user namespace and reads the stream as it reads
+//! `podman volume export` ([`crate::backup::volume_reader`]).
 
 use std::os::fd::AsFd;
 
@@ -19,5 +19,10 @@ pub fn run(args: VolumeTarArgs) -> Result<()> {
         .as_fd()
         .try_clone_to_owned()
         .map_err(|e| Error::internal(format!("cannot use stdout: {e}")))?;
-    crate::backup::volume_reader::write_tree(&args.dir, std::fs::File::from(stdout))
+    let stdout = std::fs::File::from(stdout);
+    if args.host {
+        crate::backup::volume_reader::write_host_path(&args.dir, stdout)
+    } else {
+        crate::backup::volume_reader::write_tree(&args.dir, stdout)
+    }
 }

@@ -314,6 +314,30 @@ impl ContainerEngine for FakePodman {
         Ok(Box::new(MemoryProducer::new(tar_of(&volume.files))))
     }
 
+    /// Host paths are real: the reader runs in-process on them.
+    fn host_path_tar(&self, _exe: &std::path::Path, path: &str) -> Result<Box<dyn Producer>> {
+        drop(self.record("host_path_tar", path)?);
+        let mut tar = Vec::new();
+        crate::backup::volume_reader::write_host_path(std::path::Path::new(path), &mut tar)?;
+        Ok(Box::new(MemoryProducer::new(tar)))
+    }
+
+    /// The writer runs in-process on the real `dest` when the input ends.
+    fn tree_write(
+        &self,
+        _exe: &std::path::Path,
+        dest: &str,
+        file: bool,
+    ) -> Result<Box<dyn Consumer>> {
+        drop(self.record("tree_write", dest)?);
+        Ok(Box::new(TreeWriteConsumer {
+            dest: PathBuf::from(dest),
+            file,
+            written: Buffer::default(),
+            input_taken: false,
+        }))
+    }
+
     fn move_dir(&self, from: &str, to: &str) -> Result<()> {
         let mut s = self.record("move_dir", from)?;
         let volume = s.at_mountpoint(from)?;
@@ -433,6 +457,36 @@ impl Consumer for MemoryConsumer {
             .ok_or_else(|| no_volume(&self.volume))?;
         volume.files.extend(files);
         Ok(())
+    }
+
+    fn abort(self: Box<Self>) {}
+}
+
+/// A `tree-write`: the bytes written are written out to `dest` by the
+/// real writer when it finishes.
+struct TreeWriteConsumer {
+    dest: PathBuf,
+    file: bool,
+    written: Buffer,
+    input_taken: bool,
+}
+
+impl Consumer for TreeWriteConsumer {
+    fn input(&mut self) -> Option<Box<dyn PipeWriter>> {
+        if std::mem::replace(&mut self.input_taken, true) {
+            return None;
+        }
+        Some(Box::new(self.written.clone()))
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let bytes = std::mem::take(&mut *self.written.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let target = if self.file {
+            crate::backup::tree_writer::Target::File(&self.dest)
+        } else {
+            crate::backup::tree_writer::Target::Dir(&self.dest)
+        };
+        crate::backup::tree_writer::write(&bytes[..], target)
     }
 
     fn abort(self: Box<Self>) {}

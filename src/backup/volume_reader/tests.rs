@@ -25,7 +25,7 @@ fn unsplittable() -> String {
     format!("deep/{}", "n".repeat(150))
 }
 
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+pub(crate) fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_bytes()).unwrap();
     let n = CString::new(name).unwrap();
     // SAFETY: valid C strings and a buffer of the length given.
@@ -47,14 +47,14 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     );
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) {
+pub(crate) fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
 }
 
 /// A volume as containers leave them: several owners, every entry type
 /// podman exports, names long enough for a USTAR prefix and for PAX,
 /// modes with setuid and sticky bits, extended attributes.
-fn sample_tree(root: &Path) {
+pub(crate) fn sample_tree(root: &Path) {
     let w = |rel: &str, data: &[u8]| {
         let p = root.join(rel);
         fs_err::create_dir_all(p.parent().unwrap()).unwrap();
@@ -131,6 +131,14 @@ fn tar_of(root: &Path) -> Vec<u8> {
 /// directories, which extraction changes), and for a file with several
 /// names, the first of them.
 fn manifest(root: &Path) -> BTreeMap<String, String> {
+    manifest_of(root, false)
+}
+
+/// [`manifest`], with `exact` (what the tree writer restores) also the
+/// mtimes of directories and symlinks, the ACLs, and the allocated blocks
+/// of sparse files (so holes count; only theirs: a file's blocks also
+/// count attributes that are not recorded).
+pub(crate) fn manifest_of(root: &Path, exact: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut first_names: BTreeMap<u64, String> = BTreeMap::new();
     let mut paths = Vec::new();
@@ -149,16 +157,19 @@ fn manifest(root: &Path) -> BTreeMap<String, String> {
         } else if !ft.is_dir() {
             line += &format!("rdev {}", m.rdev());
         }
-        if !ft.is_dir() && !ft.is_symlink() {
+        if exact || (!ft.is_dir() && !ft.is_symlink()) {
             line += &format!(" mtime {}", m.mtime());
-            if m.nlink() > 1 {
-                let first = first_names.entry(m.ino()).or_insert_with(|| rel.clone());
-                line += &format!(" links-to {first}");
-            }
+        }
+        if exact && ft.is_file() && m.blocks() * 512 < m.size() {
+            line += &format!(" blocks {}", m.blocks());
+        }
+        if !ft.is_dir() && !ft.is_symlink() && m.nlink() > 1 {
+            let first = first_names.entry(m.ino()).or_insert_with(|| rel.clone());
+            line += &format!(" links-to {first}");
         }
         let dir = fs_err::File::open(p.parent().unwrap()).unwrap();
         let fd: OwnedFd = dir.into();
-        for (k, v) in wanted_xattrs(&fd, p.file_name().unwrap()).unwrap() {
+        for (k, v) in wanted_xattrs(&fd, p.file_name().unwrap(), exact).unwrap() {
             line += &format!(" xattr {}={}", String::from_utf8_lossy(&k), hex::encode(v));
         }
         out.insert(rel, line);
