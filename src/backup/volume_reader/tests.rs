@@ -403,3 +403,95 @@ fn only_local_volumes_without_a_mount_of_their_own_are_read_directly() {
     assert!(!direct_readable(&info("local", &[("type", "tmpfs")])));
     assert!(!direct_readable(&info("local", &[("o", "size=10m")])));
 }
+
+/// The extended attribute names recorded for each entry of `tar`.
+fn recorded_xattrs(tar: &[u8]) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for entry in tar::Archive::new(tar).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut keys = Vec::new();
+        if let Some(pax) = entry.pax_extensions().unwrap() {
+            for record in pax {
+                let key = record.unwrap().key().unwrap().to_owned();
+                keys.extend(key.strip_prefix("SCHILY.xattr.").map(str::to_owned));
+            }
+        }
+        out.insert(name, keys);
+    }
+    out
+}
+
+/// An ACL granting uid 1234 read access, as the kernel stores it.
+fn read_acl() -> Vec<u8> {
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 1234),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    acl
+}
+
+#[test]
+fn host_paths_record_acls_and_volumes_stay_as_podman_writes_them() {
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("d/f");
+    fs_err::create_dir(src.path().join("d")).unwrap();
+    fs_err::write(&f, b"x").unwrap();
+    set_xattr(&f, "system.posix_acl_access", &read_acl());
+    set_xattr(
+        &src.path().join("d"),
+        "system.posix_acl_default",
+        &read_acl(),
+    );
+    set_xattr(&f, "user.note", b"n");
+
+    let mut host = Vec::new();
+    write_host_path(src.path(), &mut host).unwrap();
+    let host = recorded_xattrs(&host);
+    assert_eq!(host["d/"], ["system.posix_acl_default"]);
+    assert_eq!(host["d/f"], ["system.posix_acl_access", "user.note"]);
+
+    let volume = recorded_xattrs(&tar_of(src.path()));
+    assert_eq!(volume["d/"], Vec::<String>::new());
+    assert_eq!(volume["d/f"], ["user.note"]);
+}
+
+#[test]
+fn a_host_file_is_one_entry_named_by_its_base_name() {
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("app.env");
+    fs_err::write(&f, b"A=1\n").unwrap();
+    chown(&f, 1234, 4321);
+    let mut tar = Vec::new();
+    write_host_path(&f, &mut tar).unwrap();
+    let mut guard = TarGuard::new(Specials::Record);
+    guard.feed(&tar).expect("the guard accepts it");
+    assert_eq!(guard.entries(), 1);
+    let entries = headers(&tar);
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].0, entries[0].1.as_str()), (b'0', "app.env"));
+    // The volume reader takes directories only, as before.
+    assert!(write_tree(&f, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn a_host_path_that_is_a_symlink_is_refused() {
+    let src = tempfile::tempdir().unwrap();
+    fs_err::write(src.path().join("target"), b"x").unwrap();
+    symlink("target", src.path().join("link")).unwrap();
+    let err = write_host_path(&src.path().join("link"), &mut Vec::new()).unwrap_err();
+    assert!(
+        err.message.contains("not a directory or a regular file"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("link"), "{}", err.message);
+}

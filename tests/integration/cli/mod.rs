@@ -14,4 +14,5 @@ mod plan_host_paths;
 mod recovery;
 mod retention;
 mod reuse;
+mod tree_write;
 mod volume_reader;
