@@ -435,6 +435,38 @@ mod tests {
     }
 
     #[test]
+    fn our_own_commands_take_absolute_paths_after_their_options() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "as root no `podman unshare` comes first: run this test as root"
+        );
+        let podman = Podman::new();
+        let exe = std::path::Path::new("/usr/bin/leger-backup");
+        let write = podman
+            .own_command(exe, &["tree-write", "--file"], "/etc/app/app.env")
+            .unwrap();
+        assert_eq!(
+            process::describe(&write),
+            "/usr/bin/leger-backup tree-write --file /etc/app/app.env"
+        );
+        let read = podman
+            .own_command(exe, &["volume-tar", "--host"], "/srv/db")
+            .unwrap();
+        assert_eq!(
+            process::describe(&read),
+            "/usr/bin/leger-backup volume-tar --host /srv/db"
+        );
+        let err = podman
+            .own_command(exe, &["tree-write"], "--file")
+            .unwrap_err();
+        assert!(
+            err.message.contains("not an absolute path"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn inspect_json_with_null_maps() {
         let json =
             r#"[{"Name":"v","Driver":"local","Mountpoint":"/x","Labels":null,"Options":{}}]"#;

@@ -356,3 +356,33 @@ fn a_symlink_swapped_in_for_dest_is_not_followed() {
         0
     );
 }
+
+/// What a host-path backup and restore run through the engine, on the
+/// fake one: its reader and writer are the real ones, in-process.
+#[test]
+fn the_fake_engine_reads_and_writes_host_paths_for_real() {
+    assert_root();
+    use crate::podman::ContainerEngine;
+    use std::io::Write as _;
+    let podman = crate::testing::fake_podman::FakePodman::new();
+    let exe = Path::new("/unused");
+    let src = tempfile::tempdir().unwrap();
+    host_tree(src.path());
+    let mut tar = Vec::new();
+    let mut reader = podman
+        .host_path_tar(exe, &src.path().display().to_string())
+        .unwrap();
+    reader.output().unwrap().read_to_end(&mut tar).unwrap();
+    reader.finish().unwrap();
+
+    let dst = tempfile::tempdir().unwrap();
+    let mut writer = podman
+        .tree_write(exe, &dst.path().display().to_string(), false)
+        .unwrap();
+    writer.input().unwrap().write_all(&tar).unwrap();
+    writer.finish().unwrap();
+
+    let mut expected = manifest_of(src.path(), true);
+    expected.remove("sock");
+    assert_eq!(manifest_of(dst.path(), true), expected);
+}
