@@ -58,7 +58,8 @@ const HOLE: usize = 4096;
 
 /// Write the tar read from `input` to `target` (see the module doc).
 pub fn write(input: impl Read, target: Target) -> Result<()> {
-    let mut archive = tar::Archive::new(input);
+    // Headers are read a block at a time: one read(2) each without a buffer.
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(256 * 1024, input));
     let entries = archive
         .entries()
         .map_err(|e| Error::user(format!("cannot read the archive: {e}")))?;

@@ -8,22 +8,16 @@ use std::os::fd::AsFd;
 
 use super::args::TreeWriteArgs;
 use crate::backup::tree_writer::{self, Target};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Read the tar from stdin, unbuffered by the standard library (the
 /// writer buffers it). Runs as the child of `restore`.
 pub fn run(args: TreeWriteArgs) -> Result<()> {
-    // Rootless, our parent is `podman unshare`: die with the leger-backup
-    // that started it rather than write on alone.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-    let stdin = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| Error::internal(format!("cannot use stdin: {e}")))?;
+    let stdin = super::volume_tar::pipe_end(std::io::stdin().as_fd(), "stdin")?;
     let target = if args.file {
         Target::File(&args.dest)
     } else {
         Target::Dir(&args.dest)
     };
-    tree_writer::write(std::fs::File::from(stdin), target)
+    tree_writer::write(stdin, target)
 }

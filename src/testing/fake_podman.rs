@@ -422,6 +422,18 @@ impl Write for Buffer {
     }
 }
 
+impl Buffer {
+    /// A writer into it, the first time only (a pipe has one input end).
+    fn hand_out(&self, taken: &mut bool) -> Option<Box<dyn PipeWriter>> {
+        (!std::mem::replace(taken, true)).then(|| Box::new(self.clone()) as Box<dyn PipeWriter>)
+    }
+
+    /// The bytes written so far, taken out.
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 impl PipeWriter for Buffer {
     fn pipe_fd(&self) -> Option<RawFd> {
         None
@@ -439,14 +451,11 @@ struct MemoryConsumer {
 
 impl Consumer for MemoryConsumer {
     fn input(&mut self) -> Option<Box<dyn PipeWriter>> {
-        if std::mem::replace(&mut self.input_taken, true) {
-            return None;
-        }
-        Some(Box::new(self.written.clone()))
+        self.written.hand_out(&mut self.input_taken)
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        let bytes = std::mem::take(&mut *self.written.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let bytes = self.written.take();
         let files = files_of(&bytes).map_err(|e| {
             Error::internal(format!("importing into {}: not a tar: {e}", self.volume))
         })?;
@@ -473,14 +482,11 @@ struct TreeWriteConsumer {
 
 impl Consumer for TreeWriteConsumer {
     fn input(&mut self) -> Option<Box<dyn PipeWriter>> {
-        if std::mem::replace(&mut self.input_taken, true) {
-            return None;
-        }
-        Some(Box::new(self.written.clone()))
+        self.written.hand_out(&mut self.input_taken)
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
-        let bytes = std::mem::take(&mut *self.written.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let bytes = self.written.take();
         let target = if self.file {
             crate::backup::tree_writer::Target::File(&self.dest)
         } else {
