@@ -422,10 +422,11 @@ fn meta<R: Read>(entry: &mut tar::Entry<R>) -> std::result::Result<Meta, String>
     for record in pax {
         let record = record.map_err(|e| bad("PAX record", e))?;
         let (key, value) = (record.key_bytes(), record.value_bytes());
+        // Times may have a fraction (other writers): kept to the second.
         let parsed = || {
             std::str::from_utf8(value)
                 .ok()
-                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(|v| v.split('.').next()?.parse::<i64>().ok())
                 .ok_or_else(|| {
                     format!(
                         "has a PAX record {} that is no number",

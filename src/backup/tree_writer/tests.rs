@@ -386,3 +386,33 @@ fn the_fake_engine_reads_and_writes_host_paths_for_real() {
     expected.remove("sock");
     assert_eq!(manifest_of(dst.path(), true), expected);
 }
+
+#[test]
+fn pax_records_override_the_header_fields() {
+    let mut header = tar::Header::new_ustar();
+    header.set_path("f").unwrap();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(1);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([
+            ("uid", b"3000000".as_slice()),
+            ("gid", b"3000001".as_slice()),
+            ("mtime", b"1700000000.75".as_slice()),
+        ])
+        .unwrap();
+    builder.append(&header, &b"x"[..]).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let meta = meta(&mut entry).unwrap();
+    assert_eq!(
+        (meta.uid, meta.gid, meta.mtime),
+        (3_000_000, 3_000_001, 1_700_000_000)
+    );
+}
