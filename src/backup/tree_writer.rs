@@ -21,7 +21,9 @@
 //! descriptor one component at a time with `O_NOFOLLOW`; absolute names,
 //! `.` and `..` components are refused, and so is an entry whose parent is
 //! not a directory written earlier or that already exists, and a hard link
-//! whose target is not a file written earlier. An error names the entry.
+//! whose target is not a file written earlier. An error names the entry;
+//! what was written before it stays in DEST, for the caller to remove
+//! (a restore rolls back as it does for a volume).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -130,6 +132,19 @@ impl Writer {
         .with_hint("the backup is damaged or was not made by leger-backup; restore another one")
     }
 
+    /// An entry that could not be written for a reason of the host
+    /// (no space, no permission): the archive is not to blame.
+    fn failed(&self, name: &[u8], what: &str, e: Errno) -> Error {
+        if e == Errno::EEXIST {
+            return self.refused(name, "appears twice in the archive");
+        }
+        Error::internal(format!(
+            "cannot write the archive into {}: entry {:?} {what}: {e}",
+            self.dest.display(),
+            String::from_utf8_lossy(name)
+        ))
+    }
+
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<()> {
         let name = entry.path_bytes().into_owned();
         let path = clean(&name).map_err(|why| self.refused(&name, why))?;
@@ -168,7 +183,7 @@ impl Writer {
                 ))
             }
         };
-        made.map_err(|e| self.refused(&name, format_args!("cannot be made: {e}")))?;
+        made.map_err(|e| self.failed(&name, "cannot be made", e))?;
         if kind == tar::EntryType::Directory {
             self.written.insert(path.to_vec(), true);
             self.dirs.push((path.to_vec(), meta));
@@ -179,7 +194,7 @@ impl Writer {
             .parent(parent_path)
             .map_err(|why| self.refused(&name, why))?;
         finish_node(parent, base, &meta, kind != tar::EntryType::Symlink)
-            .map_err(|e| self.refused(&name, format_args!("cannot be finished: {e}")))
+            .map_err(|e| self.failed(&name, "cannot be finished", e))
     }
 
     /// A regular file with its data, holes for blocks of zeros.
@@ -197,18 +212,20 @@ impl Writer {
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = openat(Some(parent), base, flags, Mode::from_bits_truncate(0o600))
-            .map_err(|e| self.refused(name, format_args!("cannot be made: {e}")))?;
+            .map_err(|e| self.failed(name, "cannot be made", e))?;
         // SAFETY: openat returned a new descriptor that nothing else owns.
         let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         self.written.insert(path.to_vec(), false);
         let mut buf = std::mem::take(&mut self.buf);
         let copied = copy_sparse(entry, &file, &mut buf);
         self.buf = buf;
-        let size =
-            copied.map_err(|e| self.refused(name, format_args!("cannot be written: {e}")))?;
+        let size = copied.map_err(|e| match e.raw_os_error() {
+            Some(n) => self.failed(name, "cannot be written", Errno::from_raw(n)),
+            None => self.refused(name, format_args!("cannot be read: {e}")),
+        })?;
         ftruncate(&file, size as libc::off_t)
             .and_then(|()| finish_fd(&file, &meta))
-            .map_err(|e| self.refused(name, format_args!("cannot be finished: {e}")))
+            .map_err(|e| self.failed(name, "cannot be finished", e))
     }
 
     /// A second name of a file written earlier inside DEST.
@@ -255,7 +272,7 @@ impl Writer {
             base,
             AtFlags::empty(),
         )
-        .map_err(|e| self.refused(name, format_args!("cannot be made: {e}")))?;
+        .map_err(|e| self.failed(name, "cannot be made", e))?;
         self.written.insert(path.to_vec(), false);
         Ok(())
     }
@@ -302,8 +319,7 @@ impl Writer {
             let fd = self
                 .open_path(path)
                 .map_err(|why| self.refused(path, why))?;
-            finish_fd(&fd, meta)
-                .map_err(|e| self.refused(path, format_args!("cannot be finished: {e}")))?;
+            finish_fd(&fd, meta).map_err(|e| self.failed(path, "cannot be finished", e))?;
         }
         Ok(())
     }
