@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::backup::files;
-use crate::backup::journal::{Journal, Operation, Step};
+use crate::backup::journal::{CreateRecord, Journal, Operation, OperationRecord, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
     BackupType, Consistency, DirEntry, FileEntry, Metadata, ServiceEntry, StopResult,
@@ -116,11 +116,12 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     let mut journal = Journal::begin(
         &ctx.layout.state_dir,
         &deployment.name,
-        Operation::Create,
+        OperationRecord::Create(CreateRecord {
+            reason: Some(opts.reason.clone()),
+        }),
         store.dir(),
         !opts.services_already_stopped,
     )?;
-    journal.update(|r| r.reason = Some(opts.reason.clone()))?;
     interrupt::install()?;
     let subject = Subject::of_deployment(ctx, deployment)?;
     let terminal = Terminal::new(opts.progress);
@@ -280,7 +281,7 @@ fn begin_backup(
     let id = store.new_id(&subject.name, created_at)?;
     journal.update(|r| {
         r.writing = Some(id.clone());
-        if r.operation == Operation::Create {
+        if r.operation() == Operation::Create {
             r.backup_id = Some(id.clone());
         }
         r.step = Step::CopyingFiles;

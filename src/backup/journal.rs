@@ -89,7 +89,7 @@ pub enum Step {
     /// restore: starting the restored deployment's services.
     StartingRestored,
     /// restore: moving a volume's current data aside (to the path in
-    /// [`Record::aside`]), the safety copy of volumes in Podman's storage.
+    /// [`RestoreRecord::aside`]), the safety copy of volumes in Podman's storage.
     MovingAside {
         /// The volume.
         volume: String,
@@ -100,10 +100,11 @@ pub enum Step {
 }
 
 /// The safety backup of a restore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum Safety {
     /// Not decided yet.
+    #[default]
     Pending,
     /// Nothing of the deployment existed: the state to return to is "nothing".
     NotNeeded,
@@ -119,13 +120,18 @@ pub enum Safety {
     },
 }
 
-/// What the journal file says.
+/// What the journal file says: what every operation records, and the
+/// part of its own ([`OperationRecord`]), so that a create's record cannot
+/// carry a restore's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// [`JOURNAL_VERSION`].
     pub version: u32,
-    /// Create or restore.
-    pub operation: Operation,
+    /// Create or restore, with what only that operation records. On disk
+    /// its fields stand beside the others, tagged by the `"operation"` key
+    /// (the layout of [`JOURNAL_VERSION`] 1).
+    #[serde(flatten)]
+    pub op: OperationRecord,
     /// The deployment.
     pub deployment: String,
     /// The process doing it.
@@ -137,11 +143,8 @@ pub struct Record {
     /// When this record was written.
     pub updated_at: DateTime<Utc>,
     /// The stops of the deployment's services are this operation's own:
-    /// stop hooks skip while it is alive (see [`crate::auto::ops`]).
+    /// stop hooks skip while it is alive (see [`crate::auto::own_operation`]).
     pub owns_stops: bool,
-    /// create: its reason (`manual`, `on-stop`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
     /// The backup directory in use.
     pub backup_dir: PathBuf,
     /// create: the backup being written; restore: the backup being restored.
@@ -151,28 +154,72 @@ pub struct Record {
     /// or a restore's safety backup).
     #[serde(default)]
     pub writing: Option<String>,
-    /// restore: its safety backup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub safety: Option<Safety>,
     /// Services this operation stopped: create starts them again; for a
     /// restore they are the services that ran before it.
     #[serde(default)]
     pub stopped: Vec<String>,
-    /// restore: the deployment's live files or volumes have begun to change.
-    #[serde(default)]
-    pub touched: bool,
-    /// restore: rolling back to the safety backup, because of this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolling_back: Option<String>,
-    /// restore: where each volume's data is moved aside (written before
-    /// the move): what a rollback or `recover` moves back.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub aside: BTreeMap<String, PathBuf>,
-    /// restore: the rollback failed too (the journal is kept for `recover`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_failed: Option<String>,
     /// The step reached.
     pub step: Step,
+}
+
+/// What only one kind of operation records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", rename_all = "lowercase")]
+pub enum OperationRecord {
+    /// A `create`.
+    Create(CreateRecord),
+    /// A `restore` (or the `recover` that finishes one).
+    Restore(RestoreRecord),
+}
+
+impl From<Operation> for OperationRecord {
+    /// The record of an operation that has done nothing yet.
+    fn from(operation: Operation) -> OperationRecord {
+        match operation {
+            Operation::Create => OperationRecord::Create(CreateRecord::default()),
+            Operation::Restore => OperationRecord::Restore(RestoreRecord::default()),
+        }
+    }
+}
+
+/// What a `create` records of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateRecord {
+    /// Its reason (`manual`, `on-stop`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a `restore` records of its own: the state to return to and how far
+/// the return has gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// Its safety backup.
+    #[serde(default)]
+    pub safety: Safety,
+    /// The deployment's live files or volumes have begun to change.
+    #[serde(default)]
+    pub touched: bool,
+    /// Rolling back to the safety backup, because of this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_back: Option<String>,
+    /// Where each volume's data is moved aside (written before the move):
+    /// what a rollback or `recover` moves back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aside: BTreeMap<String, PathBuf>,
+    /// The rollback failed too (the journal is kept for `recover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_failed: Option<String>,
+}
+
+impl RestoreRecord {
+    /// The safety backup's ID when it is complete.
+    pub fn safety_id(&self) -> Option<&str> {
+        match &self.safety {
+            Safety::Taken { id } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 impl Record {
@@ -185,9 +232,31 @@ impl Record {
         .is_alive()
     }
 
+    /// Create or restore.
+    pub fn operation(&self) -> Operation {
+        match self.op {
+            OperationRecord::Create(_) => Operation::Create,
+            OperationRecord::Restore(_) => Operation::Restore,
+        }
+    }
+
+    /// What a restore records of its own; `None` for a create.
+    pub fn restore(&self) -> Option<&RestoreRecord> {
+        match &self.op {
+            OperationRecord::Restore(restore) => Some(restore),
+            OperationRecord::Create(_) => None,
+        }
+    }
+
+    /// Where a restore moves each volume's data aside; empty for a create.
+    pub fn aside(&self) -> &BTreeMap<String, PathBuf> {
+        static NONE: BTreeMap<String, PathBuf> = BTreeMap::new();
+        self.restore().map_or(&NONE, |r| &r.aside)
+    }
+
     /// The step, in words.
     pub fn step_text(&self) -> String {
-        let in_safety = self.operation == Operation::Restore
+        let in_safety = self.operation() == Operation::Restore
             && matches!(
                 self.step,
                 Step::CopyingFiles | Step::Exporting { .. } | Step::Finalizing
@@ -216,18 +285,15 @@ impl Record {
         } else {
             text
         };
-        match &self.rolling_back {
+        match self.restore().and_then(|r| r.rolling_back.as_ref()) {
             Some(cause) => format!("rolling back after \"{cause}\": {text}"),
             None => text,
         }
     }
 
-    /// The safety backup's ID when it is complete.
+    /// The safety backup's ID of a restore, when it is complete.
     pub fn safety_id(&self) -> Option<&str> {
-        match &self.safety {
-            Some(Safety::Taken { id }) => Some(id),
-            _ => None,
-        }
+        self.restore().and_then(RestoreRecord::safety_id)
     }
 }
 
@@ -266,7 +332,7 @@ pub fn backups_in_use(state_dir: &Path) -> BTreeMap<String, String> {
     let mut in_use = BTreeMap::new();
     for (deployment, record) in list(state_dir) {
         let Ok(record) = record else { continue };
-        if record.operation != Operation::Restore {
+        if record.operation() != Operation::Restore {
             continue;
         }
         if let Some(id) = record.safety_id() {
@@ -324,7 +390,7 @@ impl Journal {
     pub fn begin(
         state_dir: &Path,
         deployment: &str,
-        operation: Operation,
+        operation: impl Into<OperationRecord>,
         backup_dir: &Path,
         owns_stops: bool,
     ) -> Result<Journal> {
@@ -333,23 +399,17 @@ impl Journal {
         let now = Utc::now();
         let record = Record {
             version: JOURNAL_VERSION,
-            operation,
+            op: operation.into(),
             deployment: deployment.to_owned(),
             pid,
             start_time: process_start_time(pid),
             started_at: now,
             updated_at: now,
             owns_stops,
-            reason: None,
             backup_dir: backup_dir.to_owned(),
             backup_id: None,
             writing: None,
-            safety: (operation == Operation::Restore).then_some(Safety::Pending),
             stopped: Vec::new(),
-            touched: false,
-            aside: BTreeMap::new(),
-            rolling_back: None,
-            rollback_failed: None,
             step: Step::Started,
         };
         Journal::write_new(state_dir, record)
@@ -391,6 +451,26 @@ impl Journal {
     /// Change the record and write it, before the change it describes.
     pub fn update(&mut self, change: impl FnOnce(&mut Record)) -> Result<()> {
         change(&mut self.record);
+        self.write()
+    }
+
+    /// Change a restore's record and write it, before the change it
+    /// describes: `change` gets the common part and the restore's own (the
+    /// record it is handed holds a blank restore part meanwhile). An
+    /// internal error, writing nothing, when this journal is a create's.
+    pub fn update_restore(
+        &mut self,
+        change: impl FnOnce(&mut Record, &mut RestoreRecord),
+    ) -> Result<()> {
+        let OperationRecord::Restore(own) = &mut self.record.op else {
+            return Err(Error::internal(format!(
+                "the journal of {} is not a restore's",
+                self.record.deployment
+            )));
+        };
+        let mut own = std::mem::take(own);
+        change(&mut self.record, &mut own);
+        self.record.op = OperationRecord::Restore(own);
         self.write()
     }
 
@@ -485,7 +565,7 @@ mod tests {
         assert_eq!(r.step, Step::Started);
         assert_eq!(r.pid, std::process::id());
         assert!(r.alive());
-        assert_eq!(r.safety, None);
+        assert_eq!(r.restore(), None);
         j.update(|r| {
             r.stopped = vec!["web.service".into()];
             r.step = Step::StoppingServices;
@@ -513,9 +593,9 @@ mod tests {
         let mut restore =
             Journal::begin(tmp.path(), "web", Operation::Restore, Path::new("/b"), true).unwrap();
         restore
-            .update(|r| {
+            .update_restore(|r, restore| {
                 r.backup_id = Some("web-old".into());
-                r.safety = Some(Safety::Taking { id: String::new() });
+                restore.safety = Safety::Taking { id: String::new() };
             })
             .unwrap();
         let _create =
@@ -527,10 +607,10 @@ mod tests {
             "a safety backup being written is not one yet"
         );
         restore
-            .update(|r| {
-                r.safety = Some(Safety::Taken {
+            .update_restore(|_, restore| {
+                restore.safety = Safety::Taken {
                     id: "web-safety".into(),
-                })
+                }
             })
             .unwrap();
         let held = backups_in_use(tmp.path());
@@ -545,9 +625,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut j =
             Journal::begin(tmp.path(), "web", Operation::Restore, Path::new("/b"), true).unwrap();
-        j.update(|r| {
-            r.safety = Some(Safety::Taken { id: "web-1".into() });
-            r.touched = true;
+        j.update_restore(|r, restore| {
+            restore.safety = Safety::Taken { id: "web-1".into() };
+            restore.touched = true;
             r.step = Step::ReplacingVolume {
                 volume: "data".into(),
             };
@@ -595,11 +675,89 @@ mod tests {
             "taking the safety backup (exporting volume data)"
         );
         r.step = Step::ReplacingFiles;
-        r.rolling_back = Some("boom".into());
+        let OperationRecord::Restore(restore) = &mut r.op else {
+            panic!("not a restore: {r:?}")
+        };
+        restore.rolling_back = Some("boom".into());
         assert_eq!(
             r.step_text(),
             "rolling back after \"boom\": putting the deployment's files back"
         );
+    }
+
+    /// A create's journal as version 1 (`main` before the records were
+    /// split by operation) wrote it.
+    const CREATE_V1: &str = r#"{
+  "version": 1,
+  "operation": "create",
+  "deployment": "web",
+  "pid": 4294967294,
+  "start_time": 12345,
+  "started_at": "2026-11-27T10:00:00Z",
+  "updated_at": "2026-11-27T10:00:01Z",
+  "owns_stops": true,
+  "reason": "on-stop:web.service",
+  "backup_dir": "/b",
+  "backup_id": "web-20261127T100000Z",
+  "writing": "web-20261127T100000Z",
+  "stopped": ["web.service"],
+  "touched": false,
+  "step": { "name": "exporting", "volume": "data" }
+}"#;
+
+    /// A restore's journal as version 1 wrote it, with data moved aside.
+    const RESTORE_V1: &str = r#"{
+  "version": 1,
+  "operation": "restore",
+  "deployment": "web",
+  "pid": 4294967294,
+  "start_time": null,
+  "started_at": "2026-11-27T10:00:00Z",
+  "updated_at": "2026-11-27T10:00:05Z",
+  "owns_stops": true,
+  "backup_dir": "/b",
+  "backup_id": "web-old",
+  "writing": null,
+  "safety": { "state": "taken", "id": "web-safety" },
+  "stopped": ["web.service"],
+  "touched": true,
+  "aside": { "data": "/v/.leger-backup-aside/web-20261127T100000.000Z/data" },
+  "step": { "name": "replacing-volume", "volume": "data" }
+}"#;
+
+    #[test]
+    fn version_1_journals_are_read_and_written_alike() {
+        let create: Record = serde_json::from_str(CREATE_V1).unwrap();
+        let OperationRecord::Create(own) = &create.op else {
+            panic!("not a create: {create:?}")
+        };
+        assert_eq!(own.reason.as_deref(), Some("on-stop:web.service"));
+        assert_eq!(create.stopped, ["web.service"]);
+        assert_eq!(create.safety_id(), None);
+        assert!(create.aside().is_empty());
+        assert_eq!(create.step_text(), "exporting volume data");
+
+        let restore: Record = serde_json::from_str(RESTORE_V1).unwrap();
+        let own = restore.restore().expect("a restore");
+        assert_eq!(restore.safety_id(), Some("web-safety"));
+        assert!(own.touched);
+        assert_eq!(own.rolling_back, None);
+        assert_eq!(
+            restore.aside()["data"],
+            Path::new("/v/.leger-backup-aside/web-20261127T100000.000Z/data")
+        );
+        assert_eq!(restore.backup_id.as_deref(), Some("web-old"));
+        assert_eq!(restore.step_text(), "replacing volume data");
+        assert!(!restore.alive());
+
+        // Written back, a restore's record is the same JSON; a create's
+        // drops only the restore field it never used.
+        let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        let written = |r: &Record| serde_json::to_value(r).unwrap();
+        assert_eq!(written(&restore), json(RESTORE_V1));
+        let mut create_v1 = json(CREATE_V1);
+        create_v1.as_object_mut().unwrap().remove("touched");
+        assert_eq!(written(&create), create_v1);
     }
 
     #[test]

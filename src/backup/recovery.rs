@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::auto::{scope_flag, systemctl_words};
-use crate::backup::journal::{self, Operation, Record, Safety, Step};
+use crate::backup::journal::{self, OperationRecord, Record, RestoreRecord, Safety, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::store::{validate_id, BackupStore, TMP_PREFIX};
 use crate::context::Context;
@@ -64,7 +64,7 @@ pub fn startup(ctx: &Context, mode: Mode) {
             continue;
         }
         if mode == Mode::StopHook
-            && record.operation == Operation::Create
+            && matches!(record.op, OperationRecord::Create(_))
             && !record.stopped.is_empty()
         {
             continue;
@@ -80,12 +80,14 @@ pub fn startup(ctx: &Context, mode: Mode) {
         if record.alive() {
             continue;
         }
-        match record.operation {
-            Operation::Create => ui::warn(clean_create(ctx, &record, mode != Mode::StopHook)),
-            Operation::Restore => {
+        match &record.op {
+            OperationRecord::Create(_) => {
+                ui::warn(clean_create(ctx, &record, mode != Mode::StopHook))
+            }
+            OperationRecord::Restore(restore) => {
                 let removed = remove_unfinished(&record);
                 if mode != Mode::Recover {
-                    let mut text = pending_text(ctx, &record);
+                    let mut text = pending_text(ctx, &record, restore);
                     if let Err(e) = removed {
                         text.push_str(&format!(" ({})", e.message));
                     }
@@ -103,12 +105,12 @@ pub fn before_create(ctx: &Context, deployment: &str, from_stop_hook: bool) -> R
     let Some(record) = own_journal(ctx, deployment)? else {
         return Ok(());
     };
-    match record.operation {
-        Operation::Create => {
+    match record.op {
+        OperationRecord::Create(_) => {
             ui::warn(clean_create(ctx, &record, !from_stop_hook));
             Ok(())
         }
-        Operation::Restore => Err(Error::user(format!(
+        OperationRecord::Restore(_) => Err(Error::user(format!(
             "not backing up {deployment}: {}",
             describe(&record)
         ))
@@ -127,10 +129,10 @@ pub fn before_restore(ctx: &Context, deployment: &str) -> Result<()> {
     let Some(record) = own_journal(ctx, deployment)? else {
         return Ok(());
     };
-    match record.operation {
-        Operation::Create => ui::warn(clean_create(ctx, &record, true)),
-        Operation::Restore => {
-            let held: Vec<String> = record
+    match &record.op {
+        OperationRecord::Create(_) => ui::warn(clean_create(ctx, &record, true)),
+        OperationRecord::Restore(restore) => {
+            let held: Vec<String> = restore
                 .aside
                 .values()
                 .filter(|p| std::fs::symlink_metadata(p).is_ok())
@@ -152,7 +154,7 @@ pub fn before_restore(ctx: &Context, deployment: &str) -> Result<()> {
             ui::warn(format!(
                 "{}; this restore replaces it{}",
                 describe(&record),
-                match record.safety_id() {
+                match restore.safety_id() {
                     Some(id) => format!(" (its safety backup {id} is kept)"),
                     None => String::new(),
                 }
@@ -258,10 +260,10 @@ pub fn remove_unfinished(record: &Record) -> Result<Option<String>> {
 /// One sentence: which operation of which deployment was interrupted where.
 pub fn describe(record: &Record) -> String {
     let who = format!("process {}", record.pid);
-    match record.operation {
-        Operation::Create => format!(
+    match &record.op {
+        OperationRecord::Create(create) => format!(
             "a{} backup (create) of {} was interrupted: {who} ended while {}",
-            match record.reason.as_deref() {
+            match create.reason.as_deref() {
                 Some(r) if r.starts_with("on-stop") => "n automatic (stop hook)",
                 Some(r) if r.starts_with("before-") => "n automatic (leger hook)",
                 _ => "",
@@ -269,7 +271,7 @@ pub fn describe(record: &Record) -> String {
             record.deployment,
             record.step_text()
         ),
-        Operation::Restore => match &record.rollback_failed {
+        OperationRecord::Restore(restore) => match &restore.rollback_failed {
             Some(why) => format!(
                 "a restore of {}{} failed and so did its rollback ({why})",
                 record.deployment,
@@ -293,29 +295,60 @@ fn from(record: &Record) -> String {
         .unwrap_or_default()
 }
 
-/// What `recover` will do for an interrupted restore, in words.
-pub fn recover_action(record: &Record) -> String {
-    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
-        return "the restore itself had completed; `recover` drops the previous data it had \
-                moved aside"
-            .to_owned();
-    }
-    if !record.touched && record.rollback_failed.is_none() {
-        return if record.stopped.is_empty() {
-            "it had not replaced anything yet; `recover` clears it".to_owned()
+/// How far an interrupted restore had gone, which decides what `recover`
+/// does: one reading of the journal for the words (`status`, warnings) and
+/// for the deed ([`crate::backup::restore::recover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStage {
+    /// The restore itself had completed: only the data it had moved aside
+    /// is left to drop.
+    Completed,
+    /// It had replaced nothing yet (nor begun a rollback that failed): its
+    /// services are to start again.
+    NothingReplaced,
+    /// The deployment may be half-restored: back to the state before it.
+    HalfDone,
+}
+
+impl RestoreStage {
+    /// The stage of the interrupted restore journaled in `record`, whose
+    /// own part is `restore`.
+    pub fn of(record: &Record, restore: &RestoreRecord) -> RestoreStage {
+        if record.step == Step::DroppingAside && restore.rolling_back.is_none() {
+            RestoreStage::Completed
+        } else if !restore.touched && restore.rollback_failed.is_none() {
+            RestoreStage::NothingReplaced
         } else {
-            format!(
+            RestoreStage::HalfDone
+        }
+    }
+}
+
+/// What `recover` will do for an interrupted restore, in words.
+pub fn recover_action(record: &Record, restore: &RestoreRecord) -> String {
+    match RestoreStage::of(record, restore) {
+        RestoreStage::Completed => {
+            return "the restore itself had completed; `recover` drops the previous data it \
+                    had moved aside"
+                .to_owned()
+        }
+        RestoreStage::NothingReplaced if record.stopped.is_empty() => {
+            return "it had not replaced anything yet; `recover` clears it".to_owned()
+        }
+        RestoreStage::NothingReplaced => {
+            return format!(
                 "it had not replaced anything yet; `recover` starts {} again",
                 record.stopped.join(", ")
             )
-        };
+        }
+        RestoreStage::HalfDone => {}
     }
-    match &record.safety {
-        Some(Safety::Taken { id }) => format!(
+    match &restore.safety {
+        Safety::Taken { id } => format!(
             "the deployment may be half-restored; `recover` rolls it back to the safety backup {id} \
              (its state before the restore)"
         ),
-        Some(Safety::NotNeeded) => "the deployment may be half-installed; `recover` removes what \
+        Safety::NotNeeded => "the deployment may be half-installed; `recover` removes what \
              the restore put in place (nothing of it existed before)"
             .to_owned(),
         _ => "the deployment may be half-restored and there is no complete safety backup; \
@@ -324,11 +357,11 @@ pub fn recover_action(record: &Record) -> String {
     }
 }
 
-fn pending_text(ctx: &Context, record: &Record) -> String {
+fn pending_text(ctx: &Context, record: &Record, restore: &RestoreRecord) -> String {
     format!(
         "{}; {}. Run `leger-backup{} recover` (add --yes to skip the question).",
         describe(record),
-        recover_action(record),
+        recover_action(record, restore),
         scope_flag(ctx.layout.scope)
     )
 }
@@ -360,16 +393,19 @@ pub fn pending(state_dir: &Path) -> Vec<Pending> {
     journal::list(state_dir)
         .into_iter()
         .filter_map(|(_, r)| r.ok())
-        .filter(|r| r.operation == Operation::Restore && !r.alive())
-        .map(|r| Pending {
-            deployment: r.deployment.clone(),
-            backup: r.backup_id.clone(),
-            safety_backup: r.safety_id().map(str::to_owned),
-            step: r.step_text(),
-            pid: r.pid,
-            started_at: r.started_at,
-            what: describe(&r),
-            action: recover_action(&r),
+        .filter(|r| !r.alive())
+        .filter_map(|r| {
+            let restore = r.restore()?;
+            Some(Pending {
+                deployment: r.deployment.clone(),
+                backup: r.backup_id.clone(),
+                safety_backup: restore.safety_id().map(str::to_owned),
+                step: r.step_text(),
+                pid: r.pid,
+                started_at: r.started_at,
+                what: describe(&r),
+                action: recover_action(&r, restore),
+            })
         })
         .collect()
 }
@@ -377,7 +413,7 @@ pub fn pending(state_dir: &Path) -> Vec<Pending> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::journal::{Journal, Step};
+    use crate::backup::journal::{Journal, Operation, Step};
     use crate::config::Config;
     use crate::layout::{Layout, Scope};
 
@@ -396,7 +432,11 @@ mod tests {
     }
 
     /// A journal as a process that died would have left it.
-    fn dead(ctx: &Context, op: Operation, change: impl FnOnce(&mut Record)) -> Record {
+    fn dead(
+        ctx: &Context,
+        op: impl Into<OperationRecord>,
+        change: impl FnOnce(&mut Record),
+    ) -> Record {
         let j = Journal::begin(&ctx.layout.state_dir, "web", op, ctx.backup_dir(), true).unwrap();
         let mut r = j.record().clone();
         j.keep();
@@ -475,10 +515,13 @@ mod tests {
         let store = BackupStore::open(ctx.backup_dir()).unwrap();
         let tmp = store.dir().join(".tmp-web-safety");
         std::fs::create_dir(&tmp).unwrap();
-        dead(&ctx, Operation::Restore, |r| {
+        let restore = RestoreRecord {
+            safety: Safety::Taken { id: "web-2".into() },
+            touched: true,
+            ..RestoreRecord::default()
+        };
+        dead(&ctx, OperationRecord::Restore(restore), |r| {
             r.backup_id = Some("web-1".into());
-            r.safety = Some(Safety::Taken { id: "web-2".into() });
-            r.touched = true;
             r.step = Step::ReplacingFiles;
         });
         startup(&ctx, Mode::Command);
@@ -532,7 +575,8 @@ mod tests {
             r.stopped = vec!["web.service".into()];
             r.step = Step::SafetyBackup;
         });
-        assert!(recover_action(&r).contains("had not replaced anything yet"));
-        assert!(recover_action(&r).contains("starts web.service again"));
+        let action = recover_action(&r, r.restore().unwrap());
+        assert!(action.contains("had not replaced anything yet"), "{action}");
+        assert!(action.contains("starts web.service again"), "{action}");
     }
 }

@@ -25,7 +25,7 @@ pub fn run(global: &GlobalArgs, args: RecoverArgs) -> Result<()> {
     let interrupted: Vec<String> = journal::list(state_dir)
         .into_iter()
         .filter_map(|(name, r)| r.ok().map(|r| (name, r)))
-        .filter(|(_, r)| r.operation == Operation::Restore && !r.alive())
+        .filter(|(_, r)| r.operation() == Operation::Restore && !r.alive())
         .map(|(name, _)| name)
         .collect();
     if interrupted.is_empty() {
@@ -77,7 +77,7 @@ fn recover_one(
     let Some(record) = journal::read(&ctx.layout.state_dir, name)? else {
         return Ok(None);
     };
-    if record.operation != Operation::Restore || record.alive() {
+    if record.operation() != Operation::Restore || record.alive() {
         return Ok(None);
     }
     restore::recover(ctx, store, record, yes, &Terminal::new(true)).map(Some)

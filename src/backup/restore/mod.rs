@@ -138,7 +138,7 @@ impl Target {
     /// journal `record` says).
     fn of_safety(backup: StoredBackup, record: &Record) -> Result<Target> {
         let mut target = Target::of(backup)?;
-        target.aside = record.aside.clone();
+        target.aside = record.aside().clone();
         Ok(target)
     }
 
@@ -350,7 +350,7 @@ pub fn execute(
     )?;
     // From here on put_back (or the rollback) decides what runs.
     guard.hand_over();
-    journal.update(|r| r.touched = true)?;
+    journal.update_restore(|_, restore| restore.touched = true)?;
     let start = if opts.no_start {
         Start::Nothing
     } else if current.is_some() {
@@ -369,7 +369,11 @@ pub fn execute(
     ) {
         Ok(units) => units,
         Err(err) => {
-            if journal.record().rollback_failed.is_some() {
+            if journal
+                .record()
+                .restore()
+                .is_some_and(|r| r.rollback_failed.is_some())
+            {
                 // `recover` retries the rollback; `status` shows it.
                 journal.keep();
             }

@@ -1,6 +1,7 @@
 //! `recover`: finish a restore a dead process left half-done.
 
 use super::*;
+use crate::backup::recovery::RestoreStage;
 
 /// How `recover` ended for one deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +48,11 @@ pub fn recover(
     progress: &Progress,
 ) -> Result<Recovered> {
     let name = record.deployment.clone();
+    let Some(restore) = record.restore() else {
+        return Err(Error::internal(format!(
+            "the journal of {name} is not a restore's: nothing to recover"
+        )));
+    };
     let what = crate::backup::recovery::describe(&record);
     let mut outcome = Recovered {
         deployment: name.clone(),
@@ -58,7 +64,8 @@ pub fn recover(
     if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
         progress.step(format!("removed the unfinished safety backup {removed}"));
     }
-    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
+    let stage = RestoreStage::of(&record, restore);
+    if stage == RestoreStage::Completed {
         // The restore had succeeded: only its leftovers go.
         progress.step(format!("{what}. The restore itself had completed."));
         let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
@@ -69,7 +76,7 @@ pub fn recover(
         outcome.safety_backup = None;
         return Ok(outcome);
     }
-    if !record.touched && record.rollback_failed.is_none() {
+    if stage == RestoreStage::NothingReplaced {
         progress.step(format!(
             "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
         ));
@@ -77,7 +84,8 @@ pub fn recover(
         drop_unused_safety(store, &record, progress);
         return Ok(outcome);
     }
-    let (target, start, question, kind) = previous_state(store, &record, &what, progress)?;
+    let (target, start, question, kind) =
+        previous_state(store, &record, &restore.safety, &what, progress)?;
     outcome.outcome = kind;
     progress.step(format!("{what}."));
     let current = current_deployment(ctx, &name)?;
@@ -121,12 +129,13 @@ fn start_again(ctx: &Context, record: &Record, progress: &Progress) -> Result<Ve
 }
 
 /// The state before the interrupted restore `record` describes (`what`):
-/// its safety backup (verified first), or "nothing" when nothing of the
+/// its safety backup `safety` (verified first), or "nothing" when nothing of the
 /// deployment existed; with the services to start, the question to ask and
 /// what recovering it is called. Changes nothing.
 fn previous_state(
     store: &BackupStore,
     record: &Record,
+    safety: &Safety,
     what: &str,
     progress: &Progress,
 ) -> Result<(Target, Start, String, Recovery)> {
@@ -141,8 +150,8 @@ fn previous_state(
              or another backup from `leger-backup list`"
         ))
     };
-    match &record.safety {
-        Some(Safety::Taken { id }) => {
+    match safety {
+        Safety::Taken { id } => {
             let backup = store.load(id).map_err(|e| {
                 undo_hint(Error::user(format!(
                     "{what}, and its safety backup {id} cannot be used: {}",
@@ -163,7 +172,7 @@ fn previous_state(
                 Recovery::RolledBack,
             ))
         }
-        Some(Safety::NotNeeded) => {
+        Safety::NotNeeded => {
             let failed = record
                 .backup_id
                 .as_deref()
@@ -203,9 +212,9 @@ fn put_previous_back(
     progress: &Progress,
 ) -> Result<Vec<String>> {
     let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
-    journal.update(|r| {
-        r.rolling_back = Some("the restore was interrupted".to_owned());
-        r.rollback_failed = None;
+    journal.update_restore(|_, restore| {
+        restore.rolling_back = Some("the restore was interrupted".to_owned());
+        restore.rollback_failed = None;
     })?;
     // Signals are handled (and ignored: a rollback is not interrupted).
     interrupt::install()?;
@@ -217,7 +226,7 @@ fn put_previous_back(
             Ok(started)
         }
         Err(e) => {
-            let _ = journal.update(|r| r.rollback_failed = Some(e.message.clone()));
+            let _ = journal.update_restore(|_, r| r.rollback_failed = Some(e.message.clone()));
             journal.keep();
             let again = "every backup is kept; fix the cause and run `leger-backup recover` again";
             let hint = match record.safety_id() {
