@@ -108,7 +108,11 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &deployment.name, opts.wait)?;
     // A journal a dead run left for this deployment is dealt with first
     // (an interrupted restore must be recovered before anything else).
-    crate::backup::recovery::before_create(ctx, &deployment.name, opts.services_already_stopped)?;
+    crate::backup::interrupted::before_create(
+        ctx,
+        &deployment.name,
+        opts.services_already_stopped,
+    )?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also tells the stop hooks of the services stopped
     // below that the stop is ours (see `auto::own_operation`); a stop hook's own

@@ -11,7 +11,7 @@
 //! successfully or through its error path. A journal left behind therefore
 //! means the process died without cleaning up; the deployment lock
 //! ([`crate::backup::lock`]) tells a live operation from a dead one, and
-//! [`crate::backup::recovery`] acts on it.
+//! [`crate::backup::interrupted`] acts on it.
 //!
 //! The same file is the "leger-backup itself is working on this
 //! deployment" marker the stop hook reads without any lock

@@ -37,7 +37,7 @@ use checks::*;
 use import::*;
 use plan::*;
 use put_back::*;
-pub use recover::{recover, Recovered, Recovery};
+pub use recover::{recover, RecoverOutcome, RecoverReport};
 use roll_back::*;
 use safety::*;
 use target::*;
@@ -240,7 +240,7 @@ pub fn execute(
     let (id, name) = (metadata.id.as_str(), metadata.deployment_name.as_str());
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
     // A journal a dead run left for this deployment is dealt with first.
-    crate::backup::recovery::before_restore(ctx, name)?;
+    crate::backup::interrupted::before_restore(ctx, name)?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also keeps the stop hooks of the services stopped
     // below from backing up a half-restored deployment (see `auto::own_operation`).

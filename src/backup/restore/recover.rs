@@ -1,12 +1,12 @@
 //! `recover`: finish a restore a dead process left half-done.
 
 use super::*;
-use crate::backup::recovery::RestoreStage;
+use crate::backup::interrupted::RestoreStage;
 
 /// How `recover` ended for one deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Recovery {
+pub enum RecoverOutcome {
     /// The restore had replaced nothing: its services were started again.
     NothingReplaced,
     /// Rolled back to the safety backup.
@@ -21,7 +21,7 @@ pub enum Recovery {
 
 /// What `recover` did for one deployment.
 #[derive(Debug, Clone, Serialize)]
-pub struct Recovered {
+pub struct RecoverReport {
     /// The deployment.
     pub deployment: String,
     /// The backup the interrupted restore was putting back.
@@ -29,7 +29,7 @@ pub struct Recovered {
     /// Its safety backup (the state put back).
     pub safety_backup: Option<String>,
     /// What was done.
-    pub outcome: Recovery,
+    pub outcome: RecoverOutcome,
     /// Services started afterwards.
     pub started: Vec<String>,
 }
@@ -46,22 +46,22 @@ pub fn recover(
     record: Record,
     assume_yes: bool,
     progress: &Progress,
-) -> Result<Recovered> {
+) -> Result<RecoverReport> {
     let name = record.deployment.clone();
     let Some(restore) = record.restore() else {
         return Err(Error::internal(format!(
             "the journal of {name} is not a restore's: nothing to recover"
         )));
     };
-    let what = crate::backup::recovery::describe(&record);
-    let mut outcome = Recovered {
+    let what = crate::backup::interrupted::describe(&record);
+    let mut outcome = RecoverReport {
         deployment: name.clone(),
         backup: record.backup_id.clone(),
         safety_backup: record.safety_id().map(str::to_owned),
-        outcome: Recovery::NothingReplaced,
+        outcome: RecoverOutcome::NothingReplaced,
         started: Vec::new(),
     };
-    if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
+    if let Some(removed) = crate::backup::interrupted::remove_unfinished(&record)? {
         progress.step(format!("removed the unfinished safety backup {removed}"));
     }
     let stage = RestoreStage::of(&record, restore);
@@ -72,7 +72,7 @@ pub fn recover(
         if let Some(id) = record.safety_id() {
             drop_held(ctx, store, id, progress, &mut journal);
         }
-        outcome.outcome = Recovery::Completed;
+        outcome.outcome = RecoverOutcome::Completed;
         outcome.safety_backup = None;
         return Ok(outcome);
     }
@@ -138,7 +138,7 @@ fn previous_state(
     safety: &Safety,
     what: &str,
     progress: &Progress,
-) -> Result<(Target, Start, String, Recovery)> {
+) -> Result<(Target, Start, String, RecoverOutcome)> {
     let name = &record.deployment;
     let undo_hint = |e: Error| {
         let retry = match &record.backup_id {
@@ -169,7 +169,7 @@ fn previous_state(
                 Target::of_safety(backup, record)?,
                 Start::WasRunning,
                 format!("Roll {name} back to {id}, its state before the interrupted restore?"),
-                Recovery::RolledBack,
+                RecoverOutcome::RolledBack,
             ))
         }
         Safety::NotNeeded => {
@@ -191,7 +191,7 @@ fn previous_state(
                 format!(
                     "Remove what the interrupted restore put in place (nothing of {name} existed before it)?"
                 ),
-                Recovery::Removed,
+                RecoverOutcome::Removed,
             ))
         }
         _ => Err(undo_hint(Error::user(format!(

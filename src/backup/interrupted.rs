@@ -1,5 +1,7 @@
-//! Recovery from operations that died half-way, found through the journals
-//! they left ([`crate::backup::journal`]).
+//! Operations that died half-way, found through the journals they left
+//! ([`crate::backup::journal`]): what every command does about them before
+//! its own work. Finishing an interrupted restore is not done here but by
+//! the `recover` command ([`crate::backup::restore::recover`]).
 //!
 //! - Every command that touches backups calls [`startup`] first. A journal
 //!   whose deployment lock is free belongs to a dead process; each one found
