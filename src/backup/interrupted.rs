@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::auto::{scope_flag, systemctl_words};
-use crate::backup::journal::{self, OperationRecord, Record, RestoreRecord, Safety, Step};
+use crate::backup::journal::{self, OperationRecord, Record, RestoreRecord, RestoreStage, Safety};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::store::{validate_id, BackupStore, TMP_PREFIX};
 use crate::context::Context;
@@ -297,38 +297,9 @@ fn from(record: &Record) -> String {
         .unwrap_or_default()
 }
 
-/// How far an interrupted restore had gone, which decides what `recover`
-/// does: one reading of the journal for the words (`status`, warnings) and
-/// for the deed ([`crate::backup::restore::recover`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreStage {
-    /// The restore itself had completed: only the data it had moved aside
-    /// is left to drop.
-    Completed,
-    /// It had replaced nothing yet (nor begun a rollback that failed): its
-    /// services are to start again.
-    NothingReplaced,
-    /// The deployment may be half-restored: back to the state before it.
-    HalfDone,
-}
-
-impl RestoreStage {
-    /// The stage of the interrupted restore journaled in `record`, whose
-    /// own part is `restore`.
-    pub fn of(record: &Record, restore: &RestoreRecord) -> RestoreStage {
-        if record.step == Step::DroppingAside && restore.rolling_back.is_none() {
-            RestoreStage::Completed
-        } else if !restore.touched && restore.rollback_failed.is_none() {
-            RestoreStage::NothingReplaced
-        } else {
-            RestoreStage::HalfDone
-        }
-    }
-}
-
 /// What `recover` will do for an interrupted restore, in words.
 pub fn recover_action(record: &Record, restore: &RestoreRecord) -> String {
-    match RestoreStage::of(record, restore) {
+    match restore.stage(&record.step) {
         RestoreStage::Completed => {
             return "the restore itself had completed; `recover` drops the previous data it \
                     had moved aside"

@@ -34,7 +34,8 @@ use crate::process_identity::process_start_time;
 
 mod record;
 pub use record::{
-    CreateRecord, Operation, OperationRecord, Record, RestoreRecord, Safety, Step, JOURNAL_VERSION,
+    CreateRecord, Operation, OperationRecord, Record, RestoreRecord, RestoreStage, Safety, Step,
+    JOURNAL_VERSION,
 };
 
 /// The journal directory.

@@ -190,7 +190,34 @@ pub struct RestoreRecord {
     pub rollback_failed: Option<String>,
 }
 
+/// How far an interrupted restore had gone, which decides what `recover`
+/// does: one reading of the journal for the words (`status`, warnings) and
+/// for the deed ([`crate::backup::restore::recover`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreStage {
+    /// The restore itself had completed: only the data it had moved aside
+    /// is left to drop.
+    Completed,
+    /// It had replaced nothing yet (nor begun a rollback that failed): its
+    /// services are to start again.
+    NothingReplaced,
+    /// The deployment may be half-restored: back to the state before it.
+    HalfDone,
+}
+
 impl RestoreRecord {
+    /// How far this restore had gone when its record says it reached
+    /// `step`.
+    pub fn stage(&self, step: &Step) -> RestoreStage {
+        if *step == Step::DroppingAside && self.rolling_back.is_none() {
+            RestoreStage::Completed
+        } else if !self.touched && self.rollback_failed.is_none() {
+            RestoreStage::NothingReplaced
+        } else {
+            RestoreStage::HalfDone
+        }
+    }
+
     /// The safety backup's ID when it is complete.
     pub fn safety_id(&self) -> Option<&str> {
         match &self.safety {

@@ -217,3 +217,27 @@ fn unreadable_journals_are_reported() {
     assert!(err.message.contains("malformed journal"), "{}", err.message);
     assert!(read(tmp.path(), "web").is_err());
 }
+
+#[test]
+fn a_restore_is_completed_untouched_or_half_done() {
+    let mut restore = RestoreRecord::default();
+    let importing = Step::ReplacingVolume {
+        volume: "data".into(),
+    };
+    assert_eq!(restore.stage(&importing), RestoreStage::NothingReplaced);
+    restore.touched = true;
+    assert_eq!(restore.stage(&importing), RestoreStage::HalfDone);
+    assert_eq!(restore.stage(&Step::DroppingAside), RestoreStage::Completed);
+    // Dropping what a rollback had put back is no completed restore.
+    restore.rolling_back = Some("boom".into());
+    assert_eq!(restore.stage(&Step::DroppingAside), RestoreStage::HalfDone);
+    // A failed rollback has changed things, whatever `touched` says.
+    let failed = RestoreRecord {
+        rollback_failed: Some("boom".into()),
+        ..RestoreRecord::default()
+    };
+    assert_eq!(
+        failed.stage(&Step::StartingRestored),
+        RestoreStage::HalfDone
+    );
+}

@@ -1,7 +1,7 @@
 //! `recover`: finish a restore a dead process left half-done.
 
 use super::*;
-use crate::backup::interrupted::RestoreStage;
+use crate::backup::journal::RestoreStage;
 
 /// How `recover` ended for one deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,7 +64,7 @@ pub fn recover(
     if let Some(removed) = crate::backup::interrupted::remove_unfinished(&record)? {
         progress.step(format!("removed the unfinished safety backup {removed}"));
     }
-    let stage = RestoreStage::of(&record, restore);
+    let stage = restore.stage(&record.step);
     if stage == RestoreStage::Completed {
         // The restore had succeeded: only its leftovers go.
         progress.step(format!("{what}. The restore itself had completed."));
