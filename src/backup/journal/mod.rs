@@ -15,7 +15,7 @@
 //!
 //! The same file is the "leger-backup itself is working on this
 //! deployment" marker the stop hook reads without any lock
-//! ([`crate::auto::ops`]): one record, never two copies of the same state.
+//! ([`crate::auto::own_operation`]): one record, never two copies of the same state.
 //!
 //! Writers hold the deployment lock, so there is one writer per file; the
 //! handle is declared after the lock and dropped before it.
