@@ -147,7 +147,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
     }
     let live = config.auto.live_hooks.value;
     let ctx = Context::new(layout.clone(), config);
-    crate::backup::recovery::startup(&ctx, crate::backup::recovery::Mode::Command);
+    crate::backup::interrupted::startup(&ctx, crate::backup::interrupted::Mode::Command);
     let options = CreateOptions {
         reason: reason.to_owned(),
         live,

@@ -41,7 +41,7 @@ pub fn in_progress(state_dir: &Path, deployment: &str) -> Option<OwnOperation> {
     (record.owns_stops && record.alive()).then(|| OwnOperation {
         pid: record.pid,
         start_time: record.start_time,
-        operation: record.operation.as_str().to_owned(),
+        operation: record.operation().as_str().to_owned(),
         started_at: record.started_at,
     })
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::backup::interrupted::{self, Pending};
 use crate::backup::metadata::BackupType;
-use crate::backup::recovery::{self, Pending};
 use crate::context::Context;
 use crate::deployment;
 use crate::error::Result;
@@ -199,7 +199,7 @@ pub fn gather(ctx: &Context) -> Result<Status> {
         manager,
         backup_dir: ctx.backup_dir().to_owned(),
         backup_dir_error,
-        pending_recovery: recovery::pending(&layout.state_dir),
+        pending_recovery: interrupted::pending(&layout.state_dir),
         deployments,
     })
 }

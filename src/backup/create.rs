@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::backup::files;
-use crate::backup::journal::{Journal, Operation, Step};
+use crate::backup::journal::{CreateRecord, Journal, Operation, OperationRecord, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
     BackupType, Consistency, DirEntry, FileEntry, Metadata, ServiceEntry, StopResult,
@@ -108,7 +108,11 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, &deployment.name, opts.wait)?;
     // A journal a dead run left for this deployment is dealt with first
     // (an interrupted restore must be recovered before anything else).
-    crate::backup::recovery::before_create(ctx, &deployment.name, opts.services_already_stopped)?;
+    crate::backup::interrupted::before_create(
+        ctx,
+        &deployment.name,
+        opts.services_already_stopped,
+    )?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also tells the stop hooks of the services stopped
     // below that the stop is ours (see `auto::own_operation`); a stop hook's own
@@ -116,11 +120,12 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     let mut journal = Journal::begin(
         &ctx.layout.state_dir,
         &deployment.name,
-        Operation::Create,
+        OperationRecord::Create(CreateRecord {
+            reason: Some(opts.reason.clone()),
+        }),
         store.dir(),
         !opts.services_already_stopped,
     )?;
-    journal.update(|r| r.reason = Some(opts.reason.clone()))?;
     interrupt::install()?;
     let subject = Subject::of_deployment(ctx, deployment)?;
     let terminal = Terminal::new(opts.progress);
@@ -280,7 +285,7 @@ fn begin_backup(
     let id = store.new_id(&subject.name, created_at)?;
     journal.update(|r| {
         r.writing = Some(id.clone());
-        if r.operation == Operation::Create {
+        if r.operation() == Operation::Create {
             r.backup_id = Some(id.clone());
         }
         r.step = Step::CopyingFiles;

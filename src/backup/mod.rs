@@ -6,12 +6,12 @@
 pub mod archive;
 pub mod create;
 pub mod files;
+pub mod interrupted;
 pub mod journal;
 pub mod lock;
 pub mod metadata;
 pub mod progress;
 pub mod prune;
-pub mod recovery;
 pub mod restore;
 pub(crate) mod reuse;
 pub mod services;

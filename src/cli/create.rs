@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::args::CreateArgs;
 use super::GlobalArgs;
 use crate::backup::create::{self, CreateOptions};
+use crate::backup::interrupted;
 use crate::backup::metadata::Metadata;
-use crate::backup::recovery;
 use crate::context::Context;
 use crate::deployment;
 use crate::error::Result;
@@ -25,7 +25,7 @@ struct Created<'a> {
 /// stderr.
 pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
     let ctx = Context::load(global.scope())?;
-    recovery::startup(&ctx, recovery::Mode::Command);
+    interrupted::startup(&ctx, interrupted::Mode::Command);
     let deployment = deployment::find_or_only(&ctx.layout, args.name.as_deref())?;
     let opts = CreateOptions {
         reason: args.reason,

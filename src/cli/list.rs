@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 
 use super::args::ListArgs;
 use super::GlobalArgs;
+use crate::backup::interrupted;
 use crate::backup::metadata::Metadata;
 use crate::backup::prune::Class;
-use crate::backup::recovery;
 use crate::backup::store::{resolve_inside, BackupStore, Listed};
 use crate::context::Context;
 use crate::error::Result;
@@ -15,10 +15,10 @@ use crate::ui;
 
 /// Load the context and open the backup directory (created 0700 if absent,
 /// refused if others could write to it), after dealing with operations that
-/// died half-way ([`recovery::startup`]).
+/// died half-way ([`interrupted::startup`]).
 pub(super) fn open_store(global: &GlobalArgs) -> Result<(Context, BackupStore)> {
     let ctx = Context::load(global.scope())?;
-    recovery::startup(&ctx, recovery::Mode::Command);
+    interrupted::startup(&ctx, interrupted::Mode::Command);
     let store = BackupStore::open(ctx.backup_dir())?;
     Ok((ctx, store))
 }

@@ -1,15 +1,15 @@
 //! `recover`: finish the restores that died half-way (see
-//! [`crate::backup::recovery`] and [`crate::backup::restore::recover`]).
+//! [`crate::backup::interrupted`] and [`crate::backup::restore::recover`]).
 
 use std::time::Duration;
 
 use super::args::RecoverArgs;
 use super::GlobalArgs;
+use crate::backup::interrupted;
 use crate::backup::journal::{self, Operation};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::progress::Terminal;
-use crate::backup::recovery;
-use crate::backup::restore::{self, Recovered, Recovery};
+use crate::backup::restore::{self, RecoverOutcome, RecoverReport};
 use crate::backup::store::BackupStore;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -20,17 +20,17 @@ use crate::ui;
 /// cleaned up as by any command.
 pub fn run(global: &GlobalArgs, args: RecoverArgs) -> Result<()> {
     let ctx = Context::load(global.scope())?;
-    recovery::startup(&ctx, recovery::Mode::Recover);
+    interrupted::startup(&ctx, interrupted::Mode::Recover);
     let state_dir = &ctx.layout.state_dir;
     let interrupted: Vec<String> = journal::list(state_dir)
         .into_iter()
         .filter_map(|(name, r)| r.ok().map(|r| (name, r)))
-        .filter(|(_, r)| r.operation == Operation::Restore && !r.alive())
+        .filter(|(_, r)| r.operation() == Operation::Restore && !r.alive())
         .map(|(name, _)| name)
         .collect();
     if interrupted.is_empty() {
         if global.json {
-            return ui::print_json(&Vec::<Recovered>::new());
+            return ui::print_json(&Vec::<RecoverReport>::new());
         }
         ui::note("nothing to recover: no restore was interrupted");
         return Ok(());
@@ -72,18 +72,18 @@ fn recover_one(
     store: &BackupStore,
     name: &str,
     yes: bool,
-) -> Result<Option<Recovered>> {
+) -> Result<Option<RecoverReport>> {
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
     let Some(record) = journal::read(&ctx.layout.state_dir, name)? else {
         return Ok(None);
     };
-    if record.operation != Operation::Restore || record.alive() {
+    if record.operation() != Operation::Restore || record.alive() {
         return Ok(None);
     }
     restore::recover(ctx, store, record, yes, &Terminal::new(true)).map(Some)
 }
 
-fn summary(ctx: &Context, r: &Recovered) -> String {
+fn summary(ctx: &Context, r: &RecoverReport) -> String {
     let started = if r.started.is_empty() {
         String::new()
     } else {
@@ -97,21 +97,21 @@ fn summary(ctx: &Context, r: &Recovered) -> String {
         None => String::new(),
     };
     match r.outcome {
-        Recovery::NothingReplaced => format!(
+        RecoverOutcome::NothingReplaced => format!(
             "recovered {}: the interrupted restore had replaced nothing{started}{retry}",
             r.deployment
         ),
-        Recovery::RolledBack => format!(
+        RecoverOutcome::RolledBack => format!(
             "recovered {}: rolled back to {}, its state before the interrupted restore{started}{retry}",
             r.deployment,
             r.safety_backup.as_deref().unwrap_or("the safety backup")
         ),
-        Recovery::Completed => format!(
+        RecoverOutcome::Completed => format!(
             "recovered {}: the interrupted restore had completed; the previous data it had moved \
              aside is dropped",
             r.deployment
         ),
-        Recovery::Removed => format!(
+        RecoverOutcome::Removed => format!(
             "recovered {}: removed what the interrupted restore had put in place \
              (nothing of it existed before){retry}",
             r.deployment

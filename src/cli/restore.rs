@@ -2,8 +2,8 @@
 
 use super::args::RestoreArgs;
 use super::GlobalArgs;
+use crate::backup::interrupted;
 use crate::backup::progress::Terminal;
-use crate::backup::recovery;
 use crate::backup::restore::{self, RestoreOptions};
 use crate::backup::store::{validate_id, BackupStore};
 use crate::context::Context;
@@ -15,7 +15,7 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
     // Checked before any file system access.
     validate_id(&args.id)?;
     let ctx = Context::load(global.scope())?;
-    recovery::startup(&ctx, recovery::Mode::Command);
+    interrupted::startup(&ctx, interrupted::Mode::Command);
     let store = BackupStore::open(ctx.backup_dir())?;
     let opts = RestoreOptions {
         no_start: args.no_start,

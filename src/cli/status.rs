@@ -2,7 +2,7 @@
 
 use super::GlobalArgs;
 use crate::auto::status;
-use crate::backup::recovery;
+use crate::backup::interrupted;
 use crate::context::Context;
 use crate::error::Result;
 use crate::ui;
@@ -12,7 +12,7 @@ pub fn run(global: &GlobalArgs) -> Result<()> {
     let ctx = Context::load(global.scope())?;
     // Clean up after operations that died; interrupted restores stay
     // pending and are shown below.
-    recovery::startup(&ctx, recovery::Mode::Command);
+    interrupted::startup(&ctx, interrupted::Mode::Command);
     let status = status::gather(&ctx)?;
     if global.json {
         ui::print_json(&status)

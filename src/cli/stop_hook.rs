@@ -5,8 +5,8 @@ use super::args::StopHookArgs;
 use super::GlobalArgs;
 use crate::auto::stop_hook::{self, HookOutcome, Policy, SystemEnv};
 use crate::auto::stop_hook_dropin;
+use crate::backup::interrupted;
 use crate::backup::metadata::StopResult;
-use crate::backup::recovery;
 use crate::config::Config;
 use crate::context::Context;
 use crate::deployment;
@@ -65,7 +65,7 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
     let ctx = Context::new(layout.clone(), config);
     // A stop hook killed by TimeoutStopSec= is cleaned up by the next one
     // (services are never started from a stop hook).
-    recovery::startup(&ctx, recovery::Mode::StopHook);
+    interrupted::startup(&ctx, interrupted::Mode::StopHook);
     let env = SystemEnv {
         ctx: &ctx,
         deployment: &deployment,

@@ -13,7 +13,7 @@
 //! root's mode and owner, inode for inode, exactly as they were. Only after
 //! the restored services are up is the moved data dropped.
 //!
-//! Each move is written to the journal ([`Record::aside`]) before it is
+//! Each move is written to the journal ([`RestoreRecord::aside`](crate::backup::journal::RestoreRecord::aside)) before it is
 //! made, so a process killed at any point leaves either the data in the
 //! volume or at the recorded path; [`put_aside_back`] tells which by
 //! looking. Volumes that are mounts of their own (another driver, a
@@ -90,8 +90,8 @@ pub(super) fn move_aside(
         .parent()
         .ok_or_else(|| Error::internal(format!("{} has no parent", dest.display())))?;
     fs_err::create_dir_all(parent)?;
-    journal.update(|r| {
-        r.aside.insert(volume.to_owned(), dest.to_owned());
+    journal.update_restore(|r, restore| {
+        restore.aside.insert(volume.to_owned(), dest.to_owned());
         r.step = Step::MovingAside {
             volume: volume.to_owned(),
         };
@@ -145,7 +145,7 @@ pub(super) fn put_aside_back(
 /// when it is empty.
 pub(super) fn drop_all(ctx: &Context, record: &Record) -> Result<()> {
     let restores: std::collections::BTreeSet<&Path> = record
-        .aside
+        .aside()
         .iter()
         .filter_map(|(volume, dest)| is_held(volume, dest).ok().map(|_| dest.parent()))
         .flatten()

@@ -17,7 +17,6 @@ pub(super) fn import_archive(
     progress: &Progress,
     interruptible: bool,
 ) -> Result<()> {
-    let mut fault_armed = interruptible && fault::armed("restore:during-import");
     let bar = progress.bar("importing", name);
     let reader = archive::open_archive(path, compression)?.limit(expected.limit);
     let guard = TarGuard::new(Specials::Allow(expected.specials));
@@ -31,35 +30,8 @@ pub(super) fn import_archive(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
     let (reader, copied) = std::thread::scope(|scope| {
         let decoder = scope.spawn(move || decompress_into(reader, guard, tx));
-        let mut total = 0u64;
-        let mut written: Result<()> = Ok(());
-        for chunk in rx {
-            if interruptible {
-                if let Err(e) = interrupt::check() {
-                    written = Err(e);
-                    break;
-                }
-            }
-            match stdin.write_all(&chunk) {
-                Ok(()) => {}
-                // podman stopped reading: its exit status says why (or,
-                // after the tar's end marker, that all is well).
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
-                Err(e) => {
-                    written = Err(Error::internal(format!(
-                        "writing to `podman volume import {name}`: {e}"
-                    )));
-                    break;
-                }
-            }
-            total += chunk.len() as u64;
-            bar.set(total);
-            if fault_armed {
-                fault_armed = false;
-                fault::point("restore:during-import");
-            }
-        }
-        // Leaving the loop drops the receiver, which ends the decoder.
+        let written = write_chunks(rx, &mut *stdin, name, &*bar, interruptible);
+        // The receiver is dropped by now, which ends the decoder.
         let (reader, decoded) = decoder.join().expect("the decompression thread panicked");
         let copied = match decoded {
             Err(e) => Err(reader.damaged(&e)),
@@ -88,6 +60,46 @@ pub(super) fn import_archive(
         }
     }
     bar.done(&ui::human_size(digest.uncompressed_size));
+    Ok(())
+}
+
+/// The writer's half of [`import_archive`], on the calling thread: hand
+/// each chunk the guard accepted to podman's `stdin` as it comes, checking
+/// for a signal between chunks (`interruptible`). Kept apart from the
+/// pipeline's setup and its final checks because this loop is where the
+/// time goes and where an import is stopped. A podman that stopped reading
+/// ends it without an error: its exit status says why.
+fn write_chunks(
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    stdin: &mut dyn Write,
+    name: &str,
+    bar: &dyn crate::backup::progress::VolumeProgress,
+    interruptible: bool,
+) -> Result<()> {
+    let mut fault_armed = interruptible && fault::armed("restore:during-import");
+    let mut total = 0u64;
+    for chunk in rx {
+        if interruptible {
+            interrupt::check()?;
+        }
+        match stdin.write_all(&chunk) {
+            Ok(()) => {}
+            // podman stopped reading: its exit status says why (or, after
+            // the tar's end marker, that all is well).
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "writing to `podman volume import {name}`: {e}"
+                )))
+            }
+        }
+        total += chunk.len() as u64;
+        bar.set(total);
+        if fault_armed {
+            fault_armed = false;
+            fault::point("restore:during-import");
+        }
+    }
     Ok(())
 }
 

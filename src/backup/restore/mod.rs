@@ -31,14 +31,16 @@ mod put_back;
 mod recover;
 mod roll_back;
 mod safety;
+mod target;
 
 use checks::*;
 use import::*;
 use plan::*;
 use put_back::*;
-pub use recover::{recover, Recovered, Recovery};
+pub use recover::{recover, RecoverOutcome, RecoverReport};
 use roll_back::*;
 use safety::*;
+use target::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -97,85 +99,6 @@ pub struct RestoreOutcome {
     /// Seconds the deployment's services were down (from stopping the ones
     /// that ran to the restored ones being active); `None` when none ran.
     pub downtime_seconds: Option<f64>,
-}
-
-/// Which services [`put_back`] starts at the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Those that were running when the backup was taken.
-    WasRunning,
-    /// All of them (the deployment had been removed).
-    All,
-    /// None (`--no-start`).
-    Nothing,
-}
-
-/// A state to put back: a backup's metadata, where its files are, and its
-/// file entries (from the metadata, or found on disk for leger's backups).
-struct Target {
-    backup: StoredBackup,
-    entries: Vec<FileEntry>,
-    /// Where the data of its volumes marked [`VolumeEntry::held_aside`]
-    /// is (a safety backup's, from the journal; see [`aside`]).
-    aside: BTreeMap<String, PathBuf>,
-}
-
-impl Target {
-    fn of(backup: StoredBackup) -> Result<Target> {
-        let entries = if backup.metadata.is_legacy() {
-            files::legacy_entries(&backup.path, is_leger(&backup.metadata))?
-        } else {
-            backup.metadata.files.clone()
-        };
-        Ok(Target {
-            backup,
-            entries,
-            aside: BTreeMap::new(),
-        })
-    }
-
-    /// A safety backup with the data its restore moved aside (as the
-    /// journal `record` says).
-    fn of_safety(backup: StoredBackup, record: &Record) -> Result<Target> {
-        let mut target = Target::of(backup)?;
-        target.aside = record.aside.clone();
-        Ok(target)
-    }
-
-    /// Whether some of its volumes' data is held aside, not archived: such
-    /// a safety backup is of no use once the restore is over.
-    fn holds_aside(&self) -> bool {
-        self.metadata().volumes.iter().any(|v| v.held_aside)
-    }
-
-    /// "Nothing was installed": the state to return to when a restore of a
-    /// deployment that did not exist at all fails. Files and volumes the
-    /// restore created are removed again.
-    fn nothing(store: &BackupStore, failed: &Metadata) -> Target {
-        let mut metadata = failed.clone();
-        metadata.files.clear();
-        metadata.dirs.clear();
-        metadata.quadlet_files.clear();
-        metadata.services.clear();
-        metadata.secrets.clear();
-        metadata.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
-        for volume in &mut metadata.volumes {
-            volume.existed = false;
-            volume.archive_path = None;
-        }
-        Target {
-            backup: StoredBackup {
-                path: store.dir().to_owned(),
-                metadata,
-            },
-            entries: Vec::new(),
-            aside: BTreeMap::new(),
-        }
-    }
-
-    fn metadata(&self) -> &Metadata {
-        &self.backup.metadata
-    }
 }
 
 /// Whether a backup is of a leger deployment (active directory + installed
@@ -317,7 +240,7 @@ pub fn execute(
     let (id, name) = (metadata.id.as_str(), metadata.deployment_name.as_str());
     let _lock = DeploymentLock::acquire(&ctx.layout.state_dir, name, Duration::ZERO)?;
     // A journal a dead run left for this deployment is dealt with first.
-    crate::backup::recovery::before_restore(ctx, name)?;
+    crate::backup::interrupted::before_restore(ctx, name)?;
     // Declared after the lock, so it is removed before the lock is released.
     // While it lives it also keeps the stop hooks of the services stopped
     // below from backing up a half-restored deployment (see `auto::own_operation`).
@@ -350,14 +273,8 @@ pub fn execute(
     )?;
     // From here on put_back (or the rollback) decides what runs.
     guard.hand_over();
-    journal.update(|r| r.touched = true)?;
-    let start = if opts.no_start {
-        Start::Nothing
-    } else if current.is_some() {
-        Start::WasRunning
-    } else {
-        Start::All
-    };
+    journal.update_restore(|_, restore| restore.touched = true)?;
+    let start = Start::after_restore(opts, current.is_some());
     let started_units = match replace(
         ctx,
         store,
@@ -369,7 +286,11 @@ pub fn execute(
     ) {
         Ok(units) => units,
         Err(err) => {
-            if journal.record().rollback_failed.is_some() {
+            if journal
+                .record()
+                .restore()
+                .is_some_and(|r| r.rollback_failed.is_some())
+            {
                 // `recover` retries the rollback; `status` shows it.
                 journal.keep();
             }
@@ -377,16 +298,45 @@ pub fn execute(
         }
     };
     let downtime = (!running.is_empty()).then(|| down_since.elapsed().as_secs_f64());
-    let safety = match kept.safety {
+    let safety = drop_or_keep_safety(ctx, store, kept, progress, &mut journal);
+    outcome(ctx, &plan, safety, started_units, downtime, progress)
+}
+
+/// The safety backup the user keeps after a successful restore: none when
+/// it only held the rest of volumes moved aside (both are dropped now, the
+/// services being up); else it stays, as the printed undo.
+fn drop_or_keep_safety(
+    ctx: &Context,
+    store: &BackupStore,
+    kept: Kept,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Option<String> {
+    match kept.safety {
         Some(safety) if !kept.held.is_empty() => {
-            drop_held(ctx, store, &safety, progress, &mut journal);
+            drop_held(ctx, store, &safety, progress, journal);
             None
         }
         safety => safety,
-    };
+    }
+}
+
+/// The end of a successful restore of `plan`: what it did, in the one line
+/// of progress and in the outcome the CLI prints, with the secrets the
+/// restored units lack (backups never hold their values).
+fn outcome(
+    ctx: &Context,
+    plan: &RestorePlan,
+    safety_backup: Option<String>,
+    started: Vec<String>,
+    downtime: Option<f64>,
+    progress: &Progress,
+) -> Result<RestoreOutcome> {
+    let metadata = plan.target.metadata();
     let missing_secrets = missing_secrets(ctx, metadata, progress)?;
     progress.step(format!(
-        "restored {id} in {:.1} s{}",
+        "restored {} in {:.1} s{}",
+        metadata.id,
         plan.started.elapsed().as_secs_f64(),
         match downtime {
             Some(d) => format!(", services down {d:.1} s"),
@@ -394,10 +344,10 @@ pub fn execute(
         }
     ));
     Ok(RestoreOutcome {
-        id: id.to_owned(),
-        deployment: name.to_owned(),
-        safety_backup: safety,
-        started: started_units,
+        id: metadata.id.clone(),
+        deployment: metadata.deployment_name.clone(),
+        safety_backup,
+        started,
         missing_secrets,
         legacy: metadata.is_legacy(),
         downtime_seconds: downtime,
@@ -508,108 +458,7 @@ fn nothing_changed(id: &str, err: Error) -> Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::backup::progress::Terminal;
-    use crate::config::Config;
-    use crate::layout::{Layout, Scope};
-
-    fn ctx() -> Context {
-        let layout = Layout {
-            scope: Scope::User,
-            quadlet_dir: "/h/.config/containers/systemd".into(),
-            quadlet_search_path: vec![],
-            leger_data_dir: "/h/.local/share/bluebuild-quadlets".into(),
-            leger_config_dir: "/h/.config/leger".into(),
-            state_dir: "/h/.local/state/leger-backup".into(),
-            systemd_unit_dir: "/h/.config/systemd/user".into(),
-        };
-        let config = Config::parse("", Path::new("/h/.config/leger/config.yaml"), &layout).unwrap();
-        Context::new(layout, config)
-    }
-
-    fn metadata(installation: Option<Installation>) -> Metadata {
-        let json = r#"{"id":"web-2025-01-01-000000","deployment_name":"web",
-            "created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"manual","size":0,
-            "quadlet_files":[],"volumes":[{"name":"v","archive_path":"volumes/v.tar","size":1}]}"#;
-        let mut m = Metadata::parse(json.as_bytes(), Path::new("m.json")).unwrap();
-        m.installation = installation;
-        m
-    }
-
-    #[test]
-    fn files_go_where_this_layout_keeps_them() {
-        let ctx = ctx();
-        // leger's own backups record nothing: a leger deployment.
-        let roots = roots_for(&ctx, &metadata(None));
-        assert_eq!(
-            roots.active.as_deref(),
-            Some(Path::new("/h/.local/share/bluebuild-quadlets/active/web"))
-        );
-        assert_eq!(roots.installed, Path::new("/h/.config/containers/systemd"));
-        // A plain Quadlet deployment recorded under another HOME.
-        let plain = metadata(Some(Installation {
-            active_dir: None,
-            installed_root: "/old/home/.config/containers/systemd/web".into(),
-            installed_from_active: false,
-        }));
-        let roots = roots_for(&ctx, &plain);
-        assert_eq!(roots.active, None);
-        assert_eq!(
-            roots.installed,
-            Path::new("/h/.config/containers/systemd/web")
-        );
-    }
-
-    /// Only services the restored quadlet files produce are started, even
-    /// when the metadata names others (defence in depth behind
-    /// [`check_trusted`]).
-    #[test]
-    fn only_services_the_placed_files_produce_are_started() {
-        let mut m = metadata(None);
-        m.format_version = Some(crate::backup::metadata::FORMAT_VERSION);
-        m.services = ["web.service", "sshd.service", "idle.service"]
-            .iter()
-            .map(|name| crate::backup::metadata::ServiceEntry {
-                name: (*name).to_owned(),
-                was_running: *name != "idle.service",
-            })
-            .collect();
-        let files = [crate::quadlet::SourceFile {
-            rel_path: "web.container".into(),
-            origin: "/q/web.container".into(),
-            text: "[Container]\nImage=busybox\n".to_owned(),
-        }];
-        let placed = crate::quadlet::resolve(&files, &[]).unwrap();
-        assert_eq!(
-            services_to_start(&m, Start::WasRunning, Some(&placed), &Terminal::new(false)),
-            ["web.service"]
-        );
-        assert_eq!(
-            services_to_start(&m, Start::All, Some(&placed), &Terminal::new(false)),
-            ["web.service"]
-        );
-        assert!(
-            services_to_start(&m, Start::Nothing, Some(&placed), &Terminal::new(false)).is_empty()
-        );
-    }
-
-    #[test]
-    fn nothing_removes_every_volume_and_file() {
-        let store_dir = tempfile::tempdir().unwrap();
-        let store = BackupStore::open(store_dir.path()).unwrap();
-        let failed = metadata(None);
-        let nothing = Target::nothing(&store, &failed);
-        assert!(nothing.entries.is_empty());
-        assert!(nothing.metadata().services.is_empty());
-        assert!(!nothing.metadata().is_legacy());
-        assert!(nothing
-            .metadata()
-            .volumes
-            .iter()
-            .all(|v| !v.existed && v.archive_path.is_none()));
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod rollback_tests;

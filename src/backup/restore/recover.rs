@@ -1,11 +1,12 @@
 //! `recover`: finish a restore a dead process left half-done.
 
 use super::*;
+use crate::backup::journal::RestoreStage;
 
 /// How `recover` ended for one deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Recovery {
+pub enum RecoverOutcome {
     /// The restore had replaced nothing: its services were started again.
     NothingReplaced,
     /// Rolled back to the safety backup.
@@ -20,7 +21,7 @@ pub enum Recovery {
 
 /// What `recover` did for one deployment.
 #[derive(Debug, Clone, Serialize)]
-pub struct Recovered {
+pub struct RecoverReport {
     /// The deployment.
     pub deployment: String,
     /// The backup the interrupted restore was putting back.
@@ -28,7 +29,7 @@ pub struct Recovered {
     /// Its safety backup (the state put back).
     pub safety_backup: Option<String>,
     /// What was done.
-    pub outcome: Recovery,
+    pub outcome: RecoverOutcome,
     /// Services started afterwards.
     pub started: Vec<String>,
 }
@@ -45,31 +46,37 @@ pub fn recover(
     record: Record,
     assume_yes: bool,
     progress: &Progress,
-) -> Result<Recovered> {
+) -> Result<RecoverReport> {
     let name = record.deployment.clone();
-    let what = crate::backup::recovery::describe(&record);
-    let mut outcome = Recovered {
+    let Some(restore) = record.restore() else {
+        return Err(Error::internal(format!(
+            "the journal of {name} is not a restore's: nothing to recover"
+        )));
+    };
+    let what = crate::backup::interrupted::describe(&record);
+    let mut outcome = RecoverReport {
         deployment: name.clone(),
         backup: record.backup_id.clone(),
         safety_backup: record.safety_id().map(str::to_owned),
-        outcome: Recovery::NothingReplaced,
+        outcome: RecoverOutcome::NothingReplaced,
         started: Vec::new(),
     };
-    if let Some(removed) = crate::backup::recovery::remove_unfinished(&record)? {
+    if let Some(removed) = crate::backup::interrupted::remove_unfinished(&record)? {
         progress.step(format!("removed the unfinished safety backup {removed}"));
     }
-    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
+    let stage = restore.stage(&record.step);
+    if stage == RestoreStage::Completed {
         // The restore had succeeded: only its leftovers go.
         progress.step(format!("{what}. The restore itself had completed."));
         let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
         if let Some(id) = record.safety_id() {
             drop_held(ctx, store, id, progress, &mut journal);
         }
-        outcome.outcome = Recovery::Completed;
+        outcome.outcome = RecoverOutcome::Completed;
         outcome.safety_backup = None;
         return Ok(outcome);
     }
-    if !record.touched && record.rollback_failed.is_none() {
+    if stage == RestoreStage::NothingReplaced {
         progress.step(format!(
             "{what}. It had not replaced anything yet: the files and volumes of {name} are as they were."
         ));
@@ -77,7 +84,8 @@ pub fn recover(
         drop_unused_safety(store, &record, progress);
         return Ok(outcome);
     }
-    let (target, start, question, kind) = previous_state(store, &record, &what, progress)?;
+    let (target, start, question, kind) =
+        previous_state(store, &record, &restore.safety, &what, progress)?;
     outcome.outcome = kind;
     progress.step(format!("{what}."));
     let current = current_deployment(ctx, &name)?;
@@ -121,15 +129,16 @@ fn start_again(ctx: &Context, record: &Record, progress: &Progress) -> Result<Ve
 }
 
 /// The state before the interrupted restore `record` describes (`what`):
-/// its safety backup (verified first), or "nothing" when nothing of the
+/// its safety backup `safety` (verified first), or "nothing" when nothing of the
 /// deployment existed; with the services to start, the question to ask and
 /// what recovering it is called. Changes nothing.
 fn previous_state(
     store: &BackupStore,
     record: &Record,
+    safety: &Safety,
     what: &str,
     progress: &Progress,
-) -> Result<(Target, Start, String, Recovery)> {
+) -> Result<(Target, Start, String, RecoverOutcome)> {
     let name = &record.deployment;
     let undo_hint = |e: Error| {
         let retry = match &record.backup_id {
@@ -141,8 +150,8 @@ fn previous_state(
              or another backup from `leger-backup list`"
         ))
     };
-    match &record.safety {
-        Some(Safety::Taken { id }) => {
+    match safety {
+        Safety::Taken { id } => {
             let backup = store.load(id).map_err(|e| {
                 undo_hint(Error::user(format!(
                     "{what}, and its safety backup {id} cannot be used: {}",
@@ -160,10 +169,10 @@ fn previous_state(
                 Target::of_safety(backup, record)?,
                 Start::WasRunning,
                 format!("Roll {name} back to {id}, its state before the interrupted restore?"),
-                Recovery::RolledBack,
+                RecoverOutcome::RolledBack,
             ))
         }
-        Some(Safety::NotNeeded) => {
+        Safety::NotNeeded => {
             let failed = record
                 .backup_id
                 .as_deref()
@@ -182,7 +191,7 @@ fn previous_state(
                 format!(
                     "Remove what the interrupted restore put in place (nothing of {name} existed before it)?"
                 ),
-                Recovery::Removed,
+                RecoverOutcome::Removed,
             ))
         }
         _ => Err(undo_hint(Error::user(format!(
@@ -203,9 +212,9 @@ fn put_previous_back(
     progress: &Progress,
 ) -> Result<Vec<String>> {
     let mut journal = Journal::adopt(&ctx.layout.state_dir, record.clone())?;
-    journal.update(|r| {
-        r.rolling_back = Some("the restore was interrupted".to_owned());
-        r.rollback_failed = None;
+    journal.update_restore(|_, restore| {
+        restore.rolling_back = Some("the restore was interrupted".to_owned());
+        restore.rollback_failed = None;
     })?;
     // Signals are handled (and ignored: a rollback is not interrupted).
     interrupt::install()?;
@@ -217,7 +226,7 @@ fn put_previous_back(
             Ok(started)
         }
         Err(e) => {
-            let _ = journal.update(|r| r.rollback_failed = Some(e.message.clone()));
+            let _ = journal.update_restore(|_, r| r.rollback_failed = Some(e.message.clone()));
             journal.keep();
             let again = "every backup is kept; fix the cause and run `leger-backup recover` again";
             let hint = match record.safety_id() {

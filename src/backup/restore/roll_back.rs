@@ -32,12 +32,12 @@ pub(super) fn roll_back(
         progress.warn(format!("restore of {failed_id} failed: {cause}"));
     }
     // Best effort: the rollback matters more than its record.
-    let _ = journal.update(|r| r.rolling_back = Some(cause.message.clone()));
+    let _ = journal.update_restore(|_, r| r.rolling_back = Some(cause.message.clone()));
     let rollback = put_previous_state_back(ctx, store, failed, safety, progress, journal);
     match rollback {
         Ok(()) => rolled_back_error(store, &failed_id, safety, cause, interrupted),
         Err(second) => {
-            let _ = journal.update(|r| r.rollback_failed = Some(second.message.clone()));
+            let _ = journal.update_restore(|_, r| r.rollback_failed = Some(second.message.clone()));
             rollback_failed_error(journal.record(), &failed_id, safety, &cause, &second)
         }
     }
@@ -139,7 +139,7 @@ fn rollback_failed_error(
     cause: &Error,
     second: &Error,
 ) -> Error {
-    let held = !record.aside.is_empty();
+    let held = !record.aside().is_empty();
     let manual = match safety {
         Some(_) if held => format!(
             "every backup is kept, and the previous data of the volumes is held in {}. \

@@ -49,7 +49,7 @@ pub(super) fn keep_current_state(
             ctx, store, id, subject, running, &held, progress, journal,
         )?)
     } else {
-        journal.update(|r| r.safety = Some(Safety::NotNeeded))?;
+        journal.update_restore(|_, restore| restore.safety = Safety::NotNeeded)?;
         progress.step("nothing of the deployment exists: no safety backup needed");
         None
     };
@@ -100,8 +100,8 @@ pub(super) fn take_safety(
         stop_result: None,
         hold_aside: held.keys().cloned().collect(),
     };
-    journal.update(|r| {
-        r.safety = Some(Safety::Taking { id: String::new() });
+    journal.update_restore(|r, restore| {
+        restore.safety = Safety::Taking { id: String::new() };
         r.step = Step::SafetyBackup;
     })?;
     let safety =
@@ -114,10 +114,10 @@ pub(super) fn take_safety(
                     e.context("the safety backup of the current state failed; nothing was restored")
                 }
             })?;
-    journal.update(|r| {
-        r.safety = Some(Safety::Taken {
+    journal.update_restore(|r, restore| {
+        restore.safety = Safety::Taken {
             id: safety.id.clone(),
-        });
+        };
         r.writing = None;
         r.step = Step::SafetyTaken;
     })?;
@@ -180,7 +180,7 @@ pub(super) fn drop_held(
 /// The directories of a journal's data moved aside, for a message.
 pub(super) fn aside_dirs(record: &Record) -> String {
     let dirs: BTreeSet<String> = record
-        .aside
+        .aside()
         .values()
         .filter_map(|p| p.parent())
         .map(|p| p.display().to_string())

@@ -50,6 +50,43 @@ fn completions_and_man_page_print() {
     assert!(page.contains("restore"));
 }
 
+/// The internal entry points (`volume-tar`, the hooks, the generator) are
+/// hidden from everything generated for users: `--help`, the man page and
+/// the completions of every shell, including `help`'s list of commands.
+#[test]
+fn hidden_entry_points_are_in_no_help_man_page_or_completion() {
+    let env = TestEnv::new();
+    let hidden = [
+        "volume-tar",
+        "volume\\-tar",
+        "stop-hook",
+        "stop\\-hook",
+        "leger-hook",
+    ];
+    let mut outputs = vec![
+        ("--help".to_owned(), env.run(&["--help"])),
+        ("help".to_owned(), env.run(&["help"])),
+        ("man".to_owned(), env.run(&["man"])),
+    ];
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        outputs.push((shell.to_owned(), env.run(&["completions", shell])));
+    }
+    for (what, out) in outputs {
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("restore"),
+            "{what} lost the commands:\n{text}"
+        );
+        for name in hidden {
+            assert!(!text.contains(name), "{what} shows {name}:\n{text}");
+        }
+    }
+    // Hidden, not gone: the entry point still runs.
+    let out = env.run(&["volume-tar", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let env = TestEnv::new();

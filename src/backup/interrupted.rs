@@ -1,5 +1,7 @@
-//! Recovery from operations that died half-way, found through the journals
-//! they left ([`crate::backup::journal`]).
+//! Operations that died half-way, found through the journals they left
+//! ([`crate::backup::journal`]): what every command does about them before
+//! its own work. Finishing an interrupted restore is not done here but by
+//! the `recover` command ([`crate::backup::restore::recover`]).
 //!
 //! - Every command that touches backups calls [`startup`] first. A journal
 //!   whose deployment lock is free belongs to a dead process; each one found
@@ -25,7 +27,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::auto::{scope_flag, systemctl_words};
-use crate::backup::journal::{self, Operation, Record, Safety, Step};
+use crate::backup::journal::{self, OperationRecord, Record, RestoreRecord, RestoreStage, Safety};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::store::{validate_id, BackupStore, TMP_PREFIX};
 use crate::context::Context;
@@ -64,7 +66,7 @@ pub fn startup(ctx: &Context, mode: Mode) {
             continue;
         }
         if mode == Mode::StopHook
-            && record.operation == Operation::Create
+            && matches!(record.op, OperationRecord::Create(_))
             && !record.stopped.is_empty()
         {
             continue;
@@ -80,12 +82,14 @@ pub fn startup(ctx: &Context, mode: Mode) {
         if record.alive() {
             continue;
         }
-        match record.operation {
-            Operation::Create => ui::warn(clean_create(ctx, &record, mode != Mode::StopHook)),
-            Operation::Restore => {
+        match &record.op {
+            OperationRecord::Create(_) => {
+                ui::warn(clean_create(ctx, &record, mode != Mode::StopHook))
+            }
+            OperationRecord::Restore(restore) => {
                 let removed = remove_unfinished(&record);
                 if mode != Mode::Recover {
-                    let mut text = pending_text(ctx, &record);
+                    let mut text = pending_text(ctx, &record, restore);
                     if let Err(e) = removed {
                         text.push_str(&format!(" ({})", e.message));
                     }
@@ -103,12 +107,12 @@ pub fn before_create(ctx: &Context, deployment: &str, from_stop_hook: bool) -> R
     let Some(record) = own_journal(ctx, deployment)? else {
         return Ok(());
     };
-    match record.operation {
-        Operation::Create => {
+    match record.op {
+        OperationRecord::Create(_) => {
             ui::warn(clean_create(ctx, &record, !from_stop_hook));
             Ok(())
         }
-        Operation::Restore => Err(Error::user(format!(
+        OperationRecord::Restore(_) => Err(Error::user(format!(
             "not backing up {deployment}: {}",
             describe(&record)
         ))
@@ -127,10 +131,10 @@ pub fn before_restore(ctx: &Context, deployment: &str) -> Result<()> {
     let Some(record) = own_journal(ctx, deployment)? else {
         return Ok(());
     };
-    match record.operation {
-        Operation::Create => ui::warn(clean_create(ctx, &record, true)),
-        Operation::Restore => {
-            let held: Vec<String> = record
+    match &record.op {
+        OperationRecord::Create(_) => ui::warn(clean_create(ctx, &record, true)),
+        OperationRecord::Restore(restore) => {
+            let held: Vec<String> = restore
                 .aside
                 .values()
                 .filter(|p| std::fs::symlink_metadata(p).is_ok())
@@ -152,7 +156,7 @@ pub fn before_restore(ctx: &Context, deployment: &str) -> Result<()> {
             ui::warn(format!(
                 "{}; this restore replaces it{}",
                 describe(&record),
-                match record.safety_id() {
+                match restore.safety_id() {
                     Some(id) => format!(" (its safety backup {id} is kept)"),
                     None => String::new(),
                 }
@@ -258,10 +262,10 @@ pub fn remove_unfinished(record: &Record) -> Result<Option<String>> {
 /// One sentence: which operation of which deployment was interrupted where.
 pub fn describe(record: &Record) -> String {
     let who = format!("process {}", record.pid);
-    match record.operation {
-        Operation::Create => format!(
+    match &record.op {
+        OperationRecord::Create(create) => format!(
             "a{} backup (create) of {} was interrupted: {who} ended while {}",
-            match record.reason.as_deref() {
+            match create.reason.as_deref() {
                 Some(r) if r.starts_with("on-stop") => "n automatic (stop hook)",
                 Some(r) if r.starts_with("before-") => "n automatic (leger hook)",
                 _ => "",
@@ -269,7 +273,7 @@ pub fn describe(record: &Record) -> String {
             record.deployment,
             record.step_text()
         ),
-        Operation::Restore => match &record.rollback_failed {
+        OperationRecord::Restore(restore) => match &restore.rollback_failed {
             Some(why) => format!(
                 "a restore of {}{} failed and so did its rollback ({why})",
                 record.deployment,
@@ -294,28 +298,30 @@ fn from(record: &Record) -> String {
 }
 
 /// What `recover` will do for an interrupted restore, in words.
-pub fn recover_action(record: &Record) -> String {
-    if record.step == Step::DroppingAside && record.rolling_back.is_none() {
-        return "the restore itself had completed; `recover` drops the previous data it had \
-                moved aside"
-            .to_owned();
-    }
-    if !record.touched && record.rollback_failed.is_none() {
-        return if record.stopped.is_empty() {
-            "it had not replaced anything yet; `recover` clears it".to_owned()
-        } else {
-            format!(
+pub fn recover_action(record: &Record, restore: &RestoreRecord) -> String {
+    match restore.stage(&record.step) {
+        RestoreStage::Completed => {
+            return "the restore itself had completed; `recover` drops the previous data it \
+                    had moved aside"
+                .to_owned()
+        }
+        RestoreStage::NothingReplaced if record.stopped.is_empty() => {
+            return "it had not replaced anything yet; `recover` clears it".to_owned()
+        }
+        RestoreStage::NothingReplaced => {
+            return format!(
                 "it had not replaced anything yet; `recover` starts {} again",
                 record.stopped.join(", ")
             )
-        };
+        }
+        RestoreStage::HalfDone => {}
     }
-    match &record.safety {
-        Some(Safety::Taken { id }) => format!(
+    match &restore.safety {
+        Safety::Taken { id } => format!(
             "the deployment may be half-restored; `recover` rolls it back to the safety backup {id} \
              (its state before the restore)"
         ),
-        Some(Safety::NotNeeded) => "the deployment may be half-installed; `recover` removes what \
+        Safety::NotNeeded => "the deployment may be half-installed; `recover` removes what \
              the restore put in place (nothing of it existed before)"
             .to_owned(),
         _ => "the deployment may be half-restored and there is no complete safety backup; \
@@ -324,11 +330,11 @@ pub fn recover_action(record: &Record) -> String {
     }
 }
 
-fn pending_text(ctx: &Context, record: &Record) -> String {
+fn pending_text(ctx: &Context, record: &Record, restore: &RestoreRecord) -> String {
     format!(
         "{}; {}. Run `leger-backup{} recover` (add --yes to skip the question).",
         describe(record),
-        recover_action(record),
+        recover_action(record, restore),
         scope_flag(ctx.layout.scope)
     )
 }
@@ -360,16 +366,19 @@ pub fn pending(state_dir: &Path) -> Vec<Pending> {
     journal::list(state_dir)
         .into_iter()
         .filter_map(|(_, r)| r.ok())
-        .filter(|r| r.operation == Operation::Restore && !r.alive())
-        .map(|r| Pending {
-            deployment: r.deployment.clone(),
-            backup: r.backup_id.clone(),
-            safety_backup: r.safety_id().map(str::to_owned),
-            step: r.step_text(),
-            pid: r.pid,
-            started_at: r.started_at,
-            what: describe(&r),
-            action: recover_action(&r),
+        .filter(|r| !r.alive())
+        .filter_map(|r| {
+            let restore = r.restore()?;
+            Some(Pending {
+                deployment: r.deployment.clone(),
+                backup: r.backup_id.clone(),
+                safety_backup: restore.safety_id().map(str::to_owned),
+                step: r.step_text(),
+                pid: r.pid,
+                started_at: r.started_at,
+                what: describe(&r),
+                action: recover_action(&r, restore),
+            })
         })
         .collect()
 }
@@ -377,7 +386,7 @@ pub fn pending(state_dir: &Path) -> Vec<Pending> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::journal::{Journal, Step};
+    use crate::backup::journal::{Journal, Operation, Step};
     use crate::config::Config;
     use crate::layout::{Layout, Scope};
 
@@ -396,7 +405,11 @@ mod tests {
     }
 
     /// A journal as a process that died would have left it.
-    fn dead(ctx: &Context, op: Operation, change: impl FnOnce(&mut Record)) -> Record {
+    fn dead(
+        ctx: &Context,
+        op: impl Into<OperationRecord>,
+        change: impl FnOnce(&mut Record),
+    ) -> Record {
         let j = Journal::begin(&ctx.layout.state_dir, "web", op, ctx.backup_dir(), true).unwrap();
         let mut r = j.record().clone();
         j.keep();
@@ -475,10 +488,13 @@ mod tests {
         let store = BackupStore::open(ctx.backup_dir()).unwrap();
         let tmp = store.dir().join(".tmp-web-safety");
         std::fs::create_dir(&tmp).unwrap();
-        dead(&ctx, Operation::Restore, |r| {
+        let restore = RestoreRecord {
+            safety: Safety::Taken { id: "web-2".into() },
+            touched: true,
+            ..RestoreRecord::default()
+        };
+        dead(&ctx, OperationRecord::Restore(restore), |r| {
             r.backup_id = Some("web-1".into());
-            r.safety = Some(Safety::Taken { id: "web-2".into() });
-            r.touched = true;
             r.step = Step::ReplacingFiles;
         });
         startup(&ctx, Mode::Command);
@@ -532,7 +548,8 @@ mod tests {
             r.stopped = vec!["web.service".into()];
             r.step = Step::SafetyBackup;
         });
-        assert!(recover_action(&r).contains("had not replaced anything yet"));
-        assert!(recover_action(&r).contains("starts web.service again"));
+        let action = recover_action(&r, r.restore().unwrap());
+        assert!(action.contains("had not replaced anything yet"), "{action}");
+        assert!(action.contains("starts web.service again"), "{action}");
     }
 }
