@@ -50,6 +50,7 @@ use crate::interrupt;
 use crate::podman::ContainerRef;
 use crate::ui;
 
+mod host_paths;
 mod subject;
 mod volumes;
 
@@ -227,6 +228,14 @@ pub(crate) fn create_locked(
         progress,
         journal,
     )?;
+    let host_paths = host_paths::write_host_paths(
+        ctx,
+        &subject.name,
+        &subject.host_paths,
+        pending.path(),
+        progress,
+        journal,
+    )?;
     fault::point("create:after-archive");
     interrupt::check()?;
     let (started_again, sealed) =
@@ -253,6 +262,7 @@ pub(crate) fn create_locked(
         consistency: Some(plan.consistency),
         downtime_seconds: downtime.map(|d| d.as_secs_f64()),
         stop_result: opts.stop_result.clone(),
+        host_paths,
     };
     sealed?;
     publish(store, pending, metadata, started, progress, started_again)
@@ -326,10 +336,17 @@ fn plan_stop(
         })
         .collect();
     let live = opts.live || !ctx.config.backup.stop_services.value;
+    // The services using a volume or a host path the backup reads.
     let mounting: BTreeSet<String> = subject
         .volumes
         .iter()
         .flat_map(|v| v.used_by.iter().cloned())
+        .chain(
+            subject
+                .host_paths
+                .iter()
+                .flat_map(|h| h.used_by.iter().cloned()),
+        )
         .filter(|s| running.contains(s))
         .collect();
     let mounting: Vec<String> = mounting.into_iter().collect();

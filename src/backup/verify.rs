@@ -302,6 +302,7 @@ mod tests {
             consistency: None,
             downtime_seconds: None,
             stop_result: None,
+            host_paths: Vec::new(),
         };
         pending.finalize(metadata).unwrap();
         let b = store.load("web-1").unwrap();

@@ -11,7 +11,6 @@ use crate::config::Config;
 use crate::deployment::{self, Deployment, Location};
 use crate::error::{Error, Result};
 use crate::host_paths::classify::Kind;
-use crate::host_paths::policy::Policy;
 use crate::host_paths::{self, HostPath};
 use crate::layout::Layout;
 use crate::quadlet::{self, Resolution};
@@ -105,14 +104,8 @@ fn dir_name(dir: &std::path::Path) -> Result<String> {
 
 /// The deployment's host paths under its settings in the config file.
 fn judge_host_paths(layout: &Layout, d: &Deployment, r: &Resolution) -> Result<Vec<HostPath>> {
-    let dirs = vec![d
-        .active_dir
-        .clone()
-        .unwrap_or_else(|| d.installed_root.clone())];
-    let ctx = host_paths::Context::current(layout.scope, dirs);
     let config = Config::load(layout)?;
-    let policy = Policy::new(&config.backup, &d.name, &ctx.manager.home)?;
-    Ok(host_paths::host_paths(r, &ctx, &policy))
+    Ok(host_paths::of_deployment(layout.scope, d, r, &config.backup)?.1)
 }
 
 fn build(
