@@ -246,15 +246,16 @@ fn kind_label(kind: Kind) -> &'static str {
     }
 }
 
-/// What the plan says a backup does with a host path today. Host-path
-/// backups are not implemented yet: only files inside the deployment's
-/// directory are in today's backups, so that is said plainly.
+/// What the plan says a backup does with a host path: data and referenced
+/// paths are archived by `create` (a file inside the deployment's
+/// directory is one of its files already).
 fn today(h: &HostPath, deployment: &str) -> String {
     match h.kind {
         _ if h.backed_up_today => "in today's backups (a deployment file)".to_owned(),
-        Kind::Data | Kind::Referenced => "to back up (host-path backups are not implemented yet; \
-             today's backups do not include it)"
-            .to_owned(),
+        Kind::Data | Kind::Referenced if !h.exists => {
+            "backed up once it exists (nothing there to back up yet)".to_owned()
+        }
+        Kind::Data | Kind::Referenced => "backed up (its data is in every backup)".to_owned(),
         Kind::NeedsInclude => format!(
             "not backed up unless a glob in backup.deployments.{deployment}.include names it"
         ),
