@@ -191,3 +191,92 @@ fn streaming(mut program: Box<dyn Producer>) -> Result<VolumeStream> {
         fallback: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quadlet::HostRefKind;
+
+    fn host(path: Option<&str>, kind: Kind, service: &str) -> HostPath {
+        HostPath {
+            source: format!("src-of-{}", path.unwrap_or("?")),
+            resolved: path.map(str::to_owned),
+            target: Some("/t".into()),
+            unit: "a.container".into(),
+            service: service.into(),
+            file: "a.container".into(),
+            line: 1,
+            reference: HostRefKind::Mount,
+            kind,
+            reason: String::new(),
+            exists: true,
+            size_bytes: None,
+            size_at_least: false,
+            backed_up_today: false,
+        }
+    }
+
+    fn paths(specs: &[HostPathSpec]) -> Vec<&str> {
+        specs.iter().map(|s| s.path.as_str()).collect()
+    }
+
+    #[test]
+    fn data_and_referenced_are_chosen_the_rest_is_not() {
+        let mut missing = host(Some("/srv/missing"), Kind::Data, "a.service");
+        missing.exists = false;
+        let all = [
+            host(Some("/srv/lib"), Kind::Data, "a.service"),
+            host(Some("/etc/app/app.env"), Kind::Referenced, "a.service"),
+            host(Some("/etc/localtime"), Kind::System, "a.service"),
+            host(Some("/srv/media"), Kind::Excluded, "a.service"),
+            host(Some("/home/ana"), Kind::NeedsInclude, "a.service"),
+            host(None, Kind::Unresolved, "a.service"),
+            missing,
+        ];
+        assert_eq!(paths(&select(&all, &[])), ["/etc/app/app.env", "/srv/lib"]);
+    }
+
+    #[test]
+    fn the_deployments_own_directory_is_not_chosen_again() {
+        let dirs = [PathBuf::from("/h/.config/containers/systemd/app")];
+        let mut today = host(
+            Some("/h/.config/containers/systemd/app/app.env"),
+            Kind::Data,
+            "a.service",
+        );
+        today.backed_up_today = true;
+        let all = [
+            today,
+            host(
+                Some("/h/.config/containers/systemd/app/data"),
+                Kind::Data,
+                "a.service",
+            ),
+            host(
+                Some("/h/.config/containers/systemd/app2"),
+                Kind::Data,
+                "a.service",
+            ),
+        ];
+        assert_eq!(
+            paths(&select(&all, &dirs)),
+            ["/h/.config/containers/systemd/app2"]
+        );
+    }
+
+    #[test]
+    fn nested_binds_keep_the_outer_path_with_every_user() {
+        let all = [
+            host(Some("/srv/app/db"), Kind::Data, "db.service"),
+            host(Some("/srv/app"), Kind::Data, "web.service"),
+            host(Some("/srv/app"), Kind::Data, "web.service"),
+            host(Some("/srv/apple"), Kind::Data, "web.service"),
+            host(Some("/srv/apple"), Kind::Data, "db.service"),
+        ];
+        let chosen = select(&all, &[]);
+        assert_eq!(paths(&chosen), ["/srv/app", "/srv/apple"]);
+        assert_eq!(chosen[0].used_by, ["db.service", "web.service"]);
+        assert_eq!(chosen[1].used_by, ["db.service", "web.service"]);
+        assert_eq!(chosen[0].source, "src-of-/srv/app");
+    }
+}
