@@ -1,4 +1,6 @@
-//! `create`: back up a deployment's files and the data of its volumes.
+//! `create`: back up a deployment's files, the data of its volumes and its
+//! host paths (bind-mounted directories and the host files its units refer
+//! to, chosen by [`host_paths::select`], read and stored as volumes are).
 //!
 //! The order matters for consistency and downtime: files first (services
 //! still running, they do not change), then the services that mount the
@@ -316,7 +318,8 @@ struct StopPlan {
 /// Which services run now (or ran before a restore stopped them), and which
 /// of them to stop: the running ones that mount a volume (the volumes of a
 /// running container exist: podman made them when it started), unless the
-/// backup is live or the stop hook already stopped them.
+/// backup is live or the stop hook already stopped them. The services
+/// using a host path the backup reads count as mounting it.
 fn plan_stop(
     ctx: &Context,
     subject: &Subject,

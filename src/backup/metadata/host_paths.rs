@@ -251,6 +251,25 @@ mod tests {
     }
 
     #[test]
+    fn loading_metadata_checks_its_host_paths() {
+        let doc = |path: &str| {
+            format!(
+                r#"{{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"m","size":0,"quadlet_files":[],"volumes":[],"host_paths":[{{"path":{path:?},"source":"${{X}}","kind":"dir","existed":true,"archive_path":"host-paths/0.tar.zst"}}]}}"#
+            )
+        };
+        let file = Path::new("m.json");
+        let sound = super::super::Metadata::parse(doc("/srv/x").as_bytes(), file).unwrap();
+        assert_eq!(sound.host_paths[0].kind, Some(HostPathKind::Dir));
+        let err = super::super::Metadata::parse(doc("/srv/../etc").as_bytes(), file).unwrap_err();
+        assert!(
+            err.message
+                .contains(r#"m.json: host path "/srv/../etc" contains '.' or '..'"#),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn services_and_modes_are_checked() {
         let mut e = entry("/srv/x", None);
         e.used_by = vec!["--user".into()];
