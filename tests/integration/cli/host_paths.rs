@@ -163,3 +163,72 @@ fn only_none(env: &TestEnv, path: &str) -> bool {
     let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
     list.as_array().unwrap().is_empty()
 }
+
+/// `systemctl` whose units in `active` are active until stopped (state in
+/// files of `systemctl/`), logging every call to `systemctl/log`.
+fn systemctl_with_running(env: &TestEnv, active: &[&str]) -> String {
+    let dir = env.path("systemctl");
+    std::fs::create_dir_all(&dir).unwrap();
+    for unit in active {
+        std::fs::write(dir.join(format!("{unit}.active")), "").unwrap();
+    }
+    let script = format!(
+        r#"#!/bin/sh
+S='{dir}'
+echo "$*" >> "$S/log"
+case " $* " in
+  *" show --property=ActiveState "*)
+    seen=
+    for a; do
+      if [ -n "$seen" ]; then
+        if [ -e "$S/$a.active" ]; then echo active; else echo inactive; fi
+      fi
+      [ "$a" = -- ] && seen=1
+    done ;;
+  *" stop "*) for a; do rm -f "$S/$a.active"; done ;;
+  *" start "*) for a; do : > "$S/$a.active"; done ;;
+esac
+exit 0
+"#,
+        dir = dir.display()
+    );
+    fake_tools(env);
+    env.fake_tools(&[("systemctl", &script)])
+}
+
+#[test]
+fn the_services_using_a_host_path_are_stopped_while_it_is_read_unless_live() {
+    let env = TestEnv::new();
+    album(&env);
+    let running = [
+        "album-db.service",
+        "album-server.service",
+        "album-ml.service",
+    ];
+    let path = systemctl_with_running(&env, &running);
+    let out = run(&env, &path, &["create", "album"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(env.path("systemctl/log")).unwrap();
+    let stop = log
+        .lines()
+        .position(|l| l.contains("stop -- album-db.service album-server.service"))
+        .unwrap_or_else(|| panic!("no stop of the host paths' users:\n{log}"));
+    let start = log
+        .lines()
+        .position(|l| l.contains("start -- album-db.service album-server.service"));
+    assert!(start > Some(stop), "{log}");
+    // album-ml uses no host path the backup reads: it keeps running.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("stop") && l.contains("album-ml.service")),
+        "{log}"
+    );
+    let info = only_backup(&env, &path);
+    assert_eq!(info["consistency"], "stopped", "{info}");
+
+    std::fs::remove_file(env.path("systemctl/log")).unwrap();
+    let out = run(&env, &path, &["create", "album", "--live"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(env.path("systemctl/log")).unwrap();
+    assert!(!log.lines().any(|l| l.contains("stop")), "{log}");
+}
