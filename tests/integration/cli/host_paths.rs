@@ -64,14 +64,20 @@ fn only_backup(env: &TestEnv, path: &str) -> Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
+/// The album deployed and backed up: (PATH, the backup's `info --json`).
+fn album_backed_up(env: &TestEnv) -> (String, Value) {
+    album(env);
+    let path = fake_tools(env);
+    let out = run(env, &path, &["create", "album"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = only_backup(env, &path);
+    (path, info)
+}
+
 #[test]
 fn create_stores_the_album_host_paths() {
     let env = TestEnv::new();
-    album(&env);
-    let path = fake_tools(&env);
-    let out = run(&env, &path, &["create", "album"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info = only_backup(&env, &path);
+    let (path, info) = album_backed_up(&env);
     let hosts = info["host_paths"].as_array().expect("host_paths recorded");
     let library = env.path("album/library").display().to_string();
     let postgres = env.path("album/postgres").display().to_string();
@@ -113,11 +119,7 @@ fn create_stores_the_album_host_paths() {
 #[test]
 fn verify_catches_a_corrupted_host_path_archive() {
     let env = TestEnv::new();
-    album(&env);
-    let path = fake_tools(&env);
-    let out = run(&env, &path, &["create", "album"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let info = only_backup(&env, &path);
+    let (path, info) = album_backed_up(&env);
     let id = info["id"].as_str().unwrap();
     let archive = env.path(BACKUPS).join(id).join("host-paths/1.tar.zst");
     let mut bytes = std::fs::read(&archive).unwrap();
