@@ -101,11 +101,9 @@ pub(super) fn write_host_paths(
     for (index, spec) in specs.iter().enumerate() {
         interrupt::check()?;
         let mut entry = HostPathEntry::new(&spec.path, &spec.source, spec.used_by.clone());
+        let what = format!("reading host path {}", spec.path);
         let hint = || hint_for(deployment, &spec.path);
-        let unreadable = |e: Error| {
-            e.context(format!("reading host path {}", spec.path))
-                .with_hint(hint())
-        };
+        let unreadable = |e: Error| e.context(what.clone()).with_hint(hint());
         let Some(kind) = kind_of(&spec.path).map_err(unreadable)? else {
             progress.step(format!(
                 "host path {} no longer exists: recorded as absent",
@@ -122,7 +120,6 @@ pub(super) fn write_host_paths(
         })?;
         private_dir(&dir.join(HOST_PATHS_DIR))?;
         let rel = archive_name(index, extension);
-        let what = format!("reading host path {}", spec.path);
         let bar = progress.bar("reading", &spec.path);
         let stream = open_host_tar(&*ctx.podman, &spec.path).map_err(|e| {
             bar.fail();
@@ -262,6 +259,20 @@ mod tests {
             paths(&select(&all, &dirs)),
             ["/h/.config/containers/systemd/app2"]
         );
+    }
+
+    #[test]
+    fn what_is_at_a_path_now_decides_absent_dir_file_or_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |rel: &str| tmp.path().join(rel).display().to_string();
+        std::fs::create_dir(tmp.path().join("dir")).unwrap();
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        std::os::unix::fs::symlink("dir", tmp.path().join("link")).unwrap();
+        assert_eq!(kind_of(&at("gone")).unwrap(), None);
+        assert_eq!(kind_of(&at("dir")).unwrap(), Some(HostPathKind::Dir));
+        assert_eq!(kind_of(&at("file")).unwrap(), Some(HostPathKind::File));
+        let err = kind_of(&at("link")).unwrap_err();
+        assert!(err.message.contains("is a symlink"), "{}", err.message);
     }
 
     #[test]
