@@ -270,11 +270,26 @@ pub(crate) fn create_locked(
     publish(store, pending, metadata, started, progress, started_again)
 }
 
-/// The reason and every volume name, checked before anything is written.
+/// The reason, every volume name and every host path, checked before
+/// anything is written.
 fn check_subject(subject: &Subject, opts: &CreateOptions) -> Result<()> {
     check_reason(&opts.reason)?;
     for volume in &subject.volumes {
         check_volume_name(&volume.name)?;
+    }
+    // What a backup records must load again: a path its metadata check
+    // would refuse (`/`, a control character) is refused before anything.
+    for host in &subject.host_paths {
+        crate::backup::metadata::check_host_path(&host.path).map_err(|why| {
+            Error::user(format!(
+                "host path {:?} {why}: it cannot be backed up",
+                host.path
+            ))
+            .with_hint(format!(
+                "leave it out with an exclude: glob under backup.deployments.{}",
+                subject.name
+            ))
+        })?;
     }
     Ok(())
 }
@@ -553,6 +568,38 @@ fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_path_its_metadata_would_refuse_is_refused_first() {
+        let subject = Subject {
+            name: "web".into(),
+            files: Vec::new(),
+            installation: crate::backup::metadata::Installation {
+                active_dir: None,
+                installed_root: "/q".into(),
+                installed_from_active: false,
+            },
+            volumes: Vec::new(),
+            services: Vec::new(),
+            secrets: Vec::new(),
+            host_paths: vec![host_paths::HostPathSpec {
+                path: "/".into(),
+                source: "%h/..".into(),
+                used_by: Vec::new(),
+            }],
+        };
+        let err = check_subject(&subject, &CreateOptions::manual()).unwrap_err();
+        assert!(
+            err.message.contains("is the root directory"),
+            "{}",
+            err.message
+        );
+        assert!(err
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("backup.deployments.web"));
+    }
 
     #[test]
     fn reasons() {

@@ -28,7 +28,7 @@ mod legacy;
 mod stop_result;
 
 pub use check::{check_mode, check_relative};
-pub use host_paths::{archive_name, HostPathEntry, HostPathKind, HOST_PATHS_DIR};
+pub use host_paths::{archive_name, check_host_path, HostPathEntry, HostPathKind, HOST_PATHS_DIR};
 
 /// Name of the metadata file inside a backup directory.
 pub const METADATA_FILE: &str = ".backup-metadata.json";

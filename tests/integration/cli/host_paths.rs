@@ -234,3 +234,20 @@ fn the_services_using_a_host_path_are_stopped_while_it_is_read_unless_live() {
     let log = std::fs::read_to_string(env.path("systemctl/log")).unwrap();
     assert!(!log.lines().any(|l| l.contains("stop")), "{log}");
 }
+
+#[test]
+fn delete_removes_the_host_path_archives() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let backup = env.path(BACKUPS).join(id);
+    assert!(backup.join("host-paths/0.tar.zst").is_file());
+    let out = run(&env, &path, &["delete", id, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!backup.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.path(BACKUPS))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
