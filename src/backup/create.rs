@@ -1,4 +1,6 @@
-//! `create`: back up a deployment's files and the data of its volumes.
+//! `create`: back up a deployment's files, the data of its volumes and its
+//! host paths (bind-mounted directories and the host files its units refer
+//! to, chosen by [`host_paths::select`], read and stored as volumes are).
 //!
 //! The order matters for consistency and downtime: files first (services
 //! still running, they do not change), then the services that mount the
@@ -50,6 +52,7 @@ use crate::interrupt;
 use crate::podman::ContainerRef;
 use crate::ui;
 
+mod host_paths;
 mod subject;
 mod volumes;
 
@@ -232,6 +235,14 @@ pub(crate) fn create_locked(
         progress,
         journal,
     )?;
+    let host_paths = host_paths::write_host_paths(
+        ctx,
+        &subject.name,
+        &subject.host_paths,
+        pending.path(),
+        progress,
+        journal,
+    )?;
     fault::point("create:after-archive");
     interrupt::check()?;
     let (started_again, sealed) =
@@ -258,16 +269,32 @@ pub(crate) fn create_locked(
         consistency: Some(plan.consistency),
         downtime_seconds: downtime.map(|d| d.as_secs_f64()),
         stop_result: opts.stop_result.clone(),
+        host_paths,
     };
     sealed?;
     publish(store, pending, metadata, started, progress, started_again)
 }
 
-/// The reason and every volume name, checked before anything is written.
+/// The reason, every volume name and every host path, checked before
+/// anything is written.
 fn check_subject(subject: &Subject, opts: &CreateOptions) -> Result<()> {
     check_reason(&opts.reason)?;
     for volume in &subject.volumes {
         check_volume_name(&volume.name)?;
+    }
+    // What a backup records must load again: a path its metadata check
+    // would refuse (`/`, a control character) is refused before anything.
+    for host in &subject.host_paths {
+        crate::backup::metadata::check_host_path(&host.path).map_err(|why| {
+            Error::user(format!(
+                "host path {:?} {why}: it cannot be backed up",
+                host.path
+            ))
+            .with_hint(format!(
+                "leave it out with an exclude: glob under backup.deployments.{}",
+                subject.name
+            ))
+        })?;
     }
     Ok(())
 }
@@ -311,7 +338,8 @@ struct StopPlan {
 /// Which services run now (or ran before a restore stopped them), and which
 /// of them to stop: the running ones that mount a volume (the volumes of a
 /// running container exist: podman made them when it started), unless the
-/// backup is live or the stop hook already stopped them.
+/// backup is live or the stop hook already stopped them. The services
+/// using a host path the backup reads count as mounting it.
 fn plan_stop(
     ctx: &Context,
     subject: &Subject,
@@ -331,10 +359,17 @@ fn plan_stop(
         })
         .collect();
     let live = opts.live || !ctx.config.backup.stop_services.value;
+    // The services using a volume or a host path the backup reads.
     let mounting: BTreeSet<String> = subject
         .volumes
         .iter()
         .flat_map(|v| v.used_by.iter().cloned())
+        .chain(
+            subject
+                .host_paths
+                .iter()
+                .flat_map(|h| h.used_by.iter().cloned()),
+        )
         .filter(|s| running.contains(s))
         .collect();
     let mounting: Vec<String> = mounting.into_iter().collect();
@@ -538,6 +573,38 @@ fn joined<R>(handle: std::thread::ScopedJoinHandle<'_, Result<R>>, what: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_path_its_metadata_would_refuse_is_refused_first() {
+        let subject = Subject {
+            name: "web".into(),
+            files: Vec::new(),
+            installation: crate::backup::metadata::Installation {
+                active_dir: None,
+                installed_root: "/q".into(),
+                installed_from_active: false,
+            },
+            volumes: Vec::new(),
+            services: Vec::new(),
+            secrets: Vec::new(),
+            host_paths: vec![host_paths::HostPathSpec {
+                path: "/".into(),
+                source: "%h/..".into(),
+                used_by: Vec::new(),
+            }],
+        };
+        let err = check_subject(&subject, &CreateOptions::manual()).unwrap_err();
+        assert!(
+            err.message.contains("is the root directory"),
+            "{}",
+            err.message
+        );
+        assert!(err
+            .hint
+            .as_deref()
+            .unwrap_or_default()
+            .contains("backup.deployments.web"));
+    }
 
     #[test]
     fn reasons() {

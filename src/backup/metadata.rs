@@ -23,10 +23,12 @@ use crate::layout::Scope;
 use crate::podman::RootOwnership;
 
 mod check;
+mod host_paths;
 mod legacy;
 mod stop_result;
 
 pub use check::{check_mode, check_relative};
+pub use host_paths::{archive_name, check_host_path, HostPathEntry, HostPathKind, HOST_PATHS_DIR};
 
 /// Name of the metadata file inside a backup directory.
 pub const METADATA_FILE: &str = ".backup-metadata.json";
@@ -287,6 +289,10 @@ pub struct Metadata {
     /// Set on an on-stop backup taken after the service failed to stop cleanly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_result: Option<StopResult>,
+    /// Host paths the units mount or read (bind-mounted directories,
+    /// environment files, configs), each archived like a volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<HostPathEntry>,
 }
 
 impl Metadata {

@@ -183,6 +183,7 @@ pub(crate) mod tests {
             consistency: None,
             downtime_seconds: None,
             stop_result: None,
+            host_paths: Vec::new(),
         }
     }
 

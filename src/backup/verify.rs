@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::backup::archive::{self, compression_of};
-use crate::backup::metadata::{FileEntry, VolumeEntry};
+use crate::backup::metadata::{FileEntry, HostPathEntry, VolumeEntry};
 use crate::backup::store::StoredBackup;
 use crate::error::{Error, Result};
 
@@ -120,6 +120,19 @@ pub fn verify(backup: &StoredBackup) -> Result<VerifyReport> {
             }),
         }
     }
+    for host in &metadata.host_paths {
+        match check_host_path(backup, host) {
+            Ok(true) => report.archives_ok += 1,
+            Ok(false) => {}
+            Err(reason) => report.problems.push(Problem {
+                file: host
+                    .archive_path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(&host.path)),
+                reason,
+            }),
+        }
+    }
     Ok(report)
 }
 
@@ -182,6 +195,63 @@ fn check_volume(backup: &StoredBackup, volume: &VolumeEntry) -> std::result::Res
         }
         return Ok(false);
     };
+    check_archive(
+        backup,
+        Recorded {
+            rel,
+            size: volume.size,
+            sha256: volume.sha256.as_deref(),
+            uncompressed_size: volume.uncompressed_size,
+            specials: &volume.special_files,
+        },
+    )?;
+    Ok(true)
+}
+
+/// Ok(true): archive checked; Ok(false): nothing to check (the path did
+/// not exist at backup time).
+fn check_host_path(
+    backup: &StoredBackup,
+    host: &HostPathEntry,
+) -> std::result::Result<bool, String> {
+    let Some(rel) = &host.archive_path else {
+        if host.existed {
+            return Err(format!(
+                "host path {} existed but the backup has no archive for it",
+                host.path
+            ));
+        }
+        return Ok(false);
+    };
+    check_archive(
+        backup,
+        Recorded {
+            rel,
+            size: host.size,
+            sha256: host.sha256.as_deref(),
+            uncompressed_size: host.uncompressed_size,
+            specials: &host.special_files,
+        },
+    )?;
+    Ok(true)
+}
+
+/// What the metadata records of one archive (of a volume or a host path).
+struct Recorded<'a> {
+    rel: &'a Path,
+    size: u64,
+    sha256: Option<&'a str>,
+    uncompressed_size: u64,
+    specials: &'a [String],
+}
+
+/// Check one archive against what the metadata records of it: a regular
+/// file inside the backup, of the recorded length and checksum, read to
+/// its end as a valid tar of the recorded size. Backups of leger's Go
+/// implementation record neither length nor checksum.
+fn check_archive(backup: &StoredBackup, recorded: Recorded) -> std::result::Result<(), String> {
+    let legacy = backup.metadata.is_legacy();
+    let rel = recorded.rel;
     let path = backup.resolve(rel).map_err(|e| reason(e, &backup.path))?;
     let meta = std::fs::symlink_metadata(backup.path.join(rel)).map_err(|e| e.to_string())?;
     if !meta.is_file() {
@@ -192,37 +262,36 @@ fn check_volume(backup: &StoredBackup, volume: &VolumeEntry) -> std::result::Res
     let expected = if legacy {
         None
     } else {
-        if meta.size() != volume.size {
+        if meta.size() != recorded.size {
             return Err(format!(
                 "length {} but the metadata records {}: truncated or replaced",
                 meta.size(),
-                volume.size
+                recorded.size
             ));
         }
         Some(
-            volume
+            recorded
                 .sha256
-                .as_deref()
                 .ok_or("the metadata records no checksum for it".to_owned())?,
         )
     };
     let expected = archive::Expected {
         sha256: expected,
-        limit: archive::decompressed_limit(volume.uncompressed_size, meta.size()),
-        specials: &volume.special_files,
+        limit: archive::decompressed_limit(recorded.uncompressed_size, meta.size()),
+        specials: recorded.specials,
     };
     let digest = archive::check_archive_digest(&path, compression, expected)
         .map_err(|e| reason(e, &path))?;
     if !legacy
-        && volume.uncompressed_size != 0
-        && digest.uncompressed_size != volume.uncompressed_size
+        && recorded.uncompressed_size != 0
+        && digest.uncompressed_size != recorded.uncompressed_size
     {
         return Err(format!(
             "holds {} bytes of tar but the metadata records {}",
-            digest.uncompressed_size, volume.uncompressed_size
+            digest.uncompressed_size, recorded.uncompressed_size
         ));
     }
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -302,6 +371,7 @@ mod tests {
             consistency: None,
             downtime_seconds: None,
             stop_result: None,
+            host_paths: Vec::new(),
         };
         pending.finalize(metadata).unwrap();
         let b = store.load("web-1").unwrap();

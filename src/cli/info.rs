@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::args::IdArg;
 use super::list::{listed_json, open_store, reason_text, type_name};
 use super::GlobalArgs;
-use crate::backup::metadata::{Consistency, Metadata};
+use crate::backup::metadata::{Consistency, HostPathKind, Metadata};
 use crate::backup::store::{validate_id, Listed};
 use crate::deployment::Location;
 use crate::error::Result;
@@ -228,5 +228,46 @@ pub fn render(m: &Metadata, path: &std::path::Path) -> String {
         }
         kv(&mut out, 4, "used by", or_dash(&v.used_by));
     }
+    render_host_paths(&mut out, m);
     out
+}
+
+/// The host paths section, left out when the backup holds none.
+fn render_host_paths(out: &mut String, m: &Metadata) {
+    if m.host_paths.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nHost paths ({}):", m.host_paths.len());
+    for h in &m.host_paths {
+        let kind = match h.kind {
+            Some(HostPathKind::Dir) => "directory",
+            Some(HostPathKind::File) => "file",
+            None => "did not exist at backup time",
+        };
+        let _ = writeln!(out, "  {} ({kind})", h.path);
+        kv(out, 4, "source", &h.source);
+        if let Some(archive) = &h.archive_path {
+            kv(
+                out,
+                4,
+                "archive",
+                format!(
+                    "{} ({}, {} of data)",
+                    archive.display(),
+                    ui::human_size(h.size),
+                    ui::human_size(h.uncompressed_size)
+                ),
+            );
+            kv(out, 4, "sha256", h.sha256.as_deref().unwrap_or("-"));
+        }
+        if let Some(root) = &h.root {
+            kv(
+                out,
+                4,
+                "root",
+                format!("mode {:04o}, owner {}:{}", root.mode, root.uid, root.gid),
+            );
+        }
+        kv(out, 4, "used by", or_dash(&h.used_by));
+    }
 }

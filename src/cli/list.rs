@@ -94,7 +94,7 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
     for entry in &listed {
         match &entry.metadata {
             Ok(m) => {
-                let volumes: Vec<String> = m
+                let mut volumes: Vec<String> = m
                     .volumes
                     .iter()
                     .map(|v| {
@@ -107,6 +107,7 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
                         }
                     })
                     .collect();
+                volumes.extend(host_paths_text(m));
                 table.add_row(vec![
                     entry.id.clone(),
                     m.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -155,8 +156,13 @@ fn check_archives(mut entry: Listed) -> Listed {
     };
     let prefix = format!("{}: ", entry.path.display());
     let mut problem = None;
-    for v in &m.volumes {
-        let Some(rel) = &v.archive_path else {
+    let archives = m
+        .volumes
+        .iter()
+        .map(|v| (&v.archive_path, v.size))
+        .chain(m.host_paths.iter().map(|h| (&h.archive_path, h.size)));
+    for (rel, size) in archives {
+        let Some(rel) = rel else {
             continue;
         };
         let found = resolve_inside(&entry.path, rel).and_then(|path| {
@@ -172,11 +178,11 @@ fn check_archives(mut entry: Listed) -> Listed {
             ),
             Ok(meta) if !meta.is_file() => Some(format!("{} is not a file", rel.display())),
             // leger's own backups record no exact length.
-            Ok(meta) if !m.is_legacy() && meta.len() != v.size => Some(format!(
+            Ok(meta) if !m.is_legacy() && meta.len() != size => Some(format!(
                 "{} is {} bytes, the metadata says {} (truncated or changed)",
                 rel.display(),
                 meta.len(),
-                v.size
+                size
             )),
             Ok(_) => None,
         };
@@ -188,6 +194,16 @@ fn check_archives(mut entry: Listed) -> Listed {
         entry.metadata = Err(p);
     }
     entry
+}
+
+/// How many host paths the backup holds, for the table: `+2 host paths`
+/// (`info` lists them); nothing when it holds none.
+fn host_paths_text(m: &Metadata) -> Option<String> {
+    match m.host_paths.len() {
+        0 => None,
+        1 => Some("+1 host path".to_owned()),
+        n => Some(format!("+{n} host paths")),
+    }
 }
 
 /// The reason, and the failure of the stop an on-stop backup followed.

@@ -11,7 +11,6 @@ use crate::config::Config;
 use crate::deployment::{self, Deployment, Location};
 use crate::error::{Error, Result};
 use crate::host_paths::classify::Kind;
-use crate::host_paths::policy::Policy;
 use crate::host_paths::{self, HostPath};
 use crate::layout::Layout;
 use crate::quadlet::{self, Resolution};
@@ -105,14 +104,8 @@ fn dir_name(dir: &std::path::Path) -> Result<String> {
 
 /// The deployment's host paths under its settings in the config file.
 fn judge_host_paths(layout: &Layout, d: &Deployment, r: &Resolution) -> Result<Vec<HostPath>> {
-    let dirs = vec![d
-        .active_dir
-        .clone()
-        .unwrap_or_else(|| d.installed_root.clone())];
-    let ctx = host_paths::Context::current(layout.scope, dirs);
     let config = Config::load(layout)?;
-    let policy = Policy::new(&config.backup, &d.name, &ctx.manager.home)?;
-    Ok(host_paths::host_paths(r, &ctx, &policy))
+    Ok(host_paths::of_deployment(layout.scope, d, r, &config.backup)?.1)
 }
 
 fn build(
@@ -253,15 +246,16 @@ fn kind_label(kind: Kind) -> &'static str {
     }
 }
 
-/// What the plan says a backup does with a host path today. Host-path
-/// backups are not implemented yet: only files inside the deployment's
-/// directory are in today's backups, so that is said plainly.
+/// What the plan says a backup does with a host path: data and referenced
+/// paths are archived by `create` (a file inside the deployment's
+/// directory is one of its files already).
 fn today(h: &HostPath, deployment: &str) -> String {
     match h.kind {
         _ if h.backed_up_today => "in today's backups (a deployment file)".to_owned(),
-        Kind::Data | Kind::Referenced => "to back up (host-path backups are not implemented yet; \
-             today's backups do not include it)"
-            .to_owned(),
+        Kind::Data | Kind::Referenced if !h.exists => {
+            "backed up once it exists (nothing there to back up yet)".to_owned()
+        }
+        Kind::Data | Kind::Referenced => "backed up (its data is in every backup)".to_owned(),
         Kind::NeedsInclude => format!(
             "not backed up unless a glob in backup.deployments.{deployment}.include names it"
         ),

@@ -122,6 +122,25 @@ fn current_user_manager() -> Manager {
     m
 }
 
+/// The host paths of `deployment` (resolved as `resolution`), judged from
+/// the running user's place under the deployment's settings in `config`:
+/// what `plan` shows and `create` backs up, decided in one place.
+pub fn of_deployment(
+    scope: Scope,
+    deployment: &crate::deployment::Deployment,
+    resolution: &Resolution,
+    config: &crate::config::BackupConfig,
+) -> crate::error::Result<(Context, Vec<HostPath>)> {
+    let dirs = vec![deployment
+        .active_dir
+        .clone()
+        .unwrap_or_else(|| deployment.installed_root.clone())];
+    let ctx = Context::current(scope, dirs);
+    let policy = Policy::new(config, &deployment.name, &ctx.manager.home)?;
+    let paths = host_paths(resolution, &ctx, &policy);
+    Ok((ctx, paths))
+}
+
 /// Every host path of a resolved deployment, in the order of the unit
 /// files' lines, judged under `policy`.
 pub fn host_paths(resolution: &Resolution, ctx: &Context, policy: &Policy) -> Vec<HostPath> {

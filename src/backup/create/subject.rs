@@ -9,7 +9,10 @@ use crate::backup::metadata::Installation;
 use crate::context::Context;
 use crate::deployment::{Deployment, DeploymentFile};
 use crate::error::{Error, Result};
+use crate::host_paths::classify::Kind;
 use crate::ui;
+
+use super::host_paths::{select, HostPathSpec};
 
 /// A volume to back up, with what is needed to recreate it on restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,16 +44,27 @@ pub(crate) struct Subject {
     pub services: Vec<String>,
     /// Secret names its units require.
     pub secrets: Vec<String>,
+    /// Host paths whose data is archived, sorted by path.
+    pub host_paths: Vec<HostPathSpec>,
 }
 
 impl Subject {
     /// What a backup of an installed deployment captures.
     pub fn of_deployment(ctx: &Context, deployment: &Deployment) -> Result<Subject> {
         let resolution = deployment.resolve(&ctx.layout)?;
-        for mount in &resolution.bind_mounts {
+        let (place, paths) = crate::host_paths::of_deployment(
+            ctx.layout.scope,
+            deployment,
+            &resolution,
+            &ctx.config.backup,
+        )?;
+        for h in paths.iter().filter(|h| h.kind == Kind::NeedsInclude) {
             ui::warn(format!(
-                "{} ({}:{}) is a bind mount: its data is not in the backup",
-                mount.value, mount.file, mount.line
+                "{} ({}:{}) is not backed up: {}",
+                h.resolved.as_deref().unwrap_or(&h.source),
+                h.file,
+                h.line,
+                h.reason
             ));
         }
         for unresolved in &resolution.unresolved {
@@ -82,6 +96,7 @@ impl Subject {
             volumes,
             services: services.into_iter().collect(),
             secrets: resolution.secrets.clone(),
+            host_paths: select(&paths, &place.place.deployment_dirs),
         })
     }
 }

@@ -12,7 +12,7 @@ use super::{in_parallel, Subject, VolumeSpec};
 use crate::backup::archive;
 use crate::backup::journal::{Journal, Step};
 use crate::backup::metadata::VolumeEntry;
-use crate::backup::progress::Progress;
+use crate::backup::progress::{Progress, VolumeProgress};
 use crate::backup::reuse;
 use crate::backup::store::StoredBackup;
 use crate::backup::tar_guard::{Guarded, Specials};
@@ -107,20 +107,24 @@ pub(super) fn write_volumes(
         })?;
         let rel =
             PathBuf::from("volumes").join(format!("{}.{}", spec.name, compression.extension()));
-        let volumes_dir = dir.join("volumes");
-        if !volumes_dir.exists() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&volumes_dir)
-                .map_err(|e| {
-                    Error::internal(format!("cannot create {}: {e}", volumes_dir.display()))
-                })?;
-        }
+        private_dir(&dir.join("volumes"))?;
         let dest = dir.join(&rel);
         entry.archive_path = Some(rel);
         volumes.push(archive_volume(ctx, &info, entry, sources, &dest, progress)?);
     }
     Ok(volumes)
+}
+
+/// Create the directory `path` of a pending backup (mode 0700) unless it
+/// exists: where the archives of volumes or host paths go.
+pub(super) fn private_dir(path: &Path) -> Result<()> {
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// Write the archive of the existing volume `info` to `dest` and complete
@@ -236,12 +240,8 @@ fn share_archive(
     }
 }
 
-/// Stream one volume into its archive: its tar (read directly or by
-/// `podman volume export`, see [`volume_reader`]) piped through the
-/// [`TarGuard`] (so a backup that a restore would refuse fails now, not on
-/// the bad day) into [`archive::write_archive`]. Either side failing ends
-/// the other. Returns the archive's figures and the device nodes and FIFOs
-/// the volume holds (a restore lets only those through).
+/// Stream one volume into its archive: its tar read directly or by
+/// `podman volume export` (see [`volume_reader`]), then [`write_stream`].
 fn export_volume(
     ctx: &Context,
     info: &VolumeInfo,
@@ -250,16 +250,11 @@ fn export_volume(
     progress: &Progress,
 ) -> Result<(archive::ArchiveStats, Vec<String>)> {
     let name = info.name.as_str();
-    let backup = &ctx.config.backup;
-    let (compression, level, threads) = (
-        backup.compression.value,
-        backup.level.value,
-        backup.threads.value,
-    );
+    let what = format!("exporting volume {name}");
     let bar = progress.bar("exporting", name);
     let stream = volume_reader::open(&*ctx.podman, info, reader).map_err(|e| {
         bar.fail();
-        e.context(format!("exporting volume {name}"))
+        e.context(what.clone())
     })?;
     if let Some(why) = &stream.fallback {
         progress.step(format!(
@@ -271,6 +266,30 @@ fn export_volume(
     } else {
         "podman volume export"
     };
+    write_stream(ctx, stream, bar, &what, how, dest)
+}
+
+/// Stream a tar being read (of a volume or a host path) into its archive
+/// at `dest`: piped through the [`TarGuard`] (so a backup that a restore
+/// would refuse fails now, not on the bad day) into
+/// [`archive::write_archive`], as volumes and host paths alike are stored.
+/// Either side failing ends the other; errors say `what` was done. Returns
+/// the archive's figures and the device nodes and FIFOs the tree holds (a
+/// restore lets only those through).
+pub(super) fn write_stream(
+    ctx: &Context,
+    stream: volume_reader::VolumeStream,
+    bar: Box<dyn VolumeProgress>,
+    what: &str,
+    how: &str,
+    dest: &Path,
+) -> Result<(archive::ArchiveStats, Vec<String>)> {
+    let backup = &ctx.config.backup;
+    let (compression, level, threads) = (
+        backup.compression.value,
+        backup.level.value,
+        backup.threads.value,
+    );
     let export = stream.program;
     let stdout = Interruptible {
         inner: std::io::Read::chain(std::io::Cursor::new(stream.head), stream.stdout),
@@ -283,18 +302,18 @@ fn export_volume(
         });
     match written {
         Ok(stats) => {
-            // A podman failure mid-stream ends the tar early; only its exit
-            // status tells.
+            // A reader's failure mid-stream ends the tar early; only its
+            // exit status tells.
             if let Err(e) = export.finish() {
                 let _ = std::fs::remove_file(dest);
                 bar.fail();
-                return Err(e.context(format!("exporting volume {name}")));
+                return Err(e.context(what.to_owned()));
             }
             let Some(specials) = guarded.recorded() else {
                 let _ = std::fs::remove_file(dest);
                 bar.fail();
                 return Err(Error::internal(format!(
-                    "exporting volume {name}: the export stream was not read to its end"
+                    "{what}: the stream was not read to its end"
                 )));
             };
             bar.done(&format!(
@@ -308,7 +327,7 @@ fn export_volume(
             // A reader that failed (a file it could not read) says why.
             let e = export.abort_explained().unwrap_or(e);
             bar.fail();
-            Err(e.context(format!("exporting volume {name}")))
+            Err(e.context(what.to_owned()))
         }
     }
 }

@@ -49,6 +49,12 @@ pub enum Step {
         /// The volume.
         volume: String,
     },
+    /// Streaming a host path (a bind-mounted directory, a file a unit
+    /// refers to) into the backup being written.
+    ReadingHostPath {
+        /// The absolute host path.
+        path: String,
+    },
     /// Starting the stopped services again.
     StartingServices,
     /// Making the backup visible: metadata, fsync, rename.
@@ -264,13 +270,17 @@ impl Record {
         let in_safety = self.operation() == Operation::Restore
             && matches!(
                 self.step,
-                Step::CopyingFiles | Step::Exporting { .. } | Step::Finalizing
+                Step::CopyingFiles
+                    | Step::Exporting { .. }
+                    | Step::ReadingHostPath { .. }
+                    | Step::Finalizing
             );
         let text = match &self.step {
             Step::Started => "before any change".to_owned(),
             Step::CopyingFiles => "copying the deployment's files".to_owned(),
             Step::StoppingServices => format!("stopping {}", self.stopped.join(", ")),
             Step::Exporting { volume } => format!("exporting volume {volume}"),
+            Step::ReadingHostPath { path } => format!("reading host path {path}"),
             Step::StartingServices => {
                 format!("starting {} again", self.stopped.join(", "))
             }

@@ -89,6 +89,7 @@ impl Metadata {
                 .map_err(|why| bad(format!("directory path {:?} {why}", dir.path)))?;
             check_mode(dir.mode).map_err(|why| bad(format!("directory {:?}: {why}", dir.path)))?;
         }
+        super::host_paths::check_entries(&self.host_paths).map_err(bad)?;
         self.check_names().map_err(bad)
     }
 

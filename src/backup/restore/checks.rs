@@ -101,6 +101,7 @@ pub(super) fn safety_subject(
                     volumes: Vec::new(),
                     services: Vec::new(),
                     secrets: Vec::new(),
+                    host_paths: Vec::new(),
                 }
             }
         },
@@ -117,6 +118,7 @@ pub(super) fn safety_subject(
                 volumes: Vec::new(),
                 services: Vec::new(),
                 secrets: Vec::new(),
+                host_paths: Vec::new(),
             }
         }
     };

@@ -6,6 +6,7 @@ mod basics;
 mod escapes;
 mod file_modes;
 mod generator_hostile;
+mod host_paths;
 mod hostile_archives;
 mod hostile_metadata;
 mod packaging;

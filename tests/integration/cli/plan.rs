@@ -80,11 +80,10 @@ fn human_output_says_what_is_not_backed_up() {
     assert!(text.contains("Host paths:"), "{text}");
     assert!(text.contains("%h/data -> /data"), "{text}");
     assert!(
-        text.contains(
-            "host-path backups are not implemented yet; today's backups do not include it"
-        ),
+        text.contains("backed up once it exists (nothing there to back up yet)"),
         "{text}"
     );
+    assert!(!text.contains("not implemented"), "{text}");
     assert!(text.contains("cache"), "{text}");
 }
 

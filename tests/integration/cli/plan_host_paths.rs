@@ -51,7 +51,7 @@ fn album_paths_from_an_environment_file() {
                         %h/.config/containers/systemd/album/album.env  album-server.container:21 (album-server.service)
           data          /var/lib/album/postgres  (missing)
                         under /var/lib
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         ${DB_DATA_LOCATION} -> /var/lib/postgresql/data  album-db.container:10 (album-db.service)
           system        /etc/localtime  (exists)
                         the operating system's (/etc/localtime is never backed up)
@@ -64,7 +64,7 @@ fn album_paths_from_an_environment_file() {
                         ${MODEL_CACHE} -> /cache  album-ml.container:11 (album-ml.service)
           data          /srv/album/library  (missing)
                         under /srv
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         ${UPLOAD_LOCATION} -> /data  album-server.container:14 (album-server.service)
           data          ~/.config/containers/systemd/album/config.yml  (82 B)
                         inside the deployment's directory, whose files every backup already holds
@@ -263,11 +263,11 @@ fn home_binds_specifiers_and_sockets() {
         Host paths:
           data          ~/homelab/mariadb  (3.0 KiB)
                         under the user's home
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up (its data is in every backup)
                         %h/homelab/mariadb -> /var/lib/mysql  homelab-db.container:5 (homelab-db.service)
           referenced    ~/homelab/init.sql  (25 B)
                         a single file the unit mounts (a config or script): always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up (its data is in every backup)
                         %h/homelab/init.sql -> /docker-entrypoint-initdb.d/init.sql  homelab-db.container:6 (homelab-db.service)
           needs-include ~  (3.6 KiB)
                         holds a whole home directory: backed up only when an include: glob names it
@@ -279,7 +279,7 @@ fn home_binds_specifiers_and_sockets() {
                         %t/podman/podman.sock -> /var/run/docker.sock  homelab-files.container:6 (homelab-files.service)
           data          ~/.local/state/homelab-files  (missing)
                         under the user's home
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         %S/homelab-files -> /state  homelab-files.container:7 (homelab-files.service)
           unresolved    $FILES_ROOT/cache
                         unresolved: $FILES_ROOT without braces is expanded by systemd only as a whole command-line word, which a volume source never is: write ${FILES_ROOT}
@@ -301,20 +301,20 @@ fn root_deployment_keeps_data_under_var_lib_and_etc() {
         Host paths:
           data          /var/lib/quadlets/postgresql  (missing)
                         under /var/lib
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         /var/lib/quadlets/postgresql -> /var/lib/postgresql  postgresql-init.container:9 (postgresql-init.service)
                         /var/lib/quadlets/postgresql -> /var/lib/postgresql  postgresql.container:15 (postgresql.service)
           data          /etc/quadlets/postgresql/init.sh  (missing)
                         under /etc/<app>: a system deployment's own configuration and scripts
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         /etc/quadlets/postgresql/init.sh -> /usr/local/bin/init.sh  postgresql-init.container:10 (postgresql-init.service)
           data          /etc/quadlets/postgresql/init.sql  (missing)
                         under /etc/<app>: a system deployment's own configuration and scripts
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         /etc/quadlets/postgresql/init.sql -> /docker-entrypoint-initdb.d/init.sql  postgresql-init.container:11 (postgresql-init.service)
           referenced    /etc/quadlets/postgresql/config.env  (missing)
                         an environment file the unit reads: always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         /etc/quadlets/postgresql/config.env  postgresql-init.container:15 (postgresql-init.service)
                         /etc/quadlets/postgresql/config.env  postgresql.container:14 (postgresql.service)
                         /etc/quadlets/postgresql/config.env  postgresql.container:20 (postgresql.service)
@@ -328,7 +328,7 @@ fn root_deployment_keeps_data_under_var_lib_and_etc() {
                         /etc/localtime -> /etc/localtime  postgresql.container:17 (postgresql.service)
           referenced    /etc/quadlets/postgresql/check-config.sh  (missing)
                         a program the service runs (a script): always backed up
-                        to back up (host-path backups are not implemented yet; today's backups do not include it)
+                        backed up once it exists (nothing there to back up yet)
                         /etc/quadlets/postgresql/check-config.sh  postgresql.container:21 (postgresql.service)
         "#);
 }

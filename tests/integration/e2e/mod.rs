@@ -5,6 +5,7 @@ mod backup_restore;
 mod direct_read;
 mod faults;
 mod file_modes;
+mod host_paths;
 mod hostile_restore;
 mod quadlet_differential;
 mod reuse;

@@ -1,0 +1,253 @@
+//! `create` backs up a deployment's host paths (bind-mounted directories
+//! from `${VAR}` sources): through the real binary in a private HOME with
+//! `podman` and `systemctl` stand-ins; the host paths are directories of
+//! the test, read by the binary's own reader (as root, no `podman
+//! unshare` is needed; rootless, the stand-in runs the command itself).
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::support::{stderr, stdout, TestEnv, SYSTEMCTL_ALL_INACTIVE};
+
+const BACKUPS: &str = ".local/share/bluebuild-quadlets/backups";
+
+/// `podman` that runs `unshare` commands itself and answers nothing else;
+/// `systemctl` for which every unit is inactive. Returns the PATH to use.
+fn fake_tools(env: &TestEnv) -> String {
+    let podman = r#"#!/bin/sh
+case "$1" in
+  unshare) shift; exec "$@" ;;
+  ps) echo '[]' ;;
+  *) exit 0 ;;
+esac
+"#;
+    env.fake_tools(&[("podman", podman), ("systemctl", SYSTEMCTL_ALL_INACTIVE)])
+}
+
+/// The album fixture with its library and database under HOME (from the
+/// `EnvironmentFile=` systemd reads), each holding a file.
+fn album(env: &TestEnv) {
+    let dir = env.copy_fixture("deployments/album", ".config/containers/systemd/album");
+    std::fs::write(
+        dir.join("album.env"),
+        format!(
+            "UPLOAD_LOCATION={}\nDB_DATA_LOCATION=\"{}\"\n",
+            env.path("album/library").display(),
+            env.path("album/postgres").display()
+        ),
+    )
+    .unwrap();
+    env.write("album/library/2024/cat.jpg", "a cat\n");
+    env.write("album/postgres/PG_VERSION", "16\n");
+    std::fs::set_permissions(
+        env.path("album/postgres"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+}
+
+fn run(env: &TestEnv, path: &str, args: &[&str]) -> Output {
+    env.command().env("PATH", path).args(args).output().unwrap()
+}
+
+/// The metadata of the only backup, as `info --json` shows it.
+fn only_backup(env: &TestEnv, path: &str) -> Value {
+    let out = run(env, path, &["--json", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let out = run(env, path, &["--json", "info", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// The album deployed and backed up: (PATH, the backup's `info --json`).
+fn album_backed_up(env: &TestEnv) -> (String, Value) {
+    album(env);
+    let path = fake_tools(env);
+    let out = run(env, &path, &["create", "album"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = only_backup(env, &path);
+    (path, info)
+}
+
+#[test]
+fn create_stores_the_album_host_paths() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let hosts = info["host_paths"].as_array().expect("host_paths recorded");
+    let library = env.path("album/library").display().to_string();
+    let postgres = env.path("album/postgres").display().to_string();
+    let recorded: Vec<&str> = hosts.iter().map(|h| h["path"].as_str().unwrap()).collect();
+    // Sorted by path; /etc/localtime and the deployment's own files are not
+    // host paths of the backup.
+    assert_eq!(recorded, [library.as_str(), postgres.as_str()], "{info}");
+    assert_eq!(hosts[0]["source"], "${UPLOAD_LOCATION}");
+    assert_eq!(hosts[0]["kind"], "dir");
+    assert_eq!(hosts[0]["existed"], true);
+    assert_eq!(hosts[0]["archive_path"], "host-paths/0.tar.zst");
+    assert_eq!(
+        hosts[0]["used_by"],
+        serde_json::json!(["album-server.service"])
+    );
+    assert_eq!(hosts[1]["archive_path"], "host-paths/1.tar.zst");
+    assert_eq!(hosts[1]["root"]["mode"], 0o700);
+    // The archive holds the directory's contents.
+    let backup = env.path(BACKUPS).join(info["id"].as_str().unwrap());
+    let tar = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("zstd -dc host-paths/0.tar.zst | tar -tf -")
+        .current_dir(&backup)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&tar.stdout);
+    assert!(names.contains("2024/cat.jpg"), "{names}");
+    // `info` and `list` show them; `verify` reads them.
+    let id = info["id"].as_str().unwrap();
+    let text = stdout(&run(&env, &path, &["info", id]));
+    assert!(text.contains("Host paths (2):"), "{text}");
+    assert!(text.contains(&format!("  {library} (directory)")), "{text}");
+    let text = stdout(&run(&env, &path, &["list"]));
+    assert!(text.contains("+2 host paths"), "{text}");
+    let out = run(&env, &path, &["verify", id]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn verify_catches_a_corrupted_host_path_archive() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let archive = env.path(BACKUPS).join(id).join("host-paths/1.tar.zst");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x20;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = run(&env, &path, &["verify", id]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("host-paths/1.tar.zst: checksum mismatch"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_host_path_that_cannot_be_read_fails_the_backup_naming_it() {
+    let env = TestEnv::new();
+    album(&env);
+    // The library is a symlink to the real directory: not read through.
+    std::fs::rename(env.path("album/library"), env.path("album/real")).unwrap();
+    std::os::unix::fs::symlink(env.path("album/real"), env.path("album/library")).unwrap();
+    let path = fake_tools(&env);
+    let out = run(&env, &path, &["create", "album"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let library = env.path("album/library").display().to_string();
+    assert!(
+        err.contains(&format!("reading host path {library}")),
+        "{err}"
+    );
+    assert!(err.contains("is a symlink"), "{err}");
+    assert!(err.contains("backup.deployments.album"), "{err}");
+    assert!(
+        !env.path(BACKUPS).exists() || only_none(&env, &path),
+        "{err}"
+    );
+}
+
+/// Whether the store holds no backup.
+fn only_none(env: &TestEnv, path: &str) -> bool {
+    let out = run(env, path, &["--json", "list"]);
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    list.as_array().unwrap().is_empty()
+}
+
+/// `systemctl` whose units in `active` are active until stopped (state in
+/// files of `systemctl/`), logging every call to `systemctl/log`.
+fn systemctl_with_running(env: &TestEnv, active: &[&str]) -> String {
+    let dir = env.path("systemctl");
+    std::fs::create_dir_all(&dir).unwrap();
+    for unit in active {
+        std::fs::write(dir.join(format!("{unit}.active")), "").unwrap();
+    }
+    let script = format!(
+        r#"#!/bin/sh
+S='{dir}'
+echo "$*" >> "$S/log"
+case " $* " in
+  *" show --property=ActiveState "*)
+    seen=
+    for a; do
+      if [ -n "$seen" ]; then
+        if [ -e "$S/$a.active" ]; then echo active; else echo inactive; fi
+      fi
+      [ "$a" = -- ] && seen=1
+    done ;;
+  *" stop "*) for a; do rm -f "$S/$a.active"; done ;;
+  *" start "*) for a; do : > "$S/$a.active"; done ;;
+esac
+exit 0
+"#,
+        dir = dir.display()
+    );
+    fake_tools(env);
+    env.fake_tools(&[("systemctl", &script)])
+}
+
+#[test]
+fn the_services_using_a_host_path_are_stopped_while_it_is_read_unless_live() {
+    let env = TestEnv::new();
+    album(&env);
+    let running = [
+        "album-db.service",
+        "album-server.service",
+        "album-ml.service",
+    ];
+    let path = systemctl_with_running(&env, &running);
+    let out = run(&env, &path, &["create", "album"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(env.path("systemctl/log")).unwrap();
+    let stop = log
+        .lines()
+        .position(|l| l.contains("stop -- album-db.service album-server.service"))
+        .unwrap_or_else(|| panic!("no stop of the host paths' users:\n{log}"));
+    let start = log
+        .lines()
+        .position(|l| l.contains("start -- album-db.service album-server.service"));
+    assert!(start > Some(stop), "{log}");
+    // album-ml uses no host path the backup reads: it keeps running.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("stop") && l.contains("album-ml.service")),
+        "{log}"
+    );
+    let info = only_backup(&env, &path);
+    assert_eq!(info["consistency"], "stopped", "{info}");
+
+    std::fs::remove_file(env.path("systemctl/log")).unwrap();
+    let out = run(&env, &path, &["create", "album", "--live"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(env.path("systemctl/log")).unwrap();
+    assert!(!log.lines().any(|l| l.contains("stop")), "{log}");
+}
+
+#[test]
+fn delete_removes_the_host_path_archives() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let backup = env.path(BACKUPS).join(id);
+    assert!(backup.join("host-paths/0.tar.zst").is_file());
+    let out = run(&env, &path, &["delete", id, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!backup.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.path(BACKUPS))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
