@@ -53,6 +53,7 @@ use crate::podman::ContainerRef;
 use crate::ui;
 
 mod host_paths;
+pub(crate) use host_paths::HostPathSpec;
 mod subject;
 mod volumes;
 

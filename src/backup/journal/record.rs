@@ -70,6 +70,11 @@ pub enum Step {
         /// The volume.
         volume: String,
     },
+    /// restore: removing a host path and writing it back from the archive.
+    ReplacingHostPath {
+        /// The absolute host path.
+        path: String,
+    },
     /// restore: starting the restored deployment's services.
     StartingRestored,
     /// restore: moving a volume's current data aside (to the path in
@@ -291,6 +296,7 @@ impl Record {
             }
             Step::ReplacingFiles => "putting the deployment's files back".to_owned(),
             Step::ReplacingVolume { volume } => format!("replacing volume {volume}"),
+            Step::ReplacingHostPath { path } => format!("replacing host path {path}"),
             Step::StartingRestored => "starting the restored services".to_owned(),
             Step::MovingAside { volume } => format!("moving volume {volume}'s data aside"),
             Step::DroppingAside => "done; dropping the previous data it had moved aside".to_owned(),

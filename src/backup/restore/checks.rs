@@ -140,6 +140,7 @@ pub(super) fn safety_subject(
         }
     }
     subject.volumes.sort_by(|a, b| a.name.cmp(&b.name));
+    subject.host_paths = safety_specs(metadata, &subject.host_paths);
     let mut services: BTreeSet<String> = subject.services.iter().cloned().collect();
     services.extend(metadata.services.iter().map(|s| s.name.clone()));
     subject.services = services.into_iter().collect();
@@ -209,7 +210,8 @@ pub(super) fn check_in_the_way(
         ))
         .with_hint("remove or rename the other deployment's files first"));
     }
-    let shared = shared_volumes(ctx, target, &deployments, progress);
+    let mut shared = shared_volumes(ctx, target, &deployments, progress);
+    shared.extend(shared_host_paths(ctx, target, &deployments, progress));
     if force {
         for line in shared.iter().cloned().chain(
             unowned
@@ -236,12 +238,12 @@ pub(super) fn check_in_the_way(
     }
     if !shared.is_empty() {
         return Err(Error::user(format!(
-            "refusing to restore {name}: it would replace volumes other deployments use: {}",
+            "refusing to restore {name}: it would replace data other deployments use: {}",
             shared.join("; ")
         ))
         .with_hint(
-            "the restore would change those deployments' data too; pass --force to replace the \
-             volumes anyway (the safety backup keeps their current contents)",
+            "the restore would change those deployments' data too; pass --force to replace it \
+             anyway (the safety backup keeps its current contents)",
         ));
     }
     Ok(unowned)

@@ -1,36 +1,56 @@
 //! Step 6's import: an archive streamed through the decompressor and the
-//! tar guard into `podman volume import`.
+//! tar guard into the program that writes it back — `podman volume import`
+//! for a volume, our own `tree-write` for a host path.
 
 use super::*;
+use crate::process::Consumer;
+
+/// The program an archive is streamed into.
+pub(super) struct Sink {
+    /// It, started, reading the tar on its stdin.
+    pub(super) program: Box<dyn Consumer>,
+    /// What it is, for messages (`podman volume import db`).
+    pub(super) what: String,
+    /// What the progress bar calls the data (a volume's name, a path).
+    pub(super) label: String,
+    /// Send [`tar_guard::root_header`] first: podman's import sniffs its
+    /// input's first bytes for a compression format, our writer does not
+    /// (and takes no entry for the root).
+    pub(super) root_header: bool,
+}
 
 /// Stream an archive through the decompressor and the [`TarGuard`] into
-/// `podman volume import NAME -`, then check that every byte of the archive
-/// was read and matches its recorded checksum. podman is handed only chunks
-/// the guard accepted, and never more bytes than the metadata records.
+/// `sink`, then check that every byte of the archive was read and matches
+/// its recorded checksum. The sink is handed only chunks the guard
+/// accepted, and never more bytes than the metadata records.
 /// `interruptible`: a signal stops the copy.
 pub(super) fn import_archive(
-    ctx: &Context,
-    name: &str,
+    sink: Sink,
     path: &Path,
     compression: crate::config::Compression,
     expected: archive::Expected<'_>,
     progress: &Progress,
     interruptible: bool,
 ) -> Result<()> {
-    let bar = progress.bar("importing", name);
+    let Sink {
+        program: mut import,
+        what,
+        label,
+        root_header,
+    } = sink;
+    let bar = progress.bar("importing", &label);
     let reader = archive::open_archive(path, compression)?.limit(expected.limit);
     let guard = TarGuard::new(Specials::Allow(expected.specials));
-    let mut import = ctx.podman.volume_import(name)?;
     let mut stdin = import
         .input()
-        .ok_or_else(|| Error::internal("podman volume import: no stdin"))?;
+        .ok_or_else(|| Error::internal(format!("{what}: no stdin")))?;
     create::widen_pipe(stdin.pipe_fd());
-    // Decompress on a thread of its own while this one writes to podman:
+    // Decompress on a thread of its own while this one writes to the sink:
     // neither waits for the other (a bounded queue keeps memory small).
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IMPORT_QUEUE);
     let (reader, copied) = std::thread::scope(|scope| {
-        let decoder = scope.spawn(move || decompress_into(reader, guard, tx));
-        let written = write_chunks(rx, &mut *stdin, name, &*bar, interruptible);
+        let decoder = scope.spawn(move || decompress_into(reader, guard, root_header, tx));
+        let written = write_chunks(rx, &mut *stdin, &what, &*bar, interruptible);
         // The receiver is dropped by now, which ends the decoder.
         let (reader, decoded) = decoder.join().expect("the decompression thread panicked");
         let copied = match decoded {
@@ -72,7 +92,7 @@ pub(super) fn import_archive(
 fn write_chunks(
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     stdin: &mut dyn Write,
-    name: &str,
+    what: &str,
     bar: &dyn crate::backup::progress::VolumeProgress,
     interruptible: bool,
 ) -> Result<()> {
@@ -87,11 +107,7 @@ fn write_chunks(
             // podman stopped reading: its exit status says why (or, after
             // the tar's end marker, that all is well).
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
-            Err(e) => {
-                return Err(Error::internal(format!(
-                    "writing to `podman volume import {name}`: {e}"
-                )))
-            }
+            Err(e) => return Err(Error::internal(format!("writing to `{what}`: {e}"))),
         }
         total += chunk.len() as u64;
         bar.set(total);
@@ -113,16 +129,19 @@ pub(super) const IMPORT_QUEUE: usize = 4;
 pub(super) fn decompress_into(
     mut reader: archive::ArchiveReader,
     mut guard: TarGuard<'_>,
+    root_header: bool,
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
 ) -> (archive::ArchiveReader, std::io::Result<()>) {
-    // Our own first block: podman never sniffs the archive's bytes for a
-    // compression format (see `tar_guard::root_header`).
-    let root = tar_guard::root_header();
-    if let Err(why) = guard.feed(&root) {
-        return (reader, Err(std::io::Error::other(why)));
-    }
-    if tx.send(root.to_vec()).is_err() {
-        return (reader, Ok(()));
+    if root_header {
+        // Our own first block: podman never sniffs the archive's bytes for
+        // a compression format (see `tar_guard::root_header`).
+        let root = tar_guard::root_header();
+        if let Err(why) = guard.feed(&root) {
+            return (reader, Err(std::io::Error::other(why)));
+        }
+        if tx.send(root.to_vec()).is_err() {
+            return (reader, Ok(()));
+        }
     }
     loop {
         let mut chunk = vec![0u8; archive::CHUNK];

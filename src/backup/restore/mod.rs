@@ -25,6 +25,7 @@
 
 mod aside;
 mod checks;
+mod host_paths;
 mod import;
 mod plan;
 mod put_back;
@@ -34,6 +35,7 @@ mod safety;
 mod target;
 
 use checks::*;
+use host_paths::*;
 use import::*;
 use plan::*;
 use put_back::*;
@@ -174,6 +176,7 @@ pub fn prepare(
     let started = Instant::now();
     let backup = store.load(id)?;
     check_restorable(ctx, &backup.metadata)?;
+    check_host_paths(ctx, &backup.metadata)?;
     let name = backup.metadata.deployment_name.clone();
     let target = Target::of(backup.clone())?;
     let current = current_deployment(ctx, &name)?;
@@ -384,6 +387,9 @@ fn own_services(ctx: &Context, metadata: &Metadata, subject: &Subject) -> Result
     own.extend(metadata.services.iter().map(|s| s.name.clone()));
     for volume in &subject.volumes {
         own.extend(volume.used_by.iter().cloned());
+    }
+    for host in &subject.host_paths {
+        own.extend(host.used_by.iter().cloned());
     }
     let touched: Vec<String> = metadata.volumes.iter().map(|v| v.name.clone()).collect();
     check_not_in_use(ctx, &metadata.deployment_name, &touched, &own)?;

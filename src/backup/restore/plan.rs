@@ -73,6 +73,7 @@ pub(super) fn plan_lines(
     for volume in &m.volumes {
         lines.push(volume_line(ctx, volume)?);
     }
+    lines.extend(host_path_lines(m));
     let mut names: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
     if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
         names.extend(resolution.units.iter().map(|u| u.service.clone()));

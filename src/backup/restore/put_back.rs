@@ -58,6 +58,7 @@ pub(super) fn put_back(
         )
         .map_err(|e| e.context(format!("volume {}", volume.name)))?;
     }
+    put_host_paths_back(ctx, target, progress, journal, interruptible)?;
     if interruptible {
         fault::point("restore:before-start");
     }
@@ -87,6 +88,9 @@ fn stop_what_runs(
     let mut units: BTreeSet<String> = m.services.iter().map(|s| s.name.clone()).collect();
     for volume in &m.volumes {
         units.extend(volume.used_by.iter().cloned());
+    }
+    for host in &m.host_paths {
+        units.extend(host.used_by.iter().cloned());
     }
     if let Some(resolution) = current.and_then(|d| d.resolve(&ctx.layout).ok()) {
         units.extend(resolution.units.iter().map(|u| u.service.clone()));
@@ -320,11 +324,53 @@ fn import_volume_archive(
     interruptible: bool,
 ) -> Result<()> {
     let name = &volume.name;
-    let path = target.backup.archive_path(volume)?.ok_or_else(|| {
+    let sink = Sink {
+        program: ctx.podman.volume_import(name)?,
+        what: format!("podman volume import {name}"),
+        label: name.clone(),
+        root_header: true,
+    };
+    let recorded = Recorded {
+        what: format!("volume {name}"),
+        rel: volume.archive_path.as_deref(),
+        sha256: volume.sha256.as_deref(),
+        uncompressed_size: volume.uncompressed_size,
+        specials: &volume.special_files,
+    };
+    import_recorded(target, &recorded, sink, progress, interruptible)
+}
+
+/// What a backup's metadata records of one archive to stream back.
+pub(super) struct Recorded<'a> {
+    /// Whose it is (`volume db`, `host path /srv/x`), for messages.
+    pub(super) what: String,
+    /// The archive, relative to the backup (untrusted: resolved inside it).
+    pub(super) rel: Option<&'a Path>,
+    /// Its checksum.
+    pub(super) sha256: Option<&'a str>,
+    /// Bytes of its tar.
+    pub(super) uncompressed_size: u64,
+    /// The device nodes and FIFOs it may hold.
+    pub(super) specials: &'a [String],
+}
+
+/// Stream the archive `recorded` names, of the backup of `target`, into
+/// `sink`: one path for volumes and host paths.
+pub(super) fn import_recorded(
+    target: &Target,
+    recorded: &Recorded<'_>,
+    sink: Sink,
+    progress: &Progress,
+    interruptible: bool,
+) -> Result<()> {
+    let no_archive = || {
         Error::user(format!(
-            "the backup records volume {name} but holds no archive for it"
+            "the backup records {} but holds no archive for it",
+            recorded.what
         ))
-    })?;
+    };
+    let rel = recorded.rel.ok_or_else(no_archive)?;
+    let path = target.backup.resolve(rel)?;
     let compression = archive::compression_of(&path)
         .or(target.metadata().compression)
         .ok_or_else(|| {
@@ -337,18 +383,9 @@ fn import_volume_archive(
         .map(|m| m.len())
         .unwrap_or(0);
     let expected = archive::Expected {
-        sha256: volume.sha256.as_deref(),
-        limit: archive::decompressed_limit(volume.uncompressed_size, size),
-        specials: &volume.special_files,
+        sha256: recorded.sha256,
+        limit: archive::decompressed_limit(recorded.uncompressed_size, size),
+        specials: recorded.specials,
     };
-    import_archive(
-        ctx,
-        name,
-        &path,
-        compression,
-        expected,
-        progress,
-        interruptible,
-    )?;
-    Ok(())
+    import_archive(sink, &path, compression, expected, progress, interruptible)
 }

@@ -85,6 +85,10 @@ impl Target {
             volume.existed = false;
             volume.archive_path = None;
         }
+        for host in &mut metadata.host_paths {
+            host.existed = false;
+            host.archive_path = None;
+        }
         Target {
             backup: StoredBackup {
                 path: store.dir().to_owned(),

@@ -251,3 +251,75 @@ fn delete_removes_the_host_path_archives() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A tree's entries as `find` shows them (type, mode, path; contents of
+/// regular files), to compare before and after.
+fn manifest(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"cd "$1" && find . -printf '%y %m %U:%G %p %l\n' | sort && find . -type f -print0 | sort -z | xargs -0r sha256sum"#)
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn restore_puts_the_host_paths_back_exactly_and_nothing_stale() {
+    let env = TestEnv::new();
+    album(&env);
+    env.write("album/library/2024/empty-dir/.keep", "");
+    std::fs::remove_file(env.path("album/library/2024/empty-dir/.keep")).unwrap();
+    std::os::unix::fs::symlink("2024/cat.jpg", env.path("album/library/latest")).unwrap();
+    let (library, postgres) = (env.path("album/library"), env.path("album/postgres"));
+    let before = (manifest(&library), manifest(&postgres));
+    let path = fake_tools(&env);
+    let out = run(&env, &path, &["--json", "create", "album"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Changed since: a stale file added, a file changed, the database gone.
+    env.write("album/library/stale.jpg", "stale\n");
+    env.write("album/library/2024/cat.jpg", "another cat\n");
+    std::fs::remove_dir_all(&postgres).unwrap();
+    let out = run(&env, &path, &["restore", &id, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((manifest(&library), manifest(&postgres)), before);
+    let mode = std::fs::metadata(&postgres).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700);
+}
+
+#[test]
+fn a_host_path_another_deployment_uses_is_refused_without_force() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let postgres = env.path("album/postgres");
+    env.write(
+        ".config/containers/systemd/other/other.container",
+        &format!(
+            "[Container]\nImage=localhost/busybox:latest\nVolume={}:/data\n",
+            postgres.display()
+        ),
+    );
+    env.write("album/postgres/newer", "kept\n");
+    let out = run(&env, &path, &["restore", id, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "host path {} is used by deployment other",
+            postgres.display()
+        )),
+        "{err}"
+    );
+    assert!(postgres.join("newer").exists(), "nothing changed");
+    let out = run(&env, &path, &["restore", id, "--yes", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!postgres.join("newer").exists());
+}
