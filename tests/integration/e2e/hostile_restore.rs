@@ -97,7 +97,7 @@ pub(super) fn succeeds(tb: &Testbed, body: &str) -> (String, String) {
     run(tb, body, true)
 }
 
-fn fails(tb: &Testbed, body: &str) -> (String, String) {
+pub(super) fn fails(tb: &Testbed, body: &str) -> (String, String) {
     run(tb, body, false)
 }
 
