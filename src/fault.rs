@@ -15,7 +15,10 @@
 //! - `restore:after-safety`: the safety backup is complete, nothing replaced;
 //! - `restore:after-files`: the deployment's files were replaced;
 //! - `restore:during-import`: the first volume import has received data;
-//! - `restore:before-start`: every volume replaced, services not started.
+//! - `restore:during-host-path`: the first host path was removed, not yet
+//!   written back;
+//! - `restore:before-start`: every volume and host path replaced, services
+//!   not started.
 //!
 //! Actions:
 //! - `kill` (the default): SIGKILL this process, as a crash or the OOM

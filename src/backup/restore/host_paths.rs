@@ -209,6 +209,9 @@ fn put_host_path_back(
     if std::fs::symlink_metadata(path).is_ok() {
         ctx.podman.remove_tree(path)?;
     }
+    if interruptible {
+        fault::point("restore:during-host-path");
+    }
     if !entry.existed {
         progress.step(format!(
             "host path {path} did not exist at backup time: left absent"

@@ -386,3 +386,39 @@ fn an_excluded_host_path_is_neither_backed_up_nor_restored() {
     );
     ok(&tb, &cleanup);
 }
+
+/// A restore killed (SIGKILL) after it removed a host path, before writing
+/// it back: `recover` puts back the state from just before the restore —
+/// the changed data, from the safety backup — and starts the service.
+#[test]
+fn a_restore_killed_inside_a_host_path_is_recovered_to_the_state_before() {
+    let tb = Testbed::get();
+    ok(&tb, "forget_album hp6");
+    ok(&tb, "album hp6");
+    let id = create(&tb, "hp6");
+    ok(
+        &tb,
+        r#"h=$HOME/leger-e2e-hp6
+        printf 'a dog\n' > "$h/library/2024/dog.jpg"
+        printf 'answer = 43\n' > "$h-conf/app.conf""#,
+    );
+    let (changed, _) = ok(&tb, "album_manifest hp6");
+    let (_, err) = refused(
+        &tb,
+        &format!(
+            "LEGER_BACKUP_FAULT=restore:during-host-path leger-backup restore {id} --yes; \
+             rc=$?; echo \"rc=$rc\" >&2; [ $rc = 0 ]"
+        ),
+    );
+    assert!(err.contains("rc=137"), "killed by SIGKILL:\n{err}");
+    // `status` names the step the restore died in.
+    ok(&tb, "leger-backup status 2>&1 | grep 'replacing host path'");
+    ok(&tb, "leger-backup recover --yes");
+    assert_same(
+        "host paths after recover",
+        &changed,
+        &ok(&tb, "album_manifest hp6").0,
+    );
+    ok(&tb, "active hp6.service");
+    ok(&tb, "forget_album hp6");
+}
