@@ -37,8 +37,8 @@ use crate::backup::files;
 use crate::backup::journal::{CreateRecord, Journal, Operation, OperationRecord, Step};
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::{
-    BackupType, Consistency, DirEntry, FileEntry, Metadata, ServiceEntry, StopResult,
-    FORMAT_VERSION,
+    BackupType, Consistency, DirEntry, FileEntry, HostPathEntry, Metadata, ServiceEntry,
+    StopResult, VolumeEntry, FORMAT_VERSION,
 };
 use crate::backup::reuse;
 use crate::backup::services::{all_services, foreign_users, running_services, ServiceGuard};
@@ -55,6 +55,7 @@ use crate::ui;
 mod host_paths;
 pub(crate) use host_paths::HostPathSpec;
 mod subject;
+use subject::{check_reason, check_subject};
 mod volumes;
 
 pub(crate) use crate::backup::progress::Progress;
@@ -63,7 +64,7 @@ pub(crate) use subject::{
     check_volume_name, installation_of, volume_service_of, Subject, VolumeSpec,
 };
 pub(crate) use volumes::widen_pipe;
-use volumes::{inspect_volumes, write_volumes, Inspected, VolumeSources};
+use volumes::{inspect_volumes, quiet_volumes, write_volumes, Inspected, VolumeSources};
 
 /// How `create` runs.
 #[derive(Debug, Clone)]
@@ -153,15 +154,6 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
     Ok(metadata)
 }
 
-/// A reason is one line of text.
-fn check_reason(reason: &str) -> Result<()> {
-    if reason.trim().is_empty() || reason.chars().any(char::is_control) || reason.len() > 200 {
-        return Err(Error::user(format!("invalid reason {reason:?}"))
-            .with_hint("give one line of text, e.g. --reason before-upgrade"));
-    }
-    Ok(())
-}
-
 /// Prune the deployment's backups by the configured policy. A failure is
 /// only a warning: the backup itself succeeded.
 fn auto_prune(ctx: &Context, store: &BackupStore, deployment: &str, progress: &Progress) {
@@ -214,36 +206,16 @@ pub(crate) fn create_locked(
     }
     let mut guard = ServiceGuard::new(&*ctx.systemctl, plan.to_stop);
     let gathered = quiesce(ctx, store, subject, &pending, &mut guard, progress)?;
-    let quiet = quiet_volumes(subject, plan.consistency, gathered.foreign?, progress);
-    let previous = gathered.previous.unwrap_or_else(|e| {
-        progress.step(format!(
-            "no archive is shared: listing the backups failed: {e}"
-        ));
-        None
-    });
-    let sources = VolumeSources {
-        previous: previous.as_ref(),
-        quiet,
-        held_aside: &opts.hold_aside,
+    let (files, dirs) = (gathered.files, gathered.dirs);
+    let read = Reads {
+        infos: gathered.infos,
+        foreign: gathered.foreign?,
+        previous: gathered.previous,
+        consistency: plan.consistency,
         reader,
     };
-    let volumes = write_volumes(
-        ctx,
-        subject,
-        gathered.infos,
-        &sources,
-        pending.path(),
-        progress,
-        journal,
-    )?;
-    let host_paths = host_paths::write_host_paths(
-        ctx,
-        &subject.name,
-        &subject.host_paths,
-        pending.path(),
-        progress,
-        journal,
-    )?;
+    let (volumes, host_paths) =
+        write_sources(ctx, subject, opts, read, pending.path(), progress, journal)?;
     fault::point("create:after-archive");
     interrupt::check()?;
     let (started_again, sealed) =
@@ -256,14 +228,14 @@ pub(crate) fn create_locked(
         backup_type: BackupType::from_reason(&opts.reason),
         reason: opts.reason.clone(),
         size: 0,
-        quadlet_files: files::quadlet_files(&gathered.files),
+        quadlet_files: files::quadlet_files(&files),
         volumes,
         format_version: Some(FORMAT_VERSION),
         leger_backup_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         scope: Some(ctx.layout.scope),
         compression: Some(ctx.config.backup.compression.value),
-        files: gathered.files,
-        dirs: gathered.dirs,
+        files,
+        dirs,
         installation: Some(subject.installation.clone()),
         services: plan.services,
         secrets: subject.secrets.clone(),
@@ -276,28 +248,50 @@ pub(crate) fn create_locked(
     publish(store, pending, metadata, started, progress, started_again)
 }
 
-/// The reason, every volume name and every host path, checked before
-/// anything is written.
-fn check_subject(subject: &Subject, opts: &CreateOptions) -> Result<()> {
-    check_reason(&opts.reason)?;
-    for volume in &subject.volumes {
-        check_volume_name(&volume.name)?;
-    }
-    // What a backup records must load again: a path its metadata check
-    // would refuse (`/`, a control character) is refused before anything.
-    for host in &subject.host_paths {
-        crate::backup::metadata::check_host_path(&host.path).map_err(|why| {
-            Error::user(format!(
-                "host path {:?} {why}: it cannot be backed up",
-                host.path
-            ))
-            .with_hint(format!(
-                "leave it out with an exclude: glob under backup.deployments.{}",
-                subject.name
-            ))
-        })?;
-    }
-    Ok(())
+/// What [`quiesce`] found that reading the sources needs.
+struct Reads {
+    infos: Vec<Inspected>,
+    foreign: Vec<(String, ContainerRef)>,
+    previous: Result<Option<StoredBackup>>,
+    consistency: Consistency,
+    reader: ReaderChoice,
+}
+
+/// Read every source of `subject` into the pending backup at `dir`: the
+/// volumes (an unchanged one linked from the deployment's newest backup),
+/// then the host paths. Returns their metadata entries.
+fn write_sources(
+    ctx: &Context,
+    subject: &Subject,
+    opts: &CreateOptions,
+    read: Reads,
+    dir: &std::path::Path,
+    progress: &Progress,
+    journal: &mut Journal,
+) -> Result<(Vec<VolumeEntry>, Vec<HostPathEntry>)> {
+    let quiet = quiet_volumes(subject, read.consistency, read.foreign, progress);
+    let previous = read.previous.unwrap_or_else(|e| {
+        progress.step(format!(
+            "no archive is shared: listing the backups failed: {e}"
+        ));
+        None
+    });
+    let sources = VolumeSources {
+        previous: previous.as_ref(),
+        quiet,
+        held_aside: &opts.hold_aside,
+        reader: read.reader,
+    };
+    let volumes = write_volumes(ctx, subject, read.infos, &sources, dir, progress, journal)?;
+    let host_paths = host_paths::write_host_paths(
+        ctx,
+        &subject.name,
+        &subject.host_paths,
+        dir,
+        progress,
+        journal,
+    )?;
+    Ok((volumes, host_paths))
 }
 
 /// Pick the backup's ID, record it in the journal (the copy of the files
@@ -449,40 +443,6 @@ fn quiesce(
         foreign,
         previous,
     })
-}
-
-/// The volumes nothing writes to while they are read: all of them when the
-/// services are stopped, none when they keep running, less those a running
-/// container of another deployment (or of none) uses. Such a container
-/// keeps writing: say so.
-fn quiet_volumes(
-    subject: &Subject,
-    consistency: Consistency,
-    foreign: Vec<(String, ContainerRef)>,
-    progress: &Progress,
-) -> BTreeSet<String> {
-    // the deployment's services keep running.
-    let mut quiet: BTreeSet<String> = match consistency {
-        Consistency::Stopped => subject.volumes.iter().map(|v| v.name.clone()).collect(),
-        Consistency::Live => BTreeSet::new(),
-    };
-    for (volume, container) in foreign {
-        if container.state == "running" {
-            quiet.remove(&volume);
-            progress.warn(format!(
-                "volume {volume} is also used by container {}{}, which is not part of {} and \
-                 keeps running: its writes during the export may make this backup of {volume} \
-                 inconsistent (stop it first for a consistent backup)",
-                container.display_name(),
-                container
-                    .systemd_unit()
-                    .map(|u| format!(" (run by {u})"))
-                    .unwrap_or_default(),
-                subject.name
-            ));
-        }
-    }
-    quiet
 }
 
 /// The data is read: start the services again while the backup is sealed

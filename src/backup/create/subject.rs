@@ -127,6 +127,39 @@ pub(crate) fn check_volume_name(name: &str) -> Result<()> {
         .map_err(|why| Error::user(format!("invalid volume name {name:?}: it {why}")))
 }
 
+/// A reason is one line of text.
+pub(super) fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() || reason.chars().any(char::is_control) || reason.len() > 200 {
+        return Err(Error::user(format!("invalid reason {reason:?}"))
+            .with_hint("give one line of text, e.g. --reason before-upgrade"));
+    }
+    Ok(())
+}
+
+/// The reason, every volume name and every host path, checked before
+/// anything is written.
+pub(super) fn check_subject(subject: &Subject, opts: &super::CreateOptions) -> Result<()> {
+    check_reason(&opts.reason)?;
+    for volume in &subject.volumes {
+        check_volume_name(&volume.name)?;
+    }
+    // What a backup records must load again: a path its metadata check
+    // would refuse (`/`, a control character) is refused before anything.
+    for host in &subject.host_paths {
+        crate::backup::metadata::check_host_path(&host.path).map_err(|why| {
+            Error::user(format!(
+                "host path {:?} {why}: it cannot be backed up",
+                host.path
+            ))
+            .with_hint(format!(
+                "leave it out with an exclude: glob under backup.deployments.{}",
+                subject.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

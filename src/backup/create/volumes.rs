@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{in_parallel, Subject, VolumeSpec};
 use crate::backup::archive;
 use crate::backup::journal::{Journal, Step};
-use crate::backup::metadata::VolumeEntry;
+use crate::backup::metadata::{Consistency, VolumeEntry};
 use crate::backup::progress::{Progress, VolumeProgress};
 use crate::backup::reuse;
 use crate::backup::store::StoredBackup;
@@ -21,7 +21,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::interrupt;
-use crate::podman::{ContainerEngine, RootOwnership, VolumeInfo};
+use crate::podman::{ContainerEngine, ContainerRef, RootOwnership, VolumeInfo};
 use crate::ui;
 
 /// A volume as `podman volume inspect` shows it, and its root's mode and
@@ -363,4 +363,38 @@ pub(crate) fn widen_pipe(fd: Option<std::os::fd::RawFd>) {
     if let Some(fd) = fd {
         let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
     }
+}
+
+/// The volumes nothing writes to while they are read: all of them when the
+/// services are stopped, none when they keep running, less those a running
+/// container of another deployment (or of none) uses. Such a container
+/// keeps writing: say so.
+pub(super) fn quiet_volumes(
+    subject: &Subject,
+    consistency: Consistency,
+    foreign: Vec<(String, ContainerRef)>,
+    progress: &Progress,
+) -> BTreeSet<String> {
+    // the deployment's services keep running.
+    let mut quiet: BTreeSet<String> = match consistency {
+        Consistency::Stopped => subject.volumes.iter().map(|v| v.name.clone()).collect(),
+        Consistency::Live => BTreeSet::new(),
+    };
+    for (volume, container) in foreign {
+        if container.state == "running" {
+            quiet.remove(&volume);
+            progress.warn(format!(
+                "volume {volume} is also used by container {}{}, which is not part of {} and \
+                 keeps running: its writes during the export may make this backup of {volume} \
+                 inconsistent (stop it first for a consistent backup)",
+                container.display_name(),
+                container
+                    .systemd_unit()
+                    .map(|u| format!(" (run by {u})"))
+                    .unwrap_or_default(),
+                subject.name
+            ));
+        }
+    }
+    quiet
 }
