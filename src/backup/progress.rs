@@ -113,7 +113,7 @@ impl Reporter for Terminal {
             }
             None => {
                 if self.lines {
-                    ui::note(format!("{verb} volume {volume}"));
+                    ui::note(format!("{verb} {}", subject(volume)));
                 }
                 Box::new(VolumeBar {
                     bar: None,
@@ -127,7 +127,17 @@ impl Reporter for Terminal {
     }
 }
 
-/// Progress of one volume.
+/// What a bar's label names, in words: a host path (absolute; no volume
+/// name starts with `/`) or a volume.
+fn subject(label: &str) -> String {
+    if label.starts_with('/') {
+        format!("host path {label}")
+    } else {
+        format!("volume {label}")
+    }
+}
+
+/// Progress of one volume or host path.
 struct VolumeBar {
     bar: Option<(MultiProgress, ProgressBar)>,
     lines: bool,
@@ -153,8 +163,8 @@ impl VolumeProgress for VolumeBar {
             0.0
         };
         let line = format!(
-            "volume {}: {detail} in {secs:.1} s ({}/s)",
-            self.volume,
+            "{}: {detail} in {secs:.1} s ({}/s)",
+            subject(&self.volume),
             ui::human_size(rate as u64)
         );
         match &self.bar {

@@ -58,7 +58,10 @@ impl Subject {
             &resolution,
             &ctx.config.backup,
         )?;
-        for h in paths.iter().filter(|h| h.kind == Kind::NeedsInclude) {
+        for h in paths
+            .iter()
+            .filter(|h| matches!(h.kind, Kind::NeedsInclude | Kind::Unresolved))
+        {
             ui::warn(format!(
                 "{} ({}:{}) is not backed up: {}",
                 h.resolved.as_deref().unwrap_or(&h.source),
@@ -67,7 +70,15 @@ impl Subject {
                 h.reason
             ));
         }
-        for unresolved in &resolution.unresolved {
+        // Values of other settings that depend on variables (the host
+        // paths among them are judged above, with systemd's environment).
+        let judged =
+            |file: &str, line: usize| paths.iter().any(|h| h.file == file && h.line == line);
+        for unresolved in resolution
+            .unresolved
+            .iter()
+            .filter(|u| !judged(&u.file, u.line))
+        {
             ui::warn(format!(
                 "{}={} ({}:{}) depends on {}: not resolved, not backed up",
                 unresolved.key,
