@@ -24,25 +24,36 @@ use super::*;
 use crate::backup::create::HostPathSpec;
 use crate::backup::metadata::{HostPathEntry, HostPathKind};
 use crate::host_paths::classify::{self, FileKind, Kind};
+use crate::host_paths::policy::Policy;
 use crate::quadlet::HostRefKind;
 
-/// Refuse a backup naming a host path that is the system's, not a
-/// deployment's (judged as `plan` judges a mount of it).
+/// Refuse a backup naming a host path a backup of its deployment would
+/// not take here and now: the system's (`/etc/localtime`, `/usr`...), or
+/// one outside the usual places of data that no `include:` glob names.
 pub(super) fn check_host_paths(ctx: &Context, metadata: &Metadata) -> Result<()> {
+    if metadata.host_paths.is_empty() {
+        return Ok(());
+    }
     let place = crate::host_paths::Context::current(ctx.layout.scope, Vec::new()).place;
+    let policy = Policy::new(&ctx.config.backup, &metadata.deployment_name, &place.home)?;
     for entry in &metadata.host_paths {
+        let path = Path::new(&entry.path);
         let file = match entry.kind {
             Some(HostPathKind::File) => FileKind::File,
             _ => FileKind::Dir,
         };
-        let (kind, reason) =
-            classify::classify(Path::new(&entry.path), file, HostRefKind::Mount, &place);
-        if kind == Kind::System {
+        let (kind, reason) = classify::classify(path, file, HostRefKind::Mount, &place);
+        let (kind, reason) = policy.apply(kind, reason, path, file == FileKind::File);
+        if matches!(kind, Kind::System | Kind::NeedsInclude) {
             return Err(Error::user(format!(
-                "backup {} would write the host path {}, which is not a deployment's: {reason}",
-                metadata.id, entry.path
+                "backup {} would write the host path {}, which a backup of {} does not take: \
+                 {reason}",
+                metadata.id, entry.path, metadata.deployment_name
             ))
-            .with_hint("the backup is damaged or hostile; it is refused"));
+            .with_hint(
+                "a backup names only paths its deployment's units use; if you trust this one, \
+                 add the path to an include: glob of the deployment in the config file",
+            ));
         }
     }
     Ok(())

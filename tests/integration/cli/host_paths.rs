@@ -323,3 +323,27 @@ fn a_host_path_another_deployment_uses_is_refused_without_force() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!postgres.join("newer").exists());
 }
+
+#[test]
+fn a_backup_naming_a_path_its_deployment_would_not_take_is_refused() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let file = env.path(BACKUPS).join(id).join(".backup-metadata.json");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let postgres = env.path("album/postgres").display().to_string();
+    // The system's, and a rootless deployment's /etc/<app> no include: names.
+    for hostile in ["/usr/local/lib/leger-e2e-evil", "/etc/leger-e2e-evil"] {
+        std::fs::write(&file, original.replace(&postgres, hostile)).unwrap();
+        let out = run(&env, &path, &["restore", id, "--yes"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "would write the host path {hostile}, which a backup of album does not take"
+            )),
+            "{err}"
+        );
+        assert!(!std::path::Path::new(hostile).exists());
+    }
+}
