@@ -465,7 +465,7 @@ run_create() {
 run_create_host() {
     timed hostdir sh -c 'exec leger-backup --json create "$1" --reason bench >"$2"' \
         sh "$HOST_DEPLOYMENT" "$WORK/hostdir.json"
-    record_phase hostdir_read "$(phase "$WORK/hostdir.log" "reading volume $HOST_DIR" "volume $HOST_DIR: ")"
+    record_phase hostdir_read "$(phase "$WORK/hostdir.log" "reading host path $HOST_DIR" "host path $HOST_DIR: ")"
     HOST_SIZE=$(jq -r '[.metadata.host_paths[] | .size] | add // 0' "$WORK/hostdir.json")
     local id
     id=$(jq -r .id "$WORK/hostdir.json")

@@ -426,3 +426,63 @@ fn a_restore_killed_inside_a_host_path_is_recovered_to_the_state_before() {
     ok(&tb, "active hp6.service");
     ok(&tb, "forget_album hp6");
 }
+
+/// A deployment shaped like podman-quadlet-cookbook's postgresql, rootless:
+/// its data directory a bind with an SELinux option (`:Z`) owned by the
+/// database's container user, its init scripts a bind-mounted directory
+/// and a single bind-mounted file (`:ro,z`). Destroyed with every host
+/// path and restored: identical, running.
+const PG_SH: &str = r#"
+pg() {
+  h=$HOME/leger-e2e-pg7
+  mkdir -p "$Q/pg7" "$h/data/base/1" "$h-etc/scripts"
+  cat > "$Q/pg7/pg7.container" <<UNIT
+[Container]
+Image=localhost/busybox:latest
+$EXEC
+Volume=%h/leger-e2e-pg7/data:/var/lib/postgresql/data:Z
+Volume=%h/leger-e2e-pg7-etc/init.sql:/docker-entrypoint-initdb.d/init.sql:ro,z
+Volume=%h/leger-e2e-pg7-etc/scripts:/scripts:ro
+UNIT
+  printf 'CREATE TABLE t (id int);\n' > "$h-etc/init.sql"
+  printf '#!/bin/sh\necho backup\n' > "$h-etc/scripts/backup.sh"
+  chmod 755 "$h-etc/scripts/backup.sh"
+  printf '16\n' > "$h/data/PG_VERSION"
+  head -c 200000 /dev/urandom > "$h/data/base/1/16384"
+  chmod -R go= "$h/data"
+  podman unshare chown -R 999:999 "$h/data"
+  systemctl --user daemon-reload
+  systemctl --user start pg7.service
+  active pg7.service
+}
+pg_manifest() {
+  h=$HOME/leger-e2e-pg7
+  host_manifest "$h/data" "$h-etc/init.sql" "$h-etc/scripts"
+}
+forget_pg() {
+  systemctl --user stop pg7.service >/dev/null 2>&1 || true
+  rm -rf "${Q:?}/pg7" "$BACKUPS"/pg7-*
+  podman unshare rm -rf "$HOME/leger-e2e-pg7" "$HOME/leger-e2e-pg7-etc"
+  systemctl --user daemon-reload
+}
+"#;
+
+#[test]
+fn a_postgresql_shaped_deployment_comes_back_from_its_host_paths_alone() {
+    let tb = Testbed::get();
+    let pg = |body: &str| ok(&tb, &format!("{PG_SH}\n{body}"));
+    pg("forget_pg");
+    pg("pg");
+    let id = create(&tb, "pg7");
+    let paths = host_paths(&info(&tb, &id));
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    let (before, _) = pg("pg_manifest");
+    assert!(before.contains("data d 700 999 999"), "{before}");
+    // Nothing left: the unit, its data, its scripts (their parents too).
+    pg("systemctl --user stop pg7.service; rm -rf \"${Q:?}/pg7\"; \
+        podman unshare rm -rf \"$HOME/leger-e2e-pg7\" \"$HOME/leger-e2e-pg7-etc\"; \
+        systemctl --user daemon-reload");
+    pg(&format!("leger-backup restore {id} --yes"));
+    assert_same("host paths after restore", &before, &pg("pg_manifest").0);
+    pg("active pg7.service; forget_pg");
+}
