@@ -37,6 +37,12 @@ pub(super) fn keep_current_state(
         ))
     })?;
     let any_volume = inspected.iter().any(|(_, info)| info.is_some());
+    // Data at a host path of the backup outside any installed deployment
+    // (left by a removed one, say) is replaced too: it is kept as well.
+    let any_host_path = subject
+        .host_paths
+        .iter()
+        .any(|h| std::fs::symlink_metadata(&h.path).is_ok());
     // Files of no deployment that `--force` replaces are kept in a safety
     // backup that stays (the printed undo): then it holds the volumes too.
     let held = if plan.in_the_way.is_empty() {
@@ -44,7 +50,7 @@ pub(super) fn keep_current_state(
     } else {
         BTreeMap::new()
     };
-    let safety = if existed || any_volume || !plan.in_the_way.is_empty() {
+    let safety = if existed || any_volume || any_host_path || !plan.in_the_way.is_empty() {
         Some(take_safety(
             ctx, store, id, subject, running, &held, progress, journal,
         )?)

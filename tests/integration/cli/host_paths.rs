@@ -347,3 +347,26 @@ fn a_backup_naming_a_path_its_deployment_would_not_take_is_refused() {
         assert!(!std::path::Path::new(hostile).exists());
     }
 }
+
+#[test]
+fn data_at_a_host_path_of_an_uninstalled_deployment_survives_a_failed_restore() {
+    let env = TestEnv::new();
+    let (_, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    // The deployment removed, its data left behind and changed since.
+    std::fs::remove_dir_all(env.path(".config/containers/systemd/album")).unwrap();
+    env.write("album/library/newer.jpg", "taken after the backup\n");
+    let library = env.path("album/library");
+    let before = manifest(&library);
+    // Its services never start: the restore rolls back.
+    let failing_start = SYSTEMCTL_ALL_INACTIVE.replace(
+        "case \" $* \" in",
+        "case \" $* \" in\n  *\" start \"*) echo 'start failed' >&2; exit 1 ;;",
+    );
+    fake_tools(&env);
+    let path = env.fake_tools(&[("systemctl", &failing_start)]);
+    let out = run(&env, &path, &["restore", id, "--yes"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    assert_eq!(manifest(&library), before, "{}", stderr(&out));
+}
