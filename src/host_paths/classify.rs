@@ -61,7 +61,22 @@ pub struct Place {
     pub runtime_dir: PathBuf,
     /// The deployment's own directories (whose files every backup holds).
     pub deployment_dirs: Vec<PathBuf>,
+    /// Where leger-backup, leger, Podman and the service manager keep their
+    /// own state (the backups, the journal, quadlet files, containers'
+    /// storage, `~/.ssh`...): a host path inside one is never a
+    /// deployment's. (One holding one, a whole home, needs an `include:`
+    /// glob; a restore refuses to replace it.)
+    pub own_dirs: Vec<PathBuf>,
 }
+
+/// Below a home, what belongs to the user's own setup, not a deployment.
+pub const HOME_OWN: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".config/systemd",
+    ".config/containers",
+    ".local/share/containers",
+];
 
 /// Paths of the operating system, never backed up (with what is below them).
 const SYSTEM: &[&str] = &[
@@ -73,6 +88,20 @@ const SYSTEM: &[&str] = &[
     "/etc/machine-id",
     "/etc/passwd",
     "/etc/group",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/ssh",
+    "/etc/systemd",
+    "/etc/pam.d",
+    "/etc/security",
+    "/etc/crontab",
+    "/etc/cron.d",
+    "/etc/containers",
+    "/var/spool",
+    "/var/lib/containers",
+    "/var/lib/systemd",
     "/etc/nsswitch.conf",
     "/etc/ssl",
     "/etc/pki",
@@ -125,6 +154,16 @@ pub fn classify(
         return (
             Kind::Data,
             "inside the deployment's directory, whose files every backup already holds".to_owned(),
+        );
+    }
+    if let Some(own) = place.own_dirs.iter().find(|d| within(path, d)) {
+        return (
+            Kind::System,
+            format!(
+                "inside {}, where leger-backup, leger, Podman or the user's own setup keep their \
+                 state: never a deployment's",
+                own.display()
+            ),
         );
     }
     if within(&place.home, path) || path == Path::new("/home") {
@@ -219,6 +258,7 @@ mod tests {
                 "/run"
             }),
             deployment_dirs: vec![PathBuf::from(home).join(".config/containers/systemd/album")],
+            own_dirs: Vec::new(),
         }
     }
 
@@ -326,5 +366,40 @@ mod tests {
     fn the_deployment_directory_is_already_backed_up() {
         let p = "/var/home/ana/.config/containers/systemd/album/config.yml";
         assert_eq!(kind(p, FileKind::File, Scope::User), Kind::Data);
+    }
+
+    #[test]
+    fn credentials_containers_and_own_state_are_the_systems_even_for_root() {
+        for p in [
+            "/etc/shadow",
+            "/etc/sudoers.d/x",
+            "/etc/ssh",
+            "/etc/systemd/system",
+            "/etc/containers/systemd/other",
+            "/var/lib/containers/storage/volumes/v/_data/l",
+            "/var/spool/cron/root",
+        ] {
+            for file in [FileKind::Dir, FileKind::File] {
+                assert_eq!(kind(p, file, Scope::System), Kind::System, "{p}");
+            }
+        }
+        let mut at = place(Scope::User, "/var/home/ana");
+        at.own_dirs = HOME_OWN
+            .iter()
+            .map(|d| at.home.join(d))
+            .chain([PathBuf::from("/var/home/ana/backups")])
+            .collect();
+        for p in [
+            "/var/home/ana/.ssh",
+            "/var/home/ana/.local/share/containers/storage",
+            "/var/home/ana/backups/web-1",
+        ] {
+            let (k, why) = classify(Path::new(p), FileKind::Dir, HostRefKind::Mount, &at);
+            assert_eq!(k, Kind::System, "{p}: {why}");
+        }
+        // The deployment's own directory, under ~/.config/containers, stays data.
+        let own = "/var/home/ana/.config/containers/systemd/album/album.env";
+        let (k, _) = classify(Path::new(own), FileKind::File, HostRefKind::Mount, &at);
+        assert_eq!(k, Kind::Data);
     }
 }

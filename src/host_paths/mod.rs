@@ -89,6 +89,10 @@ impl Context {
             home: manager.home.clone(),
             runtime_dir: manager.runtime_dir.clone(),
             deployment_dirs,
+            own_dirs: classify::HOME_OWN
+                .iter()
+                .map(|d| manager.home.join(d))
+                .collect(),
         };
         Context {
             manager,
@@ -135,10 +139,25 @@ pub fn of_deployment(
         .active_dir
         .clone()
         .unwrap_or_else(|| deployment.installed_root.clone())];
-    let ctx = Context::current(scope, dirs);
+    let mut ctx = Context::current(scope, dirs);
+    ctx.place.own_dirs.extend(own_dirs(scope, config));
     let policy = Policy::new(config, &deployment.name, &ctx.manager.home)?;
     let paths = host_paths(resolution, &ctx, &policy);
     Ok((ctx, paths))
+}
+
+/// The directories of leger-backup and leger in `scope`: its backups
+/// (`config`'s), its state and journal, leger's data and config.
+pub fn own_dirs(scope: Scope, config: &crate::config::BackupConfig) -> Vec<PathBuf> {
+    let mut dirs = vec![config.dir.value.clone()];
+    if let Ok(layout) = crate::layout::Layout::for_scope(scope) {
+        dirs.extend([
+            layout.state_dir,
+            layout.leger_data_dir,
+            layout.leger_config_dir,
+        ]);
+    }
+    dirs
 }
 
 /// Every host path of a resolved deployment, in the order of the unit

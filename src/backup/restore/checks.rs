@@ -193,13 +193,15 @@ pub(super) fn check_not_in_use(
 /// - a volume the quadlet files of another deployment use, running or not:
 ///   refused unless `force`.
 ///
-/// Reads files only.
+/// Returns the files of no deployment to keep, and whether `force` let
+/// the restore replace data other deployments use (then it keeps a full
+/// safety backup). Reads files only.
 pub(super) fn check_in_the_way(
     ctx: &Context,
     target: &Target,
     force: bool,
     progress: &Progress,
-) -> Result<Vec<DeploymentFile>> {
+) -> Result<(Vec<DeploymentFile>, bool)> {
     let name = &target.metadata().deployment_name;
     let deployments = deployment::discover(&ctx.layout)?;
     let (clashes, unowned) = files_in_the_way(ctx, target, &deployments)?;
@@ -220,7 +222,7 @@ pub(super) fn check_in_the_way(
         ) {
             progress.warn(format!("--force: {line}; replacing it anyway"));
         }
-        return Ok(unowned);
+        return Ok((unowned, !shared.is_empty()));
     }
     if !unowned.is_empty() {
         return Err(Error::user(format!(
@@ -246,7 +248,7 @@ pub(super) fn check_in_the_way(
              anyway (the safety backup keeps its current contents)",
         ));
     }
-    Ok(unowned)
+    Ok((unowned, false))
 }
 
 /// The files `target` would write that exist already and are not its

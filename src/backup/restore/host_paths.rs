@@ -28,35 +28,88 @@ use crate::host_paths::policy::Policy;
 use crate::quadlet::HostRefKind;
 
 /// Refuse a backup naming a host path a backup of its deployment would
-/// not take here and now: the system's (`/etc/localtime`, `/usr`...), or
-/// one outside the usual places of data that no `include:` glob names.
-pub(super) fn check_host_paths(ctx: &Context, metadata: &Metadata) -> Result<()> {
-    if metadata.host_paths.is_empty() {
-        return Ok(());
-    }
-    let place = crate::host_paths::Context::current(ctx.layout.scope, Vec::new()).place;
-    let policy = Policy::new(&ctx.config.backup, &metadata.deployment_name, &place.home)?;
+/// not take here and now: the system's (`/etc/localtime`, `/usr`...), one
+/// inside or holding leger-backup's own directories (the backups, the
+/// journal) or the user's own setup (`~/.ssh`), or one outside the usual
+/// places of data that no `include:` glob names. Returns the paths an
+/// `exclude:` glob (or `bind_mounts: none`) leaves out now: the restore
+/// leaves them as they are.
+pub(super) fn check_host_paths(ctx: &Context, metadata: &Metadata) -> Result<Vec<String>> {
+    let mut excluded = Vec::new();
     for entry in &metadata.host_paths {
-        let path = Path::new(&entry.path);
-        let file = match entry.kind {
-            Some(HostPathKind::File) => FileKind::File,
-            _ => FileKind::Dir,
-        };
-        let (kind, reason) = classify::classify(path, file, HostRefKind::Mount, &place);
-        let (kind, reason) = policy.apply(kind, reason, path, file == FileKind::File);
-        if matches!(kind, Kind::System | Kind::NeedsInclude) {
-            return Err(Error::user(format!(
-                "backup {} would write the host path {}, which a backup of {} does not take: \
-                 {reason}",
-                metadata.id, entry.path, metadata.deployment_name
-            ))
-            .with_hint(
-                "a backup names only paths its deployment's units use; if you trust this one, \
-                 add the path to an include: glob of the deployment in the config file",
-            ));
+        let file = entry.kind == Some(HostPathKind::File);
+        let (kind, reason) = judge(ctx, &metadata.deployment_name, Path::new(&entry.path), file)?;
+        match kind {
+            Kind::System | Kind::NeedsInclude | Kind::Unresolved => {
+                return Err(Error::user(format!(
+                    "backup {} would write the host path {}, which a backup of {} does not \
+                     take: {reason}",
+                    metadata.id, entry.path, metadata.deployment_name
+                ))
+                .with_hint(
+                    "a backup names only paths its deployment's units use; if you trust this \
+                     one, add the path to an include: glob of the deployment in the config file \
+                     (a path holding leger-backup's own data is restored by hand only)",
+                ))
+            }
+            Kind::Excluded => excluded.push(entry.path.clone()),
+            Kind::Data | Kind::Referenced => {}
         }
     }
-    Ok(())
+    Ok(excluded)
+}
+
+/// The decision a backup of `deployment` makes on `path` here and now.
+fn judge(ctx: &Context, deployment: &str, path: &Path, file: bool) -> Result<(Kind, String)> {
+    let scope = ctx.layout.scope;
+    let mut place = crate::host_paths::Context::current(scope, Vec::new()).place;
+    place
+        .own_dirs
+        .extend(crate::host_paths::own_dirs(scope, &ctx.config.backup));
+    // Replacing a path holding them would remove the backups themselves.
+    if let Some(own) = place.own_dirs.iter().find(|d| d.starts_with(path)) {
+        let why = format!(
+            "it holds {}, leger-backup's or the user's own",
+            own.display()
+        );
+        return Ok((Kind::System, why));
+    }
+    let policy = Policy::new(&ctx.config.backup, deployment, &place.home)?;
+    let kind = if file { FileKind::File } else { FileKind::Dir };
+    let (kind, reason) = classify::classify(path, kind, HostRefKind::Mount, &place);
+    Ok(policy.apply(kind, reason, path, file))
+}
+
+/// Refuse to write `path` when a directory on the way to it is a symlink
+/// to a place a backup of `deployment` would not take (the checks before
+/// the restore judged the path's text; an archive restored since, a
+/// volume's say, may have made a symlink of one of its parents).
+fn check_real_path(ctx: &Context, deployment: &str, path: &Path, file: bool) -> Result<()> {
+    let Some(existing) = path
+        .ancestors()
+        .skip(1)
+        .find(|a| std::fs::symlink_metadata(a).is_ok())
+    else {
+        return Ok(());
+    };
+    let real = fs_err::canonicalize(existing)?;
+    if real == existing {
+        return Ok(());
+    }
+    let rest = path.strip_prefix(existing).unwrap_or(path);
+    let real_path = real.join(rest);
+    let (kind, reason) = judge(ctx, deployment, &real_path, file)?;
+    if matches!(kind, Kind::Data | Kind::Referenced) {
+        return Ok(());
+    }
+    Err(Error::user(format!(
+        "host path {} leads through the symlink {} to {}, which a backup of {deployment} does \
+         not take: {reason}",
+        path.display(),
+        existing.display(),
+        real_path.display()
+    ))
+    .with_hint("nothing was written there; remove the symlink, or restore that path by hand"))
 }
 
 /// The host paths `target` writes that another deployment's units use
@@ -217,6 +270,13 @@ fn put_host_path_back(
     interruptible: bool,
 ) -> Result<()> {
     let path = entry.path.as_str();
+    let file = entry.kind == Some(HostPathKind::File);
+    check_real_path(
+        ctx,
+        &target.metadata().deployment_name,
+        Path::new(path),
+        file,
+    )?;
     if std::fs::symlink_metadata(path).is_ok() {
         ctx.podman.remove_tree(path)?;
     }
@@ -229,7 +289,7 @@ fn put_host_path_back(
         ));
         return Ok(());
     }
-    let (Some(kind), Some(root)) = (entry.kind, entry.root) else {
+    let (Some(_), Some(root)) = (entry.kind, entry.root) else {
         return Err(Error::user(format!(
             "backup {} records host path {path} without its kind, mode and owner",
             target.metadata().id
@@ -241,7 +301,6 @@ fn put_host_path_back(
     }
     let exe = std::env::current_exe()
         .map_err(|e| Error::internal(format!("cannot find leger-backup's own binary: {e}")))?;
-    let file = kind == HostPathKind::File;
     if !file {
         fs_err::create_dir(path)?;
         ctx.podman.set_root_ownership(path, root)?;
@@ -259,11 +318,9 @@ fn put_host_path_back(
         uncompressed_size: entry.uncompressed_size,
         specials: &entry.special_files,
     };
-    import_recorded(target, &recorded, sink, progress, interruptible)?;
-    if file {
-        ctx.podman.set_root_ownership(path, root)?;
-    }
-    Ok(())
+    // A file's owner and mode come with its entry (a chown after it would
+    // drop its file capabilities).
+    import_recorded(target, &recorded, sink, progress, interruptible)
 }
 
 /// The plan's lines for the host paths `m` writes.

@@ -140,6 +140,9 @@ fn current_deployment(ctx: &Context, name: &str) -> Result<Option<Deployment>> {
 pub struct RestorePlan {
     target: Target,
     in_the_way: Vec<DeploymentFile>,
+    /// `--force` let it replace data other deployments use: their current
+    /// data is kept in a full safety backup that stays (no move aside).
+    forced_shared: bool,
     started: Instant,
     /// What the restore will do, line by line.
     pub lines: Vec<String>,
@@ -176,19 +179,30 @@ pub fn prepare(
     let started = Instant::now();
     let backup = store.load(id)?;
     check_restorable(ctx, &backup.metadata)?;
-    check_host_paths(ctx, &backup.metadata)?;
+    let excluded = check_host_paths(ctx, &backup.metadata)?;
     let name = backup.metadata.deployment_name.clone();
-    let target = Target::of(backup.clone())?;
+    let mut target = Target::of(backup.clone())?;
+    for path in &excluded {
+        progress.warn(format!(
+            "host path {path} is excluded by the configuration now: left as it is"
+        ));
+    }
+    target
+        .backup
+        .metadata
+        .host_paths
+        .retain(|h| !excluded.contains(&h.path));
     let current = current_deployment(ctx, &name)?;
     let outside_storage = check_trusted(ctx, &target, current.as_ref())?;
     progress.step(format!("verifying {id}"));
     verify_backup(&backup, progress)?;
     check_volumes_outside_storage(&name, &outside_storage, opts.force, progress)?;
-    let in_the_way = check_in_the_way(ctx, &target, opts.force, progress)?;
+    let (in_the_way, forced_shared) = check_in_the_way(ctx, &target, opts.force, progress)?;
     let lines = plan_lines(ctx, &target, current.as_ref(), true)?;
     Ok(RestorePlan {
         target,
         in_the_way,
+        forced_shared,
         started,
         lines,
         question: format!("Replace the current state of {name} with backup {id}?"),

@@ -45,7 +45,7 @@ pub(super) fn keep_current_state(
         .any(|h| std::fs::symlink_metadata(&h.path).is_ok());
     // Files of no deployment that `--force` replaces are kept in a safety
     // backup that stays (the printed undo): then it holds the volumes too.
-    let held = if plan.in_the_way.is_empty() {
+    let held = if plan.in_the_way.is_empty() && !plan.forced_shared {
         aside::plan(journal.record(), &inspected)
     } else {
         BTreeMap::new()

@@ -332,8 +332,16 @@ fn a_backup_naming_a_path_its_deployment_would_not_take_is_refused() {
     let file = env.path(BACKUPS).join(id).join(".backup-metadata.json");
     let original = std::fs::read_to_string(&file).unwrap();
     let postgres = env.path("album/postgres").display().to_string();
-    // The system's, and a rootless deployment's /etc/<app> no include: names.
-    for hostile in ["/usr/local/lib/leger-e2e-evil", "/etc/leger-e2e-evil"] {
+    // The system's, a rootless deployment's /etc/<app> no include: names,
+    // the user's own setup, and a directory holding the backups themselves.
+    let ssh = env.path(".ssh/leger-e2e-evil").display().to_string();
+    let holding_backups = env.path(".local/share").display().to_string();
+    for hostile in [
+        "/usr/local/lib/leger-e2e-evil",
+        "/etc/leger-e2e-evil",
+        &ssh,
+        &holding_backups,
+    ] {
         std::fs::write(&file, original.replace(&postgres, hostile)).unwrap();
         let out = run(&env, &path, &["restore", id, "--yes"]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -344,8 +352,9 @@ fn a_backup_naming_a_path_its_deployment_would_not_take_is_refused() {
             )),
             "{err}"
         );
-        assert!(!std::path::Path::new(hostile).exists());
+        assert!(hostile == holding_backups || !std::path::Path::new(hostile).exists());
     }
+    assert!(env.path(BACKUPS).join(id).is_dir());
 }
 
 #[test]
@@ -369,4 +378,56 @@ fn data_at_a_host_path_of_an_uninstalled_deployment_survives_a_failed_restore() 
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
     assert_eq!(manifest(&library), before, "{}", stderr(&out));
+}
+
+#[test]
+fn a_host_path_reached_through_a_symlink_to_the_users_own_setup_is_not_written() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    // Since the backup, album/ became a symlink into ~/.ssh.
+    let ssh = env.path(".ssh/album");
+    std::fs::create_dir_all(ssh.parent().unwrap()).unwrap();
+    std::fs::rename(env.path("album"), &ssh).unwrap();
+    std::os::unix::fs::symlink(&ssh, env.path("album")).unwrap();
+    env.write(".ssh/album/library/authorized_keys", "ssh-ed25519 AAAA\n");
+    let before = manifest(&ssh);
+    let out = run(&env, &path, &["restore", id, "--yes"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("leads through the symlink"), "{err}");
+    assert_eq!(manifest(&ssh), before, "nothing written there");
+}
+
+#[test]
+fn a_host_path_excluded_since_the_backup_is_left_as_it_is() {
+    let env = TestEnv::new();
+    let (path, info) = album_backed_up(&env);
+    let id = info["id"].as_str().unwrap();
+    let library = env.path("album/library");
+    env.write(
+        ".config/leger/config.yaml",
+        &format!(
+            "backup:\n  deployments:\n    album:\n      exclude: [\"{}\"]\n",
+            library.display()
+        ),
+    );
+    env.write("album/library/newer.jpg", "taken after the backup\n");
+    env.write("album/postgres/newer", "stale\n");
+    let before = manifest(&library);
+    let out = run(&env, &path, &["restore", id, "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "host path {} is excluded by the configuration now: left as it is",
+            library.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(manifest(&library), before);
+    assert!(
+        !env.path("album/postgres/newer").exists(),
+        "the rest is restored"
+    );
 }
