@@ -283,10 +283,15 @@ fn write_sources(
         reader: read.reader,
     };
     let volumes = write_volumes(ctx, subject, read.infos, &sources, dir, progress, journal)?;
+    let sharing = host_paths::Sharing {
+        previous: previous.as_ref(),
+        quiet: read.consistency == Consistency::Stopped,
+    };
     let host_paths = host_paths::write_host_paths(
         ctx,
         &subject.name,
         &subject.host_paths,
+        &sharing,
         dir,
         progress,
         journal,

@@ -1,6 +1,8 @@
-//! Unchanged data costs nothing: a volume that has not changed since the
-//! deployment's newest backup is not exported again; the new backup shares
-//! that backup's archive through a hard link in the backup directory.
+//! Unchanged data costs nothing: a volume (or host path) that has not
+//! changed since the deployment's newest backup is not exported (read)
+//! again; the new backup shares that backup's archive through a hard link
+//! in the backup directory. A host path's signature is always taken before
+//! it is read ([`reusable_host`]).
 //!
 //! "Not changed" is decided by a *tree signature*: a sha256 over one record
 //! per entry of the volume (its root included) — path, type, size, mtime and
@@ -40,7 +42,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::metadata::{Consistency, Metadata, VolumeEntry};
+use crate::backup::metadata::{Consistency, HostPathEntry, Metadata, VolumeEntry};
 use crate::backup::store::{BackupStore, StoredBackup};
 use crate::config::Compression;
 use crate::error::{Error, Result};
@@ -149,6 +151,36 @@ pub(crate) fn reusable<'a>(
         .filter(|v| v.tree_signature.as_deref() == Some(signature))
 }
 
+/// The entry of `previous` whose archive holds the host path `path` as its
+/// tree `signature` (taken before the read) says it is now: the same
+/// conditions as a volume's ([`reusable`]).
+pub(crate) fn reusable_host<'a>(
+    previous: &'a Metadata,
+    path: &str,
+    signature: &str,
+    compression: Compression,
+) -> Option<&'a HostPathEntry> {
+    if !comparable(previous, compression) {
+        return None;
+    }
+    previous.host_paths.iter().find(|h| {
+        h.path == path
+            && h.existed
+            && h.archive_path.is_some()
+            && h.sha256.is_some()
+            && h.tree_signature.as_deref() == Some(signature)
+    })
+}
+
+/// Whether archives of `previous` may be shared by a backup written with
+/// `compression`: the same compression, taken with the services stopped,
+/// not leger's own format.
+fn comparable(previous: &Metadata, compression: Compression) -> bool {
+    previous.compression == Some(compression)
+        && previous.consistency == Some(Consistency::Stopped)
+        && !previous.is_legacy()
+}
+
 /// The entry of `previous` whose archive a backup of volume `name` written
 /// with `compression` may share if the signatures match: every condition
 /// of [`reusable`] but the signature's value. Without one there is no need
@@ -158,10 +190,7 @@ pub(crate) fn candidate<'a>(
     name: &str,
     compression: Compression,
 ) -> Option<&'a VolumeEntry> {
-    if previous.compression != Some(compression)
-        || previous.consistency != Some(Consistency::Stopped)
-        || previous.is_legacy()
-    {
+    if !comparable(previous, compression) {
         return None;
     }
     previous.volumes.iter().find(|v| {
@@ -180,19 +209,20 @@ pub(crate) fn candidate<'a>(
 /// the caller to export instead.
 pub(crate) fn link_archive(
     previous: &StoredBackup,
-    entry: &VolumeEntry,
+    archive: Option<&Path>,
+    size: u64,
     dest: &Path,
 ) -> Result<()> {
-    let Some(source) = previous.archive_path(entry)? else {
+    let Some(rel) = archive else {
         return Err(Error::internal("the previous backup has no archive"));
     };
+    let source = previous.resolve(rel)?;
     let meta = fs_err::symlink_metadata(&source)?;
-    if !meta.is_file() || meta.len() != entry.size {
+    if !meta.is_file() || meta.len() != size {
         return Err(Error::internal(format!(
-            "{} is not the archive the previous backup recorded ({} bytes, not {})",
+            "{} is not the archive the previous backup recorded ({} bytes, not {size})",
             source.display(),
             meta.len(),
-            entry.size
         )));
     }
     fs_err::hard_link(&source, dest)?;
@@ -396,7 +426,7 @@ mod tests {
         let mut pending = store.begin("web-b").unwrap();
         std::fs::create_dir(pending.path().join("volumes")).unwrap();
         let dest = pending.path().join("volumes/data.tar.zst");
-        link_archive(&first, &entry, &dest).unwrap();
+        link_archive(&first, entry.archive_path.as_deref(), entry.size, &dest).unwrap();
         pending.seal().unwrap();
         let mut second = previous(vec![entry.clone()]);
         second.id = "web-b".into();
@@ -422,7 +452,8 @@ mod tests {
         pending.finalize(previous(vec![entry.clone()])).unwrap();
         let first = store.load("web-a").unwrap();
         let dest = store.dir().join("elsewhere");
-        let err = link_archive(&first, &entry, &dest).unwrap_err();
+        let err =
+            link_archive(&first, entry.archive_path.as_deref(), entry.size, &dest).unwrap_err();
         assert!(err.message.contains("not the archive"), "{}", err.message);
         assert!(!dest.exists());
     }

@@ -11,6 +11,7 @@ use super::volumes::{private_dir, write_stream};
 use crate::backup::journal::{Journal, Step};
 use crate::backup::metadata::{archive_name, HostPathEntry, HostPathKind, HOST_PATHS_DIR};
 use crate::backup::progress::Progress;
+use crate::backup::store::StoredBackup;
 use crate::backup::volume_reader::VolumeStream;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -84,14 +85,26 @@ pub(crate) fn select(paths: &[HostPath], deployment_dirs: &[PathBuf]) -> Vec<Hos
     outer
 }
 
+/// How a backup shares the archives of unchanged host paths.
+pub(super) struct Sharing<'a> {
+    /// The deployment's newest backup, whose archives may be shared.
+    pub(super) previous: Option<&'a StoredBackup>,
+    /// The paths' users are stopped: a signature taken now may be recorded
+    /// for the next backup to share this one's archives.
+    pub(super) quiet: bool,
+}
+
 /// Write the archive of every host path of `specs` into the pending backup
-/// at `dir`, `host-paths/<n>.<ext>` in order. A path gone since the
-/// deployment was resolved is recorded as absent; one that cannot be read
-/// fails the backup, naming it (a backup never leaves data out silently).
+/// at `dir`, `host-paths/<n>.<ext>` in order; a path unchanged since the
+/// newest backup shares its archive (see [`crate::backup::reuse`]). A path
+/// gone since the deployment was resolved is recorded as absent; one that
+/// cannot be read fails the backup, naming it (a backup never leaves data
+/// out silently).
 pub(super) fn write_host_paths(
     ctx: &Context,
     deployment: &str,
     specs: &[HostPathSpec],
+    sharing: &Sharing<'_>,
     dir: &Path,
     progress: &Progress,
     journal: &mut Journal,
@@ -120,6 +133,22 @@ pub(super) fn write_host_paths(
         })?;
         private_dir(&dir.join(HOST_PATHS_DIR))?;
         let rel = archive_name(index, extension);
+        // Taken before the read: any change after it moves a ctime, so an
+        // archive is shared only while the path is as it was then.
+        let signature = signature_of(ctx, &spec.path, progress);
+        if let Some(shared) = share(ctx, sharing, &entry, signature.as_deref(), &dir.join(&rel)) {
+            progress.step(format!(
+                "host path {}: unchanged since backup {}, its archive is shared",
+                spec.path,
+                sharing.previous.map_or("", |p| p.id())
+            ));
+            entries.push(HostPathEntry {
+                archive_path: Some(rel),
+                ..shared
+            });
+            continue;
+        }
+        entry.tree_signature = signature.filter(|_| sharing.quiet);
         let bar = progress.bar("reading", &spec.path);
         let stream = open_host_tar(&*ctx.podman, &spec.path).map_err(|e| {
             bar.fail();
@@ -136,6 +165,48 @@ pub(super) fn write_host_paths(
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// The tree signature of the host path `path`; `None` (said) when it
+/// cannot be taken: the next backup then reads the path again.
+fn signature_of(ctx: &Context, path: &str, progress: &Progress) -> Option<String> {
+    crate::backup::reuse::tree_signature(&*ctx.podman, path)
+        .map_err(|e| {
+            progress.step(format!(
+                "host path {path}: no tree signature ({e}); the next backup reads it again"
+            ))
+        })
+        .ok()
+}
+
+/// The entry of `current` (as read now) with the archive of the previous
+/// backup linked to `dest`, when its `signature` says the path is
+/// unchanged; `None` when it must be read (a failed link included).
+fn share(
+    ctx: &Context,
+    sharing: &Sharing<'_>,
+    current: &HostPathEntry,
+    signature: Option<&str>,
+    dest: &Path,
+) -> Option<HostPathEntry> {
+    let previous = sharing.previous?;
+    let compression = ctx.config.backup.compression.value;
+    let old = crate::backup::reuse::reusable_host(
+        &previous.metadata,
+        &current.path,
+        signature?,
+        compression,
+    )?;
+    crate::backup::reuse::link_archive(previous, old.archive_path.as_deref(), old.size, dest)
+        .ok()?;
+    Some(HostPathEntry {
+        size: old.size,
+        uncompressed_size: old.uncompressed_size,
+        sha256: old.sha256.clone(),
+        special_files: old.special_files.clone(),
+        tree_signature: old.tree_signature.clone(),
+        ..current.clone()
+    })
 }
 
 /// The hint of a host path that could not be read.

@@ -219,7 +219,7 @@ fn share_archive(
 ) -> Option<VolumeEntry> {
     let compression = previous.metadata.compression?;
     let old = reuse::reusable(&previous.metadata, &entry.name, signature?, compression)?;
-    match reuse::link_archive(previous, old, dest) {
+    match reuse::link_archive(previous, old.archive_path.as_deref(), old.size, dest) {
         Ok(()) => {
             progress.step(format!(
                 "volume {}: unchanged since backup {}, its archive is shared",

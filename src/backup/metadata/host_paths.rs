@@ -60,6 +60,11 @@ pub struct HostPathEntry {
     /// a restore lets through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub special_files: Vec<String>,
+    /// Its tree signature, taken before it was read (see
+    /// [`crate::backup::reuse`]): a later backup finding the same one
+    /// shares this archive instead of reading the path again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_signature: Option<String>,
 }
 
 impl HostPathEntry {
@@ -78,6 +83,7 @@ impl HostPathEntry {
             root: None,
             used_by,
             special_files: Vec::new(),
+            tree_signature: None,
         }
     }
 }

@@ -431,3 +431,47 @@ fn a_host_path_excluded_since_the_backup_is_left_as_it_is() {
         "the rest is restored"
     );
 }
+
+#[test]
+fn an_unchanged_host_path_shares_the_previous_archive_a_changed_one_is_read() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let (path, first) = album_backed_up(&env);
+    let first = env.path(BACKUPS).join(first["id"].as_str().unwrap());
+    let create = || {
+        let out = run(&env, &path, &["--json", "create", "album"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (env.path(BACKUPS).join(id), stderr(&out))
+    };
+    let links = |backup: &std::path::Path, n: usize| {
+        std::fs::metadata(backup.join(format!("host-paths/{n}.tar.zst")))
+            .unwrap()
+            .nlink()
+    };
+    let (second, err) = create();
+    assert!(err.contains("unchanged since backup"), "{err}");
+    assert_eq!((links(&second, 0), links(&second, 1)), (2, 2), "{err}");
+    let out = run(
+        &env,
+        &path,
+        &["verify", second.file_name().unwrap().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A file added to the library: read again; the database still shared.
+    env.write("album/library/2024/dog.jpg", "a dog\n");
+    let (third, err) = create();
+    assert_eq!((links(&third, 0), links(&third, 1)), (1, 3), "{err}");
+    let names = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("zstd -dc host-paths/0.tar.zst | tar -tf -")
+        .current_dir(&third)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&names.stdout).contains("2024/dog.jpg"));
+    assert!(first.is_dir());
+}
