@@ -460,8 +460,9 @@ run_create() {
 
 # create of the deployment binding the host directory, right after the
 # volume's create in every round: the same data, the same service stop and
-# start, read as a host path. Its backup is deleted at once (host paths
-# share no archive: every run reads it all).
+# start, read as a host path. Its backup is deleted at once, so the next
+# run finds none to share an archive with: every run reads it all (with
+# the tree signature taken before the read, as in real use).
 run_create_host() {
     timed hostdir sh -c 'exec leger-backup --json create "$1" --reason bench >"$2"' \
         sh "$HOST_DEPLOYMENT" "$WORK/hostdir.json"
