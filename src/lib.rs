@@ -28,6 +28,7 @@ pub mod process;
 pub mod process_identity;
 pub mod quadlet;
 pub mod regular_file;
+pub mod repository;
 pub mod systemd;
 #[cfg(test)]
 pub(crate) mod testing;

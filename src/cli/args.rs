@@ -61,7 +61,7 @@ pub enum Command {
     /// List backups, newest first.
     List(ListArgs),
     /// Show everything recorded about one backup.
-    Info(IdArg),
+    Info(InfoArgs),
     /// Recompute checksums and read every archive to its end.
     Verify(VerifyArgs),
     /// Put a deployment back exactly as a backup recorded it.
@@ -80,6 +80,11 @@ pub enum Command {
     Status,
     /// Roll back a restore that was interrupted.
     Recover(RecoverArgs),
+    /// Set up, check and list the restic repositories of `backup.repositories`.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Copy local backups a repository lacks into it (after it was unreachable).
+    Sync(SyncArgs),
     /// Show leger-backup's settings.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -107,6 +112,11 @@ pub enum Command {
     /// (internal: `restore` runs it inside podman's user namespace).
     #[command(hide = true)]
     TreeWrite(TreeWriteArgs),
+    /// Bind a backup's sources into one directory and run restic there, in
+    /// a mount namespace of its own (internal: `create --to REPO` runs it
+    /// inside podman's user namespace).
+    #[command(hide = true)]
+    Stage(StageArgs),
 }
 
 /// `create`.
@@ -123,6 +133,10 @@ pub struct CreateArgs {
     /// Seconds to wait for another backup of the same deployment to finish.
     #[arg(long, default_value_t = 0)]
     pub wait: u64,
+    /// Where the backup goes: `local` (the backup directory) or a repository
+    /// of `backup.repositories`; repeatable (default: `backup.targets`).
+    #[arg(long, value_name = "REPO")]
+    pub to: Vec<String>,
 }
 
 /// `list`.
@@ -131,6 +145,19 @@ pub struct ListArgs {
     /// Only backups of this deployment.
     #[arg(long)]
     pub deployment: Option<String>,
+    /// List the snapshots of this repository instead of the local backups.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
+}
+
+/// `info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The backup ID (`<deployment>-YYYY-MM-DD-HHMMSS`).
+    pub id: String,
+    /// The backup is in this repository, not in the backup directory.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
 }
 
 /// A backup ID.
@@ -149,6 +176,9 @@ pub struct VerifyArgs {
     /// Verify every backup.
     #[arg(long)]
     pub all: bool,
+    /// The backup is in this repository, not in the backup directory.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
 }
 
 /// `restore`.
@@ -170,6 +200,10 @@ pub struct RestoreArgs {
     /// Leave the services stopped afterwards.
     #[arg(long)]
     pub no_start: bool,
+    /// Restore from this repository of `backup.repositories` (works on a
+    /// machine with nothing but the config entry and its secrets).
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
 }
 
 /// `delete`.
@@ -180,6 +214,9 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// The backup is in this repository, not in the backup directory.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
 }
 
 /// `prune`.
@@ -202,6 +239,10 @@ pub struct PruneArgs {
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Prune this repository (by its `keep_*` settings, `restic forget`
+    /// and `restic prune`) instead of the backup directory.
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
 }
 
 /// `plan`.
@@ -231,6 +272,34 @@ pub struct RecoverArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+/// `repo`.
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create the repository NAME of `backup.repositories` (`restic init`).
+    Init {
+        /// The repository's name in the config.
+        name: String,
+    },
+    /// Check the repository's structure (`restic check`).
+    Check {
+        /// The repository's name in the config.
+        name: String,
+        /// Read all data too, not only the structure (slow: downloads everything).
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// The configured repositories: reachable or not, how many snapshots.
+    List,
+}
+
+/// `sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Only this repository (default: every repository of `backup.targets`).
+    #[arg(long, value_name = "REPO")]
+    pub to: Vec<String>,
 }
 
 /// `config`.
@@ -291,6 +360,21 @@ pub struct TreeWriteArgs {
     /// The tar holds one regular file, written to DEST.
     #[arg(long)]
     pub file: bool,
+}
+
+/// `stage` (run by `create --to REPO`).
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// The empty directory the sources are bound into (a tmpfs is mounted
+    /// on it first, in the private mount namespace).
+    #[arg(long)]
+    pub stage: PathBuf,
+    /// `SOURCE=REL`: bind SOURCE (a directory or a file) at REL inside the stage.
+    #[arg(long = "bind", value_name = "SOURCE=REL")]
+    pub binds: Vec<String>,
+    /// The program to run in the stage, and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[cfg(test)]

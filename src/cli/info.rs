@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::args::IdArg;
+use super::args::InfoArgs;
 use super::list::{listed_json, open_store, reason_text, type_name};
 use super::GlobalArgs;
 use crate::backup::metadata::{Consistency, HostPathKind, Metadata};
@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::ui;
 
 /// Run `info`.
-pub fn run(global: &GlobalArgs, args: IdArg) -> Result<()> {
+pub fn run(global: &GlobalArgs, args: InfoArgs) -> Result<()> {
     // Before anything touches the disk.
     validate_id(&args.id)?;
     let (_ctx, store) = open_store(global)?;

@@ -15,10 +15,13 @@ mod list;
 mod plan;
 mod prune;
 mod recover;
+mod repo;
 mod restore;
 mod settings;
+mod stage;
 mod status;
 mod stop_hook;
+mod sync;
 mod tree_write;
 mod verify;
 mod volume_tar;
@@ -100,6 +103,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generator(args) => generator::run(&global, args),
         Command::VolumeTar(args) => volume_tar::run(args),
         Command::TreeWrite(args) => tree_write::run(args),
+        Command::Repo(args) => repo::run(&global, args),
+        Command::Sync(args) => sync::run(&global, args),
+        Command::Stage(args) => stage::run(args),
     }
 }
 
