@@ -156,6 +156,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         progress: true,
         stop_result: None,
         hold_aside: Default::default(),
+        destination: Default::default(),
     };
     match create(&ctx, &deployment, &options) {
         Ok(metadata) => {

@@ -357,6 +357,7 @@ impl Env for SystemEnv<'_> {
             progress: false,
             stop_result: self.stop_result.clone(),
             hold_aside: Default::default(),
+            destination: Default::default(),
         };
         Ok(create(self.ctx, self.deployment, &options)?.id)
     }

@@ -29,6 +29,7 @@
 //! goes.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -50,12 +51,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
 use crate::podman::ContainerRef;
+use crate::repository::{BackupSummary, Repository};
 use crate::ui;
 
 mod host_paths;
 pub(crate) use host_paths::HostPathSpec;
 mod subject;
 use subject::{check_reason, check_subject};
+mod trees;
 mod volumes;
 
 pub(crate) use crate::backup::progress::Progress;
@@ -84,6 +87,19 @@ pub struct CreateOptions {
     /// A restore's safety backup: volumes not archived because the restore
     /// moves their data aside instead (recorded as [`VolumeEntry::held_aside`]).
     pub hold_aside: BTreeSet<String>,
+    /// Where the backup goes.
+    pub destination: Destination,
+}
+
+/// Where a backup goes: the local backup directory, or a restic repository
+/// (one snapshot; see [`crate::repository`]).
+#[derive(Debug, Clone, Default)]
+pub enum Destination {
+    /// The backup directory (`backup.dir`).
+    #[default]
+    Local,
+    /// A repository of `backup.repositories`.
+    Repository(Arc<dyn Repository>),
 }
 
 impl CreateOptions {
@@ -97,6 +113,7 @@ impl CreateOptions {
             progress: true,
             stop_result: None,
             hold_aside: BTreeSet::new(),
+            destination: Destination::Local,
         }
     }
 }
@@ -148,7 +165,9 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
                 e
             }
         })?;
-    if metadata.backup_type == BackupType::Automatic && ctx.config.backup.auto_prune.value {
+    let local = matches!(opts.destination, Destination::Local);
+    if local && metadata.backup_type == BackupType::Automatic && ctx.config.backup.auto_prune.value
+    {
         auto_prune(ctx, &store, &metadata.deployment_name, progress);
     }
     Ok(metadata)
@@ -195,6 +214,10 @@ pub(crate) fn create_locked(
     let created_at = Utc::now();
     let mut pending = begin_backup(store, subject, opts, created_at, progress, journal)?;
     let plan = plan_stop(ctx, subject, opts, running)?;
+    let parent = match &opts.destination {
+        Destination::Repository(repo) => trees::parent_snapshot(&**repo, &subject.name)?,
+        Destination::Local => None,
+    };
     interrupt::check()?;
     let stopped_any = !plan.to_stop.is_empty();
     if stopped_any {
@@ -204,9 +227,11 @@ pub(crate) fn create_locked(
             r.step = Step::StoppingServices;
         })?;
     }
-    let mut guard = ServiceGuard::new(&*ctx.systemctl, plan.to_stop);
+    let mut guard = ServiceGuard::new(&*ctx.systemctl, plan.to_stop.clone());
     let gathered = quiesce(ctx, store, subject, &pending, &mut guard, progress)?;
-    let (files, dirs) = (gathered.files, gathered.dirs);
+    let mut metadata = metadata_of(ctx, subject, opts, &pending, created_at, &plan);
+    metadata.quadlet_files = files::quadlet_files(&gathered.files);
+    (metadata.files, metadata.dirs) = (gathered.files, gathered.dirs);
     let read = Reads {
         infos: gathered.infos,
         foreign: gathered.foreign?,
@@ -214,38 +239,72 @@ pub(crate) fn create_locked(
         consistency: plan.consistency,
         reader,
     };
-    let (volumes, host_paths) =
-        write_sources(ctx, subject, opts, read, pending.path(), progress, journal)?;
+    let snapshot = match &opts.destination {
+        Destination::Local => {
+            (metadata.volumes, metadata.host_paths) =
+                write_sources(ctx, subject, opts, read, pending.path(), progress, journal)?;
+            None
+        }
+        Destination::Repository(repo) => Some(trees::snapshot_into(
+            ctx,
+            repo,
+            subject,
+            read.infos,
+            &mut metadata,
+            &pending,
+            parent,
+            progress,
+        )?),
+    };
     fault::point("create:after-archive");
     interrupt::check()?;
     let (started_again, sealed) =
         restart_and_seal(guard, &mut pending, stopped_any, progress, journal)?;
-    let downtime = started_again.as_ref().ok().copied().flatten();
-    let metadata = Metadata {
+    metadata.downtime_seconds = started_again
+        .as_ref()
+        .ok()
+        .copied()
+        .flatten()
+        .map(|d| d.as_secs_f64());
+    sealed?;
+    match snapshot {
+        None => publish(store, pending, metadata, started, progress, started_again),
+        Some(summary) => sent(metadata, &summary, started, progress, started_again),
+    }
+}
+
+/// The metadata of the backup `pending` before its sources are read.
+fn metadata_of(
+    ctx: &Context,
+    subject: &Subject,
+    opts: &CreateOptions,
+    pending: &PendingBackup,
+    created_at: DateTime<Utc>,
+    plan: &StopPlan,
+) -> Metadata {
+    Metadata {
         id: pending.id().to_owned(),
         deployment_name: subject.name.clone(),
         created_at,
         backup_type: BackupType::from_reason(&opts.reason),
         reason: opts.reason.clone(),
         size: 0,
-        quadlet_files: files::quadlet_files(&files),
-        volumes,
+        quadlet_files: Vec::new(),
+        volumes: Vec::new(),
         format_version: Some(FORMAT_VERSION),
         leger_backup_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         scope: Some(ctx.layout.scope),
         compression: Some(ctx.config.backup.compression.value),
-        files,
-        dirs,
+        files: Vec::new(),
+        dirs: Vec::new(),
         installation: Some(subject.installation.clone()),
-        services: plan.services,
+        services: plan.services.clone(),
         secrets: subject.secrets.clone(),
         consistency: Some(plan.consistency),
-        downtime_seconds: downtime.map(|d| d.as_secs_f64()),
+        downtime_seconds: None,
         stop_result: opts.stop_result.clone(),
-        host_paths,
-    };
-    sealed?;
-    publish(store, pending, metadata, started, progress, started_again)
+        host_paths: Vec::new(),
+    }
 }
 
 /// What [`quiesce`] found that reading the sources needs.
@@ -506,6 +565,40 @@ fn publish(
         return Err(e);
     }
     Ok(stored.metadata)
+}
+
+/// Say that the snapshot of the backup `metadata` describes is in its
+/// repository (the pending directory it was taken of goes when dropped);
+/// then report a failure to start the services again, if any.
+fn sent(
+    mut metadata: Metadata,
+    summary: &BackupSummary,
+    started: Instant,
+    progress: &Progress,
+    started_again: Result<Option<Duration>>,
+) -> Result<Metadata> {
+    let id = metadata.id.clone();
+    metadata.size = summary.total_bytes_processed;
+    progress.step(format!(
+        "backup {id} complete: snapshot {} holds {}, {} added to the repository ({} files new, \
+         {} changed, {} unchanged) in {:.1} s{}",
+        summary.snapshot_id.get(..8).unwrap_or(&summary.snapshot_id),
+        ui::human_size(summary.total_bytes_processed),
+        ui::human_size(summary.data_added),
+        summary.files_new,
+        summary.files_changed,
+        summary.files_unmodified,
+        started.elapsed().as_secs_f64(),
+        match metadata.downtime_seconds {
+            Some(d) => format!(", services down for {d:.1} s"),
+            None => String::new(),
+        }
+    ));
+    if let Err(mut e) = started_again {
+        e.message = format!("backup {id} is complete, but {}", e.message);
+        return Err(e);
+    }
+    Ok(metadata)
 }
 
 /// `f` of every item, each on a thread of its own; the first error wins.

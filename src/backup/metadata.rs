@@ -28,7 +28,9 @@ mod legacy;
 mod stop_result;
 
 pub use check::{check_mode, check_relative};
-pub use host_paths::{archive_name, check_host_path, HostPathEntry, HostPathKind, HOST_PATHS_DIR};
+pub use host_paths::{
+    archive_name, check_host_path, tree_name, HostPathEntry, HostPathKind, HOST_PATHS_DIR,
+};
 
 /// Name of the metadata file inside a backup directory.
 pub const METADATA_FILE: &str = ".backup-metadata.json";
@@ -184,6 +186,16 @@ pub struct VolumeEntry {
     /// or `recover` can put it back; it is dropped when the restore succeeds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held_aside: bool,
+    /// Only in a repository's snapshot: the volume is the directory tree
+    /// `volumes/NAME` of the snapshot, not an archive (see
+    /// [`crate::repository`]). Checked to be exactly that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<PathBuf>,
+}
+
+/// The tree of volume `name` in a repository's snapshot: `volumes/NAME`.
+pub fn volume_tree(name: &str) -> PathBuf {
+    PathBuf::from("volumes").join(name)
 }
 
 impl VolumeEntry {
@@ -192,6 +204,7 @@ impl VolumeEntry {
     pub fn absent(name: &str) -> VolumeEntry {
         VolumeEntry {
             name: name.to_owned(),
+            tree: None,
             archive_path: None,
             size: 0,
             existed: false,

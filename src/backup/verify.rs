@@ -184,6 +184,10 @@ fn check_file(backup: &StoredBackup, file: &FileEntry) -> std::result::Result<()
 /// Ok(true): archive checked; Ok(false): nothing to check (volume absent).
 fn check_volume(backup: &StoredBackup, volume: &VolumeEntry) -> std::result::Result<bool, String> {
     let legacy = backup.metadata.is_legacy();
+    if volume.tree.is_some() {
+        // In a repository's snapshot: restic authenticates it.
+        return Ok(false);
+    }
     let Some(rel) = &volume.archive_path else {
         // A restore's safety backup whose volume was moved aside: its
         // data is not in the backup (see `restore::aside`).
@@ -214,6 +218,9 @@ fn check_host_path(
     backup: &StoredBackup,
     host: &HostPathEntry,
 ) -> std::result::Result<bool, String> {
+    if host.tree.is_some() {
+        return Ok(false);
+    }
     let Some(rel) = &host.archive_path else {
         if host.existed {
             return Err(format!(

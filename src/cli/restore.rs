@@ -22,7 +22,16 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
         force: args.force,
     };
     let progress = Terminal::new(true);
-    let plan = restore::prepare(&ctx, &store, &args.id, &opts, &progress)?;
+    let plan = match &args.from {
+        None => restore::prepare(&ctx, &store, &args.id, &opts, &progress)?,
+        Some(name) if name == crate::repository::LOCAL => {
+            restore::prepare(&ctx, &store, &args.id, &opts, &progress)?
+        }
+        Some(name) => {
+            let repo = crate::repository::open(&ctx, name)?.into();
+            restore::prepare_from(&ctx, &store, repo, &args.id, &opts, &progress)?
+        }
+    };
     for line in &plan.lines {
         ui::note(line);
     }

@@ -34,6 +34,7 @@ use crate::error::Result;
 pub mod restic;
 pub mod secrets;
 pub mod snapshot;
+pub mod stage;
 
 pub use restic::Restic;
 pub use snapshot::{Snapshot, SnapshotTags};
@@ -153,4 +154,12 @@ pub trait Repository: Debug + Send + Sync {
     fn prune(&self) -> Result<()>;
     /// `restic unlock`: remove stale locks.
     fn unlock(&self) -> Result<()>;
+}
+
+/// The repository `name` of `backup.repositories`, ready to use.
+/// (Placeholder until the runner lands.)
+pub fn open(_ctx: &crate::context::Context, name: &str) -> Result<Box<dyn Repository>> {
+    Err(crate::error::Error::user(format!(
+        "repository {name}: not built yet"
+    )))
 }

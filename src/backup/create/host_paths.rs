@@ -113,21 +113,14 @@ pub(super) fn write_host_paths(
     let mut entries = Vec::new();
     for (index, spec) in specs.iter().enumerate() {
         interrupt::check()?;
-        let mut entry = HostPathEntry::new(&spec.path, &spec.source, spec.used_by.clone());
+        let mut entry = host_entry(ctx, deployment, spec, progress)?;
+        if !entry.existed {
+            entries.push(entry);
+            continue;
+        }
         let what = format!("reading host path {}", spec.path);
         let hint = || hint_for(deployment, &spec.path);
         let unreadable = |e: Error| e.context(what.clone()).with_hint(hint());
-        let Some(kind) = kind_of(&spec.path).map_err(unreadable)? else {
-            progress.step(format!(
-                "host path {} no longer exists: recorded as absent",
-                spec.path
-            ));
-            entries.push(entry);
-            continue;
-        };
-        entry.existed = true;
-        entry.kind = Some(kind);
-        entry.root = Some(ctx.podman.root_ownership(&spec.path).map_err(unreadable)?);
         journal.step(Step::ReadingHostPath {
             path: spec.path.clone(),
         })?;
@@ -165,6 +158,33 @@ pub(super) fn write_host_paths(
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// The entry of host path `spec` before its data is read: what is there
+/// (a directory or a file), its mode and owner; absent (said) when nothing
+/// is there any more. A path that cannot be looked at fails the backup.
+pub(super) fn host_entry(
+    ctx: &Context,
+    deployment: &str,
+    spec: &HostPathSpec,
+    progress: &Progress,
+) -> Result<HostPathEntry> {
+    let mut entry = HostPathEntry::new(&spec.path, &spec.source, spec.used_by.clone());
+    let unreadable = |e: Error| {
+        e.context(format!("reading host path {}", spec.path))
+            .with_hint(hint_for(deployment, &spec.path))
+    };
+    let Some(kind) = kind_of(&spec.path).map_err(unreadable)? else {
+        progress.step(format!(
+            "host path {} no longer exists: recorded as absent",
+            spec.path
+        ));
+        return Ok(entry);
+    };
+    entry.existed = true;
+    entry.kind = Some(kind);
+    entry.root = Some(ctx.podman.root_ownership(&spec.path).map_err(unreadable)?);
+    Ok(entry)
 }
 
 /// The tree signature of the host path `path`; `None` (said) when it

@@ -77,25 +77,11 @@ pub(super) fn write_volumes(
     let compression = ctx.config.backup.compression.value;
     let mut volumes = Vec::new();
     for (spec, info) in subject.volumes.iter().zip(infos) {
-        let mut entry = VolumeEntry {
-            existed: info.is_some(),
-            defined_by: spec.defined_by.clone(),
-            volume_service: spec.volume_service.clone(),
-            used_by: spec.used_by.clone(),
-            ..VolumeEntry::absent(&spec.name)
-        };
-        let Some((info, root)) = info else {
-            progress.step(format!(
-                "volume {} does not exist yet: recorded as absent",
-                spec.name
-            ));
+        let (mut entry, info) = volume_entry(spec, info, progress);
+        let Some(info) = info else {
             volumes.push(entry);
             continue;
         };
-        entry.root = root;
-        entry.driver = Some(info.driver.clone());
-        entry.labels = info.labels.clone();
-        entry.options = info.options.clone();
         if sources.held_aside.contains(&spec.name) {
             entry.held_aside = true;
             volumes.push(entry);
@@ -113,6 +99,35 @@ pub(super) fn write_volumes(
         volumes.push(archive_volume(ctx, &info, entry, sources, &dest, progress)?);
     }
     Ok(volumes)
+}
+
+/// The entry of volume `spec` as inspected (`info`): everything but its
+/// data, and the volume as podman shows it; `None` (said) when it does
+/// not exist, recorded as absent.
+pub(super) fn volume_entry(
+    spec: &VolumeSpec,
+    info: Inspected,
+    progress: &Progress,
+) -> (VolumeEntry, Option<VolumeInfo>) {
+    let mut entry = VolumeEntry {
+        existed: info.is_some(),
+        defined_by: spec.defined_by.clone(),
+        volume_service: spec.volume_service.clone(),
+        used_by: spec.used_by.clone(),
+        ..VolumeEntry::absent(&spec.name)
+    };
+    let Some((info, root)) = info else {
+        progress.step(format!(
+            "volume {} does not exist yet: recorded as absent",
+            spec.name
+        ));
+        return (entry, None);
+    };
+    entry.root = root;
+    entry.driver = Some(info.driver.clone());
+    entry.labels = info.labels.clone();
+    entry.options = info.options.clone();
+    (entry, Some(info))
 }
 
 /// Create the directory `path` of a pending backup (mode 0700) unless it

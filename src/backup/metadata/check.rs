@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Component, Path};
 
 use super::stop_result::is_systemd_word;
-use super::{Metadata, FORMAT_VERSION, MAX_METADATA_BYTES};
+use super::{volume_tree, Metadata, FORMAT_VERSION, MAX_METADATA_BYTES};
 use crate::error::{Error, Result};
 use crate::names;
 
@@ -65,6 +65,15 @@ impl Metadata {
             if let Some(archive) = &volume.archive_path {
                 check_relative(archive)
                     .map_err(|why| bad(format!("archive_path {archive:?} {why}")))?;
+            }
+            if let Some(tree) = &volume.tree {
+                let expected = volume_tree(&volume.name);
+                if *tree != expected || volume.archive_path.is_some() {
+                    return Err(bad(format!(
+                        "volume {:?}: tree {tree:?} is not {expected:?}, or comes with an archive",
+                        volume.name
+                    )));
+                }
             }
             if volume.special_files.len() > crate::backup::tar_guard::MAX_SPECIALS {
                 return Err(bad(format!(

@@ -40,6 +40,10 @@ pub struct HostPathEntry {
     /// (`host-paths/<n>.tar.zst`); `None` when it did not exist.
     #[serde(default)]
     pub archive_path: Option<PathBuf>,
+    /// Only in a repository's snapshot: the path is the tree (or file)
+    /// `host-paths/<n>` of the snapshot, not an archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<PathBuf>,
     /// Archive size in bytes.
     #[serde(default)]
     pub size: u64,
@@ -77,6 +81,7 @@ impl HostPathEntry {
             kind: None,
             existed: false,
             archive_path: None,
+            tree: None,
             size: 0,
             uncompressed_size: 0,
             sha256: None,
@@ -86,6 +91,12 @@ impl HostPathEntry {
             tree_signature: None,
         }
     }
+}
+
+/// The tree of the `index`th host path in a repository's snapshot:
+/// `host-paths/<index>`.
+pub fn tree_name(index: usize) -> PathBuf {
+    PathBuf::from(HOST_PATHS_DIR).join(index.to_string())
 }
 
 /// The archive name of the `index`th host path: `host-paths/<index>.<ext>`.
@@ -147,6 +158,19 @@ pub fn check_entries(entries: &[HostPathEntry]) -> std::result::Result<(), Strin
         if let Some(rel) = &e.archive_path {
             check_archive_name(rel)
                 .map_err(|why| format!("archive_path {rel:?} of host path {:?} {why}", e.path))?;
+        }
+        if let Some(tree) = &e.tree {
+            let numbered = tree.parent() == Some(Path::new(HOST_PATHS_DIR))
+                && tree
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !numbered || e.archive_path.is_some() {
+                return Err(format!(
+                    "tree {tree:?} of host path {:?} is not {HOST_PATHS_DIR}/<number>, or comes with an archive",
+                    e.path
+                ));
+            }
         }
         if e.special_files.len() > crate::backup::tar_guard::MAX_SPECIALS {
             return Err(format!(

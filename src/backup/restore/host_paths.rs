@@ -305,6 +305,9 @@ fn put_host_path_back(
         fs_err::create_dir(path)?;
         ctx.podman.set_root_ownership(path, root)?;
     }
+    if entry.tree.is_some() {
+        return restore_host_path_tree(ctx, target, entry, file, progress);
+    }
     let sink = Sink {
         program: ctx.podman.tree_write(&exe, path, file)?,
         what: format!("leger-backup tree-write {path}"),

@@ -25,6 +25,7 @@
 
 mod aside;
 mod checks;
+mod from_repository;
 mod host_paths;
 mod import;
 mod plan;
@@ -35,6 +36,8 @@ mod safety;
 mod target;
 
 use checks::*;
+use from_repository::*;
+pub use from_repository::{fetch, find_snapshot, Fetched};
 use host_paths::*;
 use import::*;
 use plan::*;
@@ -148,6 +151,9 @@ pub struct RestorePlan {
     pub lines: Vec<String>,
     /// The question to ask before [`execute`].
     pub question: String,
+    /// A backup fetched from a repository: its pending directory, removed
+    /// when the plan is done with.
+    fetched: Option<crate::backup::store::PendingBackup>,
 }
 
 /// Restore backup `id` without asking: [`prepare`], then [`execute`].
@@ -178,10 +184,51 @@ pub fn prepare(
     validate_id(id)?;
     let started = Instant::now();
     let backup = store.load(id)?;
+    prepare_backup(ctx, backup, None, opts, progress, started)
+}
+
+/// [`prepare`] for backup `id` in a repository: its metadata and files are
+/// fetched into the backup directory ([`fetch`]) and checked the same way;
+/// the volumes' data is read from the snapshot by [`execute`].
+pub fn prepare_from(
+    ctx: &Context,
+    store: &BackupStore,
+    repo: std::sync::Arc<dyn crate::repository::Repository>,
+    id: &str,
+    opts: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestorePlan> {
+    let started = Instant::now();
+    let fetched = fetch(store, repo, id, progress)?;
+    let mut plan = prepare_backup(
+        ctx,
+        fetched.backup,
+        Some(fetched.trees),
+        opts,
+        progress,
+        started,
+    )?;
+    plan.fetched = Some(fetched.pending);
+    Ok(plan)
+}
+
+/// The checks of [`prepare`] on a loaded `backup`; `trees` when its data
+/// is a repository's snapshot.
+fn prepare_backup(
+    ctx: &Context,
+    backup: StoredBackup,
+    trees: Option<Trees>,
+    opts: &RestoreOptions,
+    progress: &Progress,
+    started: Instant,
+) -> Result<RestorePlan> {
+    let id = backup.metadata.id.clone();
     check_restorable(ctx, &backup.metadata)?;
+    check_trees(&backup.metadata, trees.is_some())?;
     let excluded = check_host_paths(ctx, &backup.metadata)?;
     let name = backup.metadata.deployment_name.clone();
     let mut target = Target::of(backup.clone())?;
+    target.trees = trees;
     for path in &excluded {
         progress.warn(format!(
             "host path {path} is excluded by the configuration now: left as it is"
@@ -206,7 +253,24 @@ pub fn prepare(
         started,
         lines,
         question: format!("Replace the current state of {name} with backup {id}?"),
+        fetched: None,
     })
+}
+
+/// A backup whose volumes or host paths are a repository's trees is
+/// restored only from that repository (a local backup claiming trees is
+/// refused before anything runs).
+fn check_trees(metadata: &Metadata, from_repository: bool) -> Result<()> {
+    let trees = metadata.volumes.iter().any(|v| v.tree.is_some())
+        || metadata.host_paths.iter().any(|h| h.tree.is_some());
+    if trees && !from_repository {
+        return Err(Error::user(format!(
+            "backup {} records its data as a repository's trees, but it is not in one",
+            metadata.id
+        ))
+        .with_hint("the backup is damaged or hostile; restore another one"));
+    }
+    Ok(())
 }
 
 /// A backup of this scope, and not the safety backup of an unfinished

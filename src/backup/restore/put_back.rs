@@ -253,7 +253,11 @@ pub(super) fn restore_volume(
         progress.step(format!("volume {name}: its data moved back"));
         return Ok(());
     }
-    import_volume_archive(ctx, target, volume, progress, interruptible)?;
+    if volume.tree.is_some() {
+        restore_volume_tree(ctx, target, volume, &info.mountpoint, progress)?;
+    } else {
+        import_volume_archive(ctx, target, volume, progress, interruptible)?;
+    }
     match volume.root {
         Some(root) => ctx.podman.set_root_ownership(&info.mountpoint, root)?,
         None => progress.warn(format!(

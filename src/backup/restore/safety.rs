@@ -105,6 +105,7 @@ pub(super) fn take_safety(
         progress: true,
         stop_result: None,
         hold_aside: held.keys().cloned().collect(),
+        destination: Default::default(),
     };
     journal.update_restore(|r, restore| {
         restore.safety = Safety::Taking { id: String::new() };

@@ -40,6 +40,9 @@ pub(super) struct Target {
     /// Where the data of its volumes marked [`VolumeEntry::held_aside`]
     /// is (a safety backup's, from the journal; see [`aside`]).
     pub(super) aside: BTreeMap<String, PathBuf>,
+    /// For a backup fetched from a repository: where its volumes' and host
+    /// paths' trees are.
+    pub(super) trees: Option<Trees>,
 }
 
 impl Target {
@@ -53,6 +56,7 @@ impl Target {
             backup,
             entries,
             aside: BTreeMap::new(),
+            trees: None,
         })
     }
 
@@ -84,10 +88,12 @@ impl Target {
         for volume in &mut metadata.volumes {
             volume.existed = false;
             volume.archive_path = None;
+            volume.tree = None;
         }
         for host in &mut metadata.host_paths {
             host.existed = false;
             host.archive_path = None;
+            host.tree = None;
         }
         Target {
             backup: StoredBackup {
@@ -96,6 +102,7 @@ impl Target {
             },
             entries: Vec::new(),
             aside: BTreeMap::new(),
+            trees: None,
         }
     }
 

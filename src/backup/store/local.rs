@@ -175,6 +175,20 @@ fn load_dir(path: &Path, id: &str) -> Result<Metadata> {
 }
 
 impl StoredBackup {
+    /// The backup `id` whose files are in `path`, a directory that is not
+    /// in the backup directory's listing (a snapshot fetched from a
+    /// repository into a pending directory). Checked as [`BackupStore::load`] checks.
+    pub fn load_from(path: &Path, id: &str) -> Result<StoredBackup> {
+        let metadata = load_dir(path, id).map_err(|e| {
+            Error::user(format!("backup {id} is invalid: {}", e.message))
+                .with_hint("the snapshot is damaged or not a leger-backup backup")
+        })?;
+        Ok(StoredBackup {
+            path: path.to_owned(),
+            metadata,
+        })
+    }
+
     /// The backup's ID.
     pub fn id(&self) -> &str {
         &self.metadata.id

@@ -145,6 +145,20 @@ impl PendingBackup {
         Ok(())
     }
 
+    /// Write `metadata` as the backup's metadata file (0600, fsynced): done
+    /// by [`PendingBackup::finalize`], and before a repository's snapshot
+    /// of this directory is taken (the metadata travels inside it).
+    pub fn write_metadata(&self, metadata: &Metadata) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(metadata)?;
+        json.push(b'\n');
+        let meta_path = self.path.join(METADATA_FILE);
+        let mut file = create_private_file(&meta_path)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        drop(file);
+        sync_dir(&self.path)
+    }
+
     /// Make the backup visible: set every directory to 0700 and file to
     /// 0600, compute `size` (bytes of every file but the metadata), write
     /// the metadata (0600), fsync every file and directory, rename
@@ -166,14 +180,7 @@ impl PendingBackup {
         if std::fs::symlink_metadata(&pid).is_ok() {
             fs::remove_file(&pid)?;
         }
-        let mut json = serde_json::to_vec_pretty(&metadata)?;
-        json.push(b'\n');
-        let meta_path = self.path.join(METADATA_FILE);
-        let mut file = create_private_file(&meta_path)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        drop(file);
-        sync_dir(&self.path)?;
+        self.write_metadata(&metadata)?;
         crate::fault::point("create:before-rename");
         let dest = self.store_dir.join(&self.id);
         rename_noreplace(&self.path, &dest).map_err(|e| {
