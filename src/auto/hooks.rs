@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::backup::create::{create, CreateOptions};
+use crate::backup::create::CreateOptions;
 use crate::config::Config;
 use crate::context::Context;
 use crate::deployment;
@@ -158,7 +158,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         hold_aside: Default::default(),
         destination: Default::default(),
     };
-    match create(&ctx, &deployment, &options) {
+    match super::targets::automatic_backup(&ctx, &deployment, &options, &trigger) {
         Ok(metadata) => {
             ui::note(format!(
                 "leger-backup: backed up {deployment_name} as {} before {what}",

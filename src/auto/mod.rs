@@ -26,6 +26,7 @@ pub mod status;
 pub mod stop_hook;
 pub mod stop_hook_dropin;
 pub mod switch;
+pub mod targets;
 
 use std::path::{Path, PathBuf};
 

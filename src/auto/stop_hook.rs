@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backup::create::{create, CreateOptions};
+use crate::backup::create::CreateOptions;
 use crate::backup::lock::DeploymentLock;
 use crate::backup::metadata::StopResult;
 use crate::config::Seconds;
@@ -359,7 +359,8 @@ impl Env for SystemEnv<'_> {
             hold_aside: Default::default(),
             destination: Default::default(),
         };
-        Ok(create(self.ctx, self.deployment, &options)?.id)
+        let trigger = "stop-hook";
+        Ok(super::targets::automatic_backup(self.ctx, self.deployment, &options, trigger)?.id)
     }
 
     fn now(&self) -> DateTime<Utc> {

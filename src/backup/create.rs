@@ -58,6 +58,8 @@ mod host_paths;
 pub(crate) use host_paths::HostPathSpec;
 mod subject;
 use subject::{check_reason, check_subject};
+mod targets;
+pub use targets::{create_to_targets, targets, TargetResults};
 mod trees;
 mod volumes;
 
@@ -215,7 +217,9 @@ pub(crate) fn create_locked(
     let mut pending = begin_backup(store, subject, opts, created_at, progress, journal)?;
     let plan = plan_stop(ctx, subject, opts, running)?;
     let parent = match &opts.destination {
-        Destination::Repository(repo) => trees::parent_snapshot(&**repo, &subject.name)?,
+        Destination::Repository(repo) => {
+            crate::repository::parent_snapshot(&**repo, &subject.name)?
+        }
         Destination::Local => None,
     };
     interrupt::check()?;

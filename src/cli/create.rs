@@ -6,15 +6,12 @@ use serde::Serialize;
 
 use super::args::CreateArgs;
 use super::GlobalArgs;
-use std::sync::Arc;
-
 use crate::backup::create::{self, CreateOptions, Destination};
 use crate::backup::interrupted;
 use crate::backup::metadata::Metadata;
 use crate::context::Context;
 use crate::deployment;
 use crate::error::Result;
-use crate::repository::{self, Repository};
 use crate::ui;
 
 /// What `create --json` prints: the ID and the metadata as stored (of the
@@ -34,28 +31,6 @@ struct TargetId<'a> {
     id: &'a str,
 }
 
-/// Where `create` sends the backup: `--to` (repeatable), else
-/// `backup.targets`; each name once, in the order given.
-fn destinations(ctx: &Context, to: &[String]) -> Result<Vec<(String, Destination)>> {
-    let names: Vec<String> = if to.is_empty() {
-        vec![repository::LOCAL.to_owned()] // MERGE: ctx.config.backup.targets.value.clone()
-    } else {
-        to.to_vec()
-    };
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    for name in names.into_iter().filter(|n| seen.insert(n.clone())) {
-        let destination = if name == repository::LOCAL {
-            Destination::Local
-        } else {
-            let repo: Arc<dyn Repository> = repository::open(ctx, &name)?.into();
-            Destination::Repository(repo)
-        };
-        out.push((name, destination));
-    }
-    Ok(out)
-}
-
 /// Run `create`: the ID on stdout (or the JSON document), a summary on
 /// stderr.
 pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
@@ -72,19 +47,17 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         hold_aside: Default::default(),
         destination: Destination::Local,
     };
-    let mut done = Vec::new();
-    let mut failed = None;
-    for (name, destination) in destinations(&ctx, &args.to)? {
-        let opts = CreateOptions {
-            destination,
-            ..opts.clone()
-        };
-        match create::create(&ctx, &deployment, &opts) {
-            Ok(metadata) => done.push((name, metadata)),
-            Err(e) if failed.is_none() => failed = Some(e.context(format!("backup to {name}"))),
-            Err(e) => ui::warn(format!("backup to {name} failed too: {e}")),
-        }
+    let targets = create::targets(&ctx, &args.to);
+    let results = create::create_to_targets(&ctx, &deployment, &opts, &targets);
+    let mut failures = results
+        .failed
+        .into_iter()
+        .map(|(name, e)| e.context(format!("backup to {name}")));
+    let failed = failures.next();
+    for e in failures {
+        ui::warn(format!("{e}"));
     }
+    let done = results.done;
     let Some((_, metadata)) = done.first() else {
         return Err(failed.unwrap_or_else(|| crate::error::Error::internal("no target")));
     };

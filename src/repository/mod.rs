@@ -35,6 +35,7 @@ pub mod restic;
 pub mod secrets;
 pub mod snapshot;
 pub mod stage;
+pub mod sync;
 
 pub use restic::Restic;
 pub use snapshot::{Snapshot, SnapshotTags};
@@ -99,6 +100,9 @@ pub struct BackupRequest {
     pub binds: Vec<StageBind>,
     /// The deployment's newest snapshot, so unchanged files are not read again.
     pub parent: Option<String>,
+    /// The snapshot's time (`--time`): the backup's own when `sync` sends
+    /// an older local backup; `None`: now.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
     /// Run inside podman's user namespace (rootless): owners as the
     /// containers see them, every file readable.
     pub in_namespace: bool,
@@ -154,6 +158,15 @@ pub trait Repository: Debug + Send + Sync {
     fn prune(&self) -> Result<()>;
     /// `restic unlock`: remove stale locks.
     fn unlock(&self) -> Result<()>;
+}
+
+/// The newest snapshot of `deployment` in `repo`, as the parent of the
+/// next one (restic then reads only files changed since). Asked before any
+/// service stops: an unreachable repository or a wrong password fails the
+/// backup with no downtime.
+pub fn parent_snapshot(repo: &dyn Repository, deployment: &str) -> Result<Option<String>> {
+    let snapshots = repo.snapshots(&SnapshotTags::of_deployment(deployment))?;
+    Ok(snapshots.into_iter().max_by_key(|s| s.time).map(|s| s.id))
 }
 
 /// The repository `name` of `backup.repositories`, ready to use.

@@ -25,15 +25,6 @@ struct Trees {
     binds: Vec<StageBind>,
 }
 
-/// The newest snapshot of `deployment` in `repo`, as the parent of the
-/// next one (restic then reads only files changed since). Asked before
-/// any service stops: an unreachable repository or a wrong password fails
-/// the backup with no downtime.
-pub(super) fn parent_snapshot(repo: &dyn Repository, deployment: &str) -> Result<Option<String>> {
-    let snapshots = repo.snapshots(&SnapshotTags::of_deployment(deployment))?;
-    Ok(snapshots.into_iter().max_by_key(|s| s.time).map(|s| s.id))
-}
-
 /// Take the snapshot of `subject` into `repo`: record every volume and host
 /// path as a tree in `metadata`, write it into `pending`, and run restic on
 /// the stage. The services are stopped (unless live) while this runs.
@@ -69,6 +60,7 @@ pub(super) fn snapshot_into(
         root: pending.path().to_owned(),
         binds: trees.binds,
         parent,
+        time: Some(metadata.created_at),
         in_namespace: ctx.layout.scope == Scope::User,
     })
     .map_err(|e| e.context(format!("backup to repository {}", repo.name())))

@@ -41,6 +41,7 @@ pub use from_repository::{fetch, find_snapshot, Fetched};
 use host_paths::*;
 use import::*;
 use plan::*;
+pub(crate) use put_back::unpack_archive;
 use put_back::*;
 pub use recover::{recover, RecoverOutcome, RecoverReport};
 use roll_back::*;

@@ -393,3 +393,45 @@ pub(super) fn import_recorded(
     };
     import_archive(sink, &path, compression, expected, progress, interruptible)
 }
+
+/// Write the archive `rel` of `backup` (recorded with `sha256`,
+/// `uncompressed_size` and `specials`) into `dest` with our tree writer
+/// inside the user namespace, exactly: into the empty directory `dest`, or
+/// as the new file `dest` when `file`. The archive goes through the same
+/// checks as a restore's. What `sync` does to turn a local backup's
+/// archives into a repository's trees.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn unpack_archive(
+    ctx: &Context,
+    backup: &StoredBackup,
+    rel: &Path,
+    sha256: Option<&str>,
+    uncompressed_size: u64,
+    specials: &[String],
+    dest: &str,
+    file: bool,
+    progress: &Progress,
+) -> Result<()> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::internal(format!("cannot find leger-backup's own binary: {e}")))?;
+    let sink = Sink {
+        program: ctx.podman.tree_write(&exe, dest, file)?,
+        what: format!("leger-backup tree-write {dest}"),
+        label: dest.to_owned(),
+        root_header: false,
+    };
+    let recorded = Recorded {
+        what: rel.display().to_string(),
+        rel: Some(rel),
+        sha256,
+        uncompressed_size,
+        specials,
+    };
+    import_recorded(
+        &Target::of(backup.clone())?,
+        &recorded,
+        sink,
+        progress,
+        true,
+    )
+}

@@ -1,0 +1,59 @@
+//! Automatic backups go to every target of `backup.targets`. A target that
+//! fails while another got the backup does not fail the trigger (the data
+//! is safe; leger goes on, the stop is not held up): the failure is logged
+//! and recorded, so `status` shows it, and `sync` sends the backup later.
+
+use chrono::Utc;
+
+use super::record::{self, Event, Outcome};
+use crate::backup::create::{self, CreateOptions};
+use crate::backup::metadata::Metadata;
+use crate::context::Context;
+use crate::deployment::Deployment;
+use crate::error::{Error, Result};
+use crate::ui;
+
+/// Back `deployment` up to every configured target; the first backup made,
+/// or the first failure (naming its target) when none was.
+pub fn automatic_backup(
+    ctx: &Context,
+    deployment: &Deployment,
+    options: &CreateOptions,
+    trigger: &str,
+) -> Result<Metadata> {
+    let targets = create::targets(ctx, &[]);
+    let results = create::create_to_targets(ctx, deployment, options, &targets);
+    let mut failures = results.failed.into_iter();
+    let Some((_, first)) = results.done.first() else {
+        let (name, err) = failures
+            .next()
+            .ok_or_else(|| Error::config("backup.targets names no target"))?;
+        return Err(err.context(format!("backup to {name}")));
+    };
+    for (name, err) in failures {
+        let message = format!(
+            "backup to {name} failed: {}; backup {} is in {}: `leger-backup sync --to {name}` \
+             sends it once {name} is reachable",
+            err.message, first.id, results.done[0].0
+        );
+        ui::warn(format!(
+            "leger-backup {trigger}: {}: {message}",
+            deployment.name
+        ));
+        let event = Event {
+            time: Utc::now(),
+            trigger: format!("{trigger} (to {name})"),
+            message,
+            backup_id: None,
+        };
+        if let Err(e) = record::store(
+            &ctx.layout.state_dir,
+            &deployment.name,
+            Outcome::Failed,
+            event,
+        ) {
+            ui::warn(format!("cannot record the failure: {}", e.message));
+        }
+    }
+    Ok(first.clone())
+}
