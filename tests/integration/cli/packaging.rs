@@ -267,6 +267,8 @@ fn spec_matches_the_crate_and_builds_from_make() {
             "BuildRequires {dep}: {build_requires}"
         );
     }
+    // Repositories need restic >= 0.17; local backups do not.
+    assert_eq!(tag("Recommends"), ["restic >= 0.17"]);
     assert!(spec.lines().any(|l| l == "%changelog"), "no %changelog");
     for scriptlet in [
         "%pre",
