@@ -34,15 +34,45 @@ impl From<VerifyReport> for Outcome {
     }
 }
 
+/// Verify backup `id` in repository `name`: its metadata and files are
+/// fetched (restic authenticates every byte it decrypts) and checked as a
+/// local backup's are, then the repository's structure (`restic check`:
+/// every tree and the packs they name are there).
+fn verify_in_repository(
+    ctx: &crate::context::Context,
+    store: &crate::backup::store::BackupStore,
+    name: &str,
+    id: &str,
+) -> Result<Outcome> {
+    let repo: std::sync::Arc<dyn crate::repository::Repository> =
+        crate::repository::open(ctx, name)?.into();
+    let progress = crate::backup::progress::Terminal::new(true);
+    let fetched = crate::backup::restore::fetch(store, repo.clone(), id, &progress)?;
+    let mut outcome = Outcome::from(verify(fetched.backup())?);
+    if let Err(e) = repo.check(false) {
+        outcome.ok = false;
+        outcome.problems.push(Problem {
+            file: format!("repository {name}").into(),
+            reason: e.to_string(),
+        });
+    }
+    Ok(outcome)
+}
+
 /// Run `verify`.
 pub fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<()> {
     if let Some(id) = &args.id {
         // Before anything touches the disk.
         validate_id(id)?;
     }
-    let (_ctx, store) = open_store(global)?;
+    let (ctx, store) = open_store(global)?;
     let mut outcomes = Vec::new();
-    if let Some(id) = &args.id {
+    if let (Some(id), Some(name)) = (&args.id, &args.repo) {
+        outcomes.push(verify_in_repository(&ctx, &store, name, id)?);
+    } else if args.repo.is_some() {
+        return Err(Error::user("`verify --all --repo` is not supported")
+            .with_hint("give one backup ID, or check the whole repository with `leger-backup repo check NAME --read-data`"));
+    } else if let Some(id) = &args.id {
         let backup = store.load(id)?;
         outcomes.push(Outcome::from(verify(&backup)?));
     } else {

@@ -288,6 +288,28 @@ mod tests {
             .after_failed_stop());
     }
 
+    #[test]
+    fn a_volume_tree_is_exactly_its_own_name() {
+        let with = |tree: &str, archive: &str| {
+            format!(
+                r#"{{"id":"x","deployment_name":"web","created_at":"2025-01-01T00:00:00Z","type":"manual","reason":"m","size":0,"quadlet_files":[],"format_version":1,"volumes":[{{"name":"db","archive_path":{archive},"size":0,"tree":{tree:?}}}]}}"#
+            )
+        };
+        assert!(
+            Metadata::parse(with("volumes/db", "null").as_bytes(), Path::new("m.json")).is_ok()
+        );
+        for (tree, archive) in [
+            ("volumes/other", "null"),
+            ("volumes/db/../../etc", "null"),
+            ("/volumes/db", "null"),
+            ("volumes/db", "\"volumes/db.tar.zst\""),
+        ] {
+            let err =
+                Metadata::parse(with(tree, archive).as_bytes(), Path::new("m.json")).unwrap_err();
+            assert!(err.message.contains("tree"), "{tree}: {}", err.message);
+        }
+    }
+
     proptest::proptest! {
         /// Metadata is untrusted input: arbitrary bytes give an error naming
         /// the file, never a panic.

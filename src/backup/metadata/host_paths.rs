@@ -247,6 +247,27 @@ mod tests {
     }
 
     #[test]
+    fn repository_trees_are_numbered_names_without_an_archive() {
+        let mut e = entry("/srv/x", None);
+        e.tree = Some("host-paths/3".into());
+        assert_eq!(check_entries(std::slice::from_ref(&e)), Ok(()));
+        for bad in [
+            "host-paths/../x",
+            "host-paths/a",
+            "volumes/3",
+            "host-paths/",
+            "/host-paths/1",
+        ] {
+            e.tree = Some(bad.into());
+            let err = check_entries(std::slice::from_ref(&e)).unwrap_err();
+            assert!(err.contains("tree"), "{bad}: {err}");
+        }
+        let mut both = entry("/srv/x", Some("host-paths/0.tar.zst"));
+        both.tree = Some("host-paths/0".into());
+        assert!(check_entries(&[both]).is_err());
+    }
+
+    #[test]
     fn archive_names_are_ours_only() {
         for bad in [
             "volumes/0.tar.zst",

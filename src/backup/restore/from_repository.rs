@@ -34,6 +34,13 @@ pub struct Fetched {
     pub(super) trees: Trees,
 }
 
+impl Fetched {
+    /// The backup as fetched: its metadata and files.
+    pub fn backup(&self) -> &StoredBackup {
+        &self.backup
+    }
+}
+
 /// The snapshot of backup `id` in `repo`: the newest one tagged with it.
 pub fn find_snapshot(repo: &dyn Repository, id: &str) -> Result<Snapshot> {
     let found = repo.snapshots(&SnapshotTags::of_id(id))?;
