@@ -864,6 +864,9 @@ tmpfs_in_testbed() {
         die "cannot mount a tmpfs on $dir in the testbed (BENCH_TMPFS=0 runs without)"
 }
 
+# tests/bench/repository.sh sources this file for its functions only.
+[[ ${BENCH_LIB_ONLY:-0} == 1 ]] && return 0
+
 case ${1:-} in
 --inside) inside_main ;;
 --cleanup) cleanup_inside ;;
