@@ -33,6 +33,7 @@ use crate::error::Result;
 
 pub mod restic;
 pub mod secrets;
+pub mod settings;
 pub mod snapshot;
 
 pub use restic::Restic;
