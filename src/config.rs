@@ -187,6 +187,9 @@ struct RawBackup {
     bind_mounts: Option<BindMounts>,
     #[serde(default)]
     deployments: BTreeMap<String, DeploymentBackup>,
+    targets: Option<Vec<String>>,
+    #[serde(default)]
+    repositories: BTreeMap<String, crate::repository::settings::RawRepository>,
 }
 
 /// Per-deployment settings under `auto.deployments`.
@@ -283,6 +286,11 @@ pub struct BackupConfig {
     pub bind_mounts: Setting<BindMounts>,
     /// Per-deployment `include:`/`exclude:` globs.
     pub deployments: BTreeMap<String, DeploymentBackup>,
+    /// Where a backup goes when no `--to` is given: `local` and/or names
+    /// of `repositories`.
+    pub targets: Setting<Vec<String>>,
+    /// The restic repositories, by name (`backup.repositories`).
+    pub repositories: BTreeMap<String, crate::repository::RepositoryConfig>,
 }
 
 impl BackupConfig {
@@ -350,7 +358,7 @@ impl Config {
         match crate::regular_file::read_capped(&file, CONFIG_FILE_MAX) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes), &file, layout),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Self::resolve(RawFile::default(), file, false, layout))
+                Self::resolve(RawFile::default(), file, false, layout)
             }
             Err(e) => Err(Error::config(e.to_string())),
         }
@@ -363,16 +371,23 @@ impl Config {
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e, file))?
         };
-        Ok(Self::resolve(raw, file.to_owned(), true, layout))
+        Self::resolve(raw, file.to_owned(), true, layout)
     }
 
-    fn resolve(raw: RawFile, file: PathBuf, file_exists: bool, layout: &Layout) -> Config {
-        let b = raw.backup.unwrap_or_default();
+    fn resolve(raw: RawFile, file: PathBuf, file_exists: bool, layout: &Layout) -> Result<Config> {
+        let mut b = raw.backup.unwrap_or_default();
+        let repositories = crate::repository::settings::resolve_repositories(
+            std::mem::take(&mut b.repositories),
+            &file,
+            |p| expand_home(p, layout),
+        )?;
+        let targets = Setting::pick(b.targets.take(), vec![crate::repository::LOCAL.to_owned()]);
+        crate::repository::settings::check_targets(&targets.value, &repositories, &file)?;
         let a = raw.auto.unwrap_or_default();
         let compression = Setting::pick(b.compression, Compression::Zstd);
         let default_level = compression.value.default_level();
         let dir = b.dir.map(|d| expand_home(&d, layout));
-        Config {
+        Ok(Config {
             file,
             file_exists,
             backup: BackupConfig {
@@ -388,6 +403,8 @@ impl Config {
                 start_timeout: Setting::pick(b.start_timeout, Seconds(120)),
                 bind_mounts: Setting::pick(b.bind_mounts, BindMounts::Data),
                 deployments: b.deployments,
+                targets,
+                repositories,
             },
             auto: AutoConfig {
                 enabled: Setting::pick(a.enabled, true),
@@ -398,7 +415,7 @@ impl Config {
                 stop_timeout: Setting::pick(a.stop_timeout, Seconds(900)),
                 live_hooks: Setting::pick(a.live_hooks, false),
             },
-        }
+        })
     }
 }
 
@@ -526,6 +543,65 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(7200));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5y"), None);
+    }
+
+    const REPOS: &str = "backup:\n  targets: [local, offsite]\n  repositories:\n    offsite:\n      url: rest:https://u:secret@h/\n      password_file: ~/.config/leger/offsite.password\n      env_file: ~/.config/leger/offsite.env\n      keep_manual: 2\n";
+
+    #[test]
+    fn repositories_and_targets_resolve() {
+        let c = parse("").unwrap();
+        assert_eq!(c.backup.targets.value, ["local"]);
+        assert!(c.backup.repositories.is_empty());
+        let c = parse(REPOS).unwrap();
+        assert_eq!(c.backup.targets.value, ["local", "offsite"]);
+        assert_eq!(c.backup.targets.source, Source::File);
+        let r = &c.backup.repositories["offsite"];
+        assert_eq!(r.name, "offsite");
+        assert_eq!(
+            r.password,
+            crate::repository::PasswordSource::File("/h/.config/leger/offsite.password".into())
+        );
+        assert_eq!(r.env_file, Some("/h/.config/leger/offsite.env".into()));
+        assert_eq!((r.keep_manual, r.keep_automatic), (Some(2), None));
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+        assert!(json.contains("rest:https://***@h/"), "{json}");
+    }
+
+    #[test]
+    fn repository_mistakes_name_the_file_and_key() {
+        let repo = |body: &str| format!("backup:\n  repositories:\n    {body}\n");
+        for (text, expected) in [
+            (
+                repo("r: {url: /x, password_file: /p, pasword_command: c}"),
+                "config.yaml:3:",
+            ),
+            (
+                repo("r: {url: /x, password_file: /p, password_command: c}"),
+                "both",
+            ),
+            (repo("r: {url: /x}"), "no `password_file`"),
+            (
+                repo("local: {url: /x, password_file: /p}"),
+                "`local` is the backup directory",
+            ),
+            (
+                repo("\"a b\": {url: /x, password_file: /p}"),
+                "letters, digits",
+            ),
+            (repo("r: {url: \" \", password_file: /p}"), "`url` is empty"),
+            (
+                "backup:\n  targets: [local, nowhere]\n".to_owned(),
+                "`nowhere` is neither",
+            ),
+            ("backup:\n  targets: []\n".to_owned(), "empty"),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.kind, crate::error::ErrorKind::Config, "{text}");
+            assert!(err.message.contains("config.yaml"), "{}", err.message);
+            assert!(err.message.contains(expected), "{text}: {}", err.message);
+            assert!(err.hint.is_some(), "{text}");
+        }
     }
 
     proptest::proptest! {

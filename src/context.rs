@@ -21,6 +21,8 @@ pub struct Context {
     pub podman: Arc<dyn ContainerEngine>,
     /// Runs systemctl for the scope (an in-memory manager in unit tests).
     pub systemctl: Arc<dyn ServiceManager>,
+    /// Opens restic repositories (a fake in unit tests).
+    pub repositories: Arc<dyn crate::repository::RepositoryOpener>,
 }
 
 impl Context {
@@ -37,6 +39,7 @@ impl Context {
         Context {
             podman: Arc::new(Podman::new()),
             systemctl: Arc::new(Systemctl::new(layout.scope)),
+            repositories: Arc::new(crate::repository::ResticOpener),
             layout,
             config,
         }

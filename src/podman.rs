@@ -182,7 +182,7 @@ impl Podman {
     /// always a fixed program (`stat`, `sh`), never a name from elsewhere,
     /// so no `--` is needed before it; the paths after it are the inner
     /// command's, behind its own `--`.
-    fn in_user_namespace(&self, args: &[&str]) -> Command {
+    pub(crate) fn in_user_namespace(&self, args: &[&str]) -> Command {
         if nix::unistd::geteuid().is_root() {
             let mut cmd = Command::new(args[0]);
             cmd.args(&args[1..]);

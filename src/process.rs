@@ -39,6 +39,7 @@ fn spawn_error(cmd: &Command, err: std::io::Error) -> Error {
         Error::user(format!("`{program}` was not found in PATH")).with_hint(
             match program.as_str() {
                 "podman" => "install Podman (>= 4.4) or fix PATH",
+                "restic" => "install restic 0.17 or newer (`dnf install restic`) or fix PATH",
                 "systemctl" => {
                     "leger-backup needs systemd; run it on the machine that runs the deployment"
                 }

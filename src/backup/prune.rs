@@ -42,9 +42,15 @@ pub enum Class {
 impl Class {
     /// The class of a backup.
     pub fn of(m: &Metadata) -> Class {
-        if BEFORE_CHANGE_REASONS.contains(&m.reason.as_str()) {
+        Class::from_reason(&m.reason, m.backup_type)
+    }
+
+    /// The class of a backup with this reason and type (what a
+    /// repository's snapshot tags say).
+    pub fn from_reason(reason: &str, backup_type: BackupType) -> Class {
+        if BEFORE_CHANGE_REASONS.contains(&reason) {
             Class::BeforeChange
-        } else if m.backup_type == BackupType::Manual {
+        } else if backup_type == BackupType::Manual {
             Class::Manual
         } else {
             Class::Automatic
@@ -119,31 +125,69 @@ pub struct Selection {
     pub protected: Vec<String>,
 }
 
-/// Newest first: by `created_at`, then ID.
-fn newest_first(a: &&Metadata, b: &&Metadata) -> std::cmp::Ordering {
-    (b.created_at, &b.id).cmp(&(a.created_at, &a.id))
+/// What [`select`] needs to know of one backup: from its metadata
+/// ([`Candidate::of`]), or from a repository snapshot's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    /// The backup's ID.
+    pub id: &'a str,
+    /// Its deployment.
+    pub deployment: &'a str,
+    /// Its retention class.
+    pub class: Class,
+    /// Its reason (the newest of each before-change reason is kept).
+    pub reason: &'a str,
+    /// Taken after a failed stop (counted apart).
+    pub failed_stop: bool,
+    /// When it was taken.
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The backups to delete among `listed` (valid backups): per deployment,
+impl<'a> Candidate<'a> {
+    /// A local backup's candidate.
+    pub fn of(m: &'a Metadata) -> Candidate<'a> {
+        Candidate {
+            id: &m.id,
+            deployment: &m.deployment_name,
+            class: Class::of(m),
+            reason: &m.reason,
+            failed_stop: m.after_failed_stop(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Newest first: by `created_at`, then ID.
+fn newest_first(a: &&Candidate, b: &&Candidate) -> std::cmp::Ordering {
+    (b.created_at, b.id).cmp(&(a.created_at, a.id))
+}
+
+/// The backups to delete among `listed` (valid backups): see
+/// [`select_candidates`].
+pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Selection {
+    let candidates: Vec<Candidate> = listed.iter().map(Candidate::of).collect();
+    select_candidates(&candidates, keep, deployment)
+}
+
+/// The backups to delete among `listed`: per deployment,
 /// class, and good or after a failed stop, all but the newest `keep`
 /// ([`Keep::of`]) — and, before a change, the newest of each reason; never
 /// a deployment's newest good backup. With a
 /// `deployment` filter, other deployments are left alone.
-pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Selection {
+pub fn select_candidates(listed: &[Candidate], keep: &Keep, deployment: Option<&str>) -> Selection {
     type Group<'a> = (&'a str, Class, bool);
-    let mut groups: BTreeMap<Group, Vec<&Metadata>> = BTreeMap::new();
-    let mut newest_good: BTreeMap<&str, &Metadata> = BTreeMap::new();
+    let mut groups: BTreeMap<Group, Vec<&Candidate>> = BTreeMap::new();
+    let mut newest_good: BTreeMap<&str, &Candidate> = BTreeMap::new();
     for m in listed {
-        if deployment.is_some_and(|d| d != m.deployment_name) {
+        if deployment.is_some_and(|d| d != m.deployment) {
             continue;
         }
-        let failed = m.after_failed_stop();
         groups
-            .entry((m.deployment_name.as_str(), Class::of(m), failed))
+            .entry((m.deployment, m.class, m.failed_stop))
             .or_default()
             .push(m);
-        if !failed {
-            let best = newest_good.entry(&m.deployment_name).or_insert(m);
+        if !m.failed_stop {
+            let best = newest_good.entry(m.deployment).or_insert(m);
             if newest_first(&m, best).is_lt() {
                 *best = m;
             }
@@ -158,14 +202,14 @@ pub fn select(listed: &[Metadata], keep: &Keep, deployment: Option<&str>) -> Sel
         // of each reason is kept too (unless the count is 0).
         let mut reasons_seen = std::collections::BTreeSet::new();
         for (i, m) in backups.into_iter().enumerate() {
-            let newest_of_reason = reasons_seen.insert(m.reason.as_str());
+            let newest_of_reason = reasons_seen.insert(m.reason);
             if i < count || (class == Class::BeforeChange && count > 0 && newest_of_reason) {
                 continue;
             }
             if newest_good.get(name).is_some_and(|n| n.id == m.id) {
-                selection.protected.push(m.id.clone());
+                selection.protected.push(m.id.to_owned());
             } else {
-                selection.doomed.push(m.id.clone());
+                selection.doomed.push(m.id.to_owned());
             }
         }
     }

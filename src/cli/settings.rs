@@ -80,6 +80,36 @@ fn print_human(config: &Config) -> Result<()> {
             }
         }
     }
+    table.add_row(vec![
+        "backup.targets".to_owned(),
+        b.targets.value.join(", "),
+        format!("{:?}", b.targets.source).to_lowercase(),
+    ]);
+    for (name, r) in &b.repositories {
+        // Never a secret: the URL redacted, the password by its source only.
+        let password = match &r.password {
+            crate::repository::PasswordSource::File(f) => format!("file {}", f.display()),
+            crate::repository::PasswordSource::Command(_) => "command".to_owned(),
+        };
+        let mut value = format!("{} (password: {password}", r.display_url());
+        if let Some(env) = &r.env_file {
+            value.push_str(&format!(", env file {}", env.display()));
+        }
+        for (key, keep) in [
+            ("keep_manual", r.keep_manual),
+            ("keep_automatic", r.keep_automatic),
+        ] {
+            if let Some(n) = keep {
+                value.push_str(&format!(", {key} {n}"));
+            }
+        }
+        value.push(')');
+        table.add_row(vec![
+            format!("backup.repositories.{name}"),
+            value,
+            "file".into(),
+        ]);
+    }
     for (name, d) in &a.deployments {
         if let Some(enabled) = d.enabled {
             table.add_row(vec![

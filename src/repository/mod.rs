@@ -29,10 +29,13 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::context::Context;
+use crate::error::{Error, Result};
 
+pub mod catalog;
 pub mod restic;
 pub mod secrets;
+pub mod settings;
 pub mod snapshot;
 pub mod stage;
 pub mod sync;
@@ -169,10 +172,39 @@ pub fn parent_snapshot(repo: &dyn Repository, deployment: &str) -> Result<Option
     Ok(snapshots.into_iter().max_by_key(|s| s.time).map(|s| s.id))
 }
 
-/// The repository `name` of `backup.repositories`, ready to use.
-/// (Placeholder until the runner lands.)
-pub fn open(_ctx: &crate::context::Context, name: &str) -> Result<Box<dyn Repository>> {
-    Err(crate::error::Error::user(format!(
-        "repository {name}: not built yet"
-    )))
+/// How the code gets a [`Repository`] for a configured entry: the real
+/// one runs restic, unit tests put a fake in [`Context::repositories`].
+pub trait RepositoryOpener: Debug + Send + Sync {
+    /// The repository of `config`, its secrets checked.
+    fn open(&self, config: &RepositoryConfig) -> Result<Box<dyn Repository>>;
+}
+
+/// Opens [`Restic`] repositories.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResticOpener;
+
+impl RepositoryOpener for ResticOpener {
+    fn open(&self, config: &RepositoryConfig) -> Result<Box<dyn Repository>> {
+        Ok(Box::new(Restic::new(config.clone())?))
+    }
+}
+
+/// The configured repository `name` (not `local`), its secrets checked.
+pub fn open(ctx: &Context, name: &str) -> Result<Box<dyn Repository>> {
+    ctx.repositories.open(config_of(ctx, name)?)
+}
+
+/// The entry of `backup.repositories` named `name`, or an error listing
+/// the configured ones.
+pub fn config_of<'a>(ctx: &'a Context, name: &str) -> Result<&'a RepositoryConfig> {
+    let repositories = &ctx.config.backup.repositories;
+    repositories.get(name).ok_or_else(|| {
+        let what = if name == LOCAL {
+            "`local` is the backup directory, not a repository".to_owned()
+        } else {
+            format!("no repository `{name}` is configured")
+        };
+        Error::user(format!("{what} (in {})", ctx.config.file.display()))
+            .with_hint(settings::known_names(repositories))
+    })
 }

@@ -41,6 +41,7 @@ impl Machine {
             config,
             podman: podman.clone(),
             systemctl: systemd.clone(),
+            repositories: Arc::new(crate::repository::ResticOpener),
         };
         Machine {
             ctx,

@@ -4,6 +4,7 @@
 //! Test code only.
 
 pub(crate) mod fake_podman;
+pub(crate) mod fake_restic;
 pub(crate) mod fake_systemd;
 pub(crate) mod machine;
 

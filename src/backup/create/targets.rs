@@ -37,7 +37,7 @@ impl TargetResults {
 /// name once, `local` first, the rest in the order given.
 pub fn targets(ctx: &Context, to: &[String]) -> Vec<String> {
     let names = if to.is_empty() {
-        vec![repository::LOCAL.to_owned()] // MERGE: ctx.config.backup.targets.value.clone()
+        ctx.config.backup.targets.value.clone()
     } else {
         to.to_vec()
     };
