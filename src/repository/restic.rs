@@ -267,6 +267,9 @@ pub fn backup_args(exe: &Path, request: &BackupRequest) -> Result<Vec<String>> {
             .map(|s| (*s).to_owned()),
     );
     args.push(request.tags.join(","));
+    // The pending directory's owner marker is not part of the backup.
+    args.push("--exclude".to_owned());
+    args.push(format!("{}/{}", utf8(&request.root)?, crate::backup::store::PID_FILE));
     if let Some(parent) = &request.parent {
         check_id(parent)?;
         args.push("--parent".to_owned());
@@ -497,7 +500,8 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "/usr/bin/leger-backup stage --stage /b/.tmp-web --bind /v/db/_data=volumes/db \
-             -- restic backup --json --tag leger-backup,id=web-1 --parent 0123abcd ."
+             -- restic backup --json --tag leger-backup,id=web-1 --exclude /b/.tmp-web/.pid \
+             --parent 0123abcd ."
         );
         let bad = BackupRequest {
             parent: Some("--password=x".into()),

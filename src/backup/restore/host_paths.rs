@@ -332,15 +332,13 @@ pub(super) fn host_path_lines(m: &Metadata) -> Vec<String> {
         .iter()
         .map(|entry| {
             let now = std::fs::symlink_metadata(&entry.path).is_ok();
+            let size = match entry.tree {
+                Some(_) => "its tree".to_owned(),
+                None => ui::human_size(entry.uncompressed_size),
+            };
             let what = match (entry.existed, now) {
-                (true, true) => format!(
-                    "{} from the backup, replacing what is there",
-                    ui::human_size(entry.uncompressed_size)
-                ),
-                (true, false) => format!(
-                    "{} from the backup",
-                    ui::human_size(entry.uncompressed_size)
-                ),
+                (true, true) => format!("{size} from the backup, replacing what is there"),
+                (true, false) => format!("{size} from the backup"),
                 (false, true) => "did not exist at backup time: removed".to_owned(),
                 (false, false) => "did not exist at backup time: stays absent".to_owned(),
             };

@@ -103,7 +103,11 @@ fn volume_line(ctx: &Context, volume: &VolumeEntry) -> Result<String> {
         };
         format!(
             "{} from the backup{}",
-            ui::human_size(size),
+            if volume.tree.is_some() {
+                "its tree".to_owned()
+            } else {
+                ui::human_size(size)
+            },
             if exists {
                 ", replacing the current data"
             } else {

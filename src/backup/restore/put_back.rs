@@ -417,7 +417,7 @@ pub(crate) fn unpack_archive(
     let sink = Sink {
         program: ctx.podman.tree_write(&exe, dest, file)?,
         what: format!("leger-backup tree-write {dest}"),
-        label: dest.to_owned(),
+        label: rel.display().to_string(),
         root_header: false,
     };
     let recorded = Recorded {
