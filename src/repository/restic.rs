@@ -22,6 +22,12 @@ use crate::process;
 /// The oldest restic that has what we use (`--stdin-from-command`, xattrs).
 pub const MIN_VERSION: (u32, u32) = (0, 17);
 
+/// restic retries an unreachable server for up to 15 minutes: after this
+/// many retries of a connection failure (a few seconds), it is stopped and
+/// the repository reported unreachable. An automatic backup must not hold
+/// a stopping service that long.
+const UNREACHABLE_RETRIES: usize = 3;
+
 /// The program run.
 const PROGRAM: &str = "restic";
 
@@ -63,15 +69,21 @@ impl Restic {
     /// a failure is classified by restic's exit code.
     fn run(&self, mut cmd: Command) -> Result<Output> {
         ensure_version()?;
-        let out = process::run_unchecked(&mut cmd)?;
-        if out.status.success() {
+        let mut retries = 0;
+        let (out, stopped) = process::run_watching(&mut cmd, |line| {
+            retries += usize::from(line.contains("retrying after") && unreachable(line));
+            retries >= UNREACHABLE_RETRIES
+        })?;
+        if out.status.success() && !stopped {
             return Ok(out);
         }
         let raw = process::failure(&cmd, out.status, &out.stderr);
-        let stderr = self.env.scrub(&String::from_utf8_lossy(&out.stderr));
+        let stderr = self.env.scrub(&said(&String::from_utf8_lossy(&out.stderr)));
+        // Stopped: restic's last words are its retries, which say why.
+        let code = if stopped { None } else { out.status.code() };
         Err(classify(
             &self.config,
-            out.status.code(),
+            code,
             stderr.trim(),
             self.env.scrub(&raw.message),
         ))
@@ -173,6 +185,27 @@ fn classify(config: &RepositoryConfig, code: Option<i32>, stderr: &str, raw: Str
             "check repository {name} with `leger-backup repo check {name}`"
         )),
     }
+}
+
+/// What restic said on stderr, in short: the message of its `--json`
+/// `exit_error` line when there is one, else its last line (after retries,
+/// the reason).
+fn said(stderr: &str) -> String {
+    #[derive(Deserialize)]
+    struct ExitError {
+        message_type: String,
+        message: String,
+    }
+    let lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    if let Some(e) = lines
+        .clone()
+        .filter_map(|l| serde_json::from_str::<ExitError>(l).ok())
+        .find(|e| e.message_type == "exit_error")
+    {
+        return e.message.replace('\n', " ");
+    }
+    let mut lines = lines;
+    lines.next_back().unwrap_or_default().to_owned()
 }
 
 /// Whether restic's stderr says the server could not be reached.
@@ -457,6 +490,17 @@ mod tests {
         assert!(!e.message.contains(":pw@"));
         let e = classify(&c, Some(1), "Fatal: other", "`restic x` failed".into());
         assert_eq!(e.kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn restic_said_its_exit_error_or_its_last_line() {
+        let stderr = "Stat(<config/>) returned error, retrying after 1s: dial tcp: connection refused\n\
+            {\"message_type\":\"exit_error\",\"code\":1,\"message\":\"Fatal: unable to open config file\\nIs there a repository?\"}\n";
+        assert_eq!(
+            said(stderr),
+            "Fatal: unable to open config file Is there a repository?"
+        );
+        assert_eq!(said("a\nFatal: b\n\n"), "Fatal: b");
     }
 
     #[test]
