@@ -563,12 +563,11 @@ mod tests {
         );
         assert_eq!(r.env_file, Some("/h/.config/leger/offsite.env".into()));
         assert_eq!((r.keep_manual, r.keep_automatic), (Some(2), None));
-        let c =
-            parse("backup:\n  repositories:\n    p: {url: ~/repo, password_file: /p}\n").unwrap();
-        assert_eq!(c.backup.repositories["p"].url, "/h/repo");
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("secret"), "{json}");
         assert!(json.contains("rest:https://***@h/"), "{json}");
+        let home = parse("backup:\n  repositories:\n    p: {url: ~/repo, password_file: /p}\n");
+        assert_eq!(home.unwrap().backup.repositories["p"].url, "/h/repo");
     }
 
     #[test]
