@@ -46,6 +46,15 @@ fn fake_restic(env: &TestEnv, version: &str, body: &str) -> String {
     env.fake_tools(&[("restic", &script)])
 }
 
+/// Run the binary with `PATH` set to `path`.
+fn run_with_path(
+    env: &TestEnv,
+    path: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+) -> std::process::Output {
+    env.command().args(args).env("PATH", path).output().unwrap()
+}
+
 #[test]
 fn an_unknown_repository_is_named_with_the_configured_ones() {
     let env = TestEnv::new();
@@ -145,12 +154,7 @@ fn restic_missing_from_path_names_restic_and_the_version_needed() {
     let env = TestEnv::new();
     with_repository(&env);
     private_secrets(&env);
-    let out = env
-        .command()
-        .args(["list", "--repo", "offsite"])
-        .env("PATH", env.path("empty-bin"))
-        .output()
-        .unwrap();
+    let out = run_with_path(&env, env.path("empty-bin"), &["list", "--repo", "offsite"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("`restic` was not found"), "{err}");
@@ -163,12 +167,7 @@ fn restic_older_than_0_17_is_refused_by_version() {
     with_repository(&env);
     private_secrets(&env);
     let path = fake_restic(&env, "0.16.4", "echo '[]'");
-    let out = env
-        .command()
-        .args(["list", "--repo", "offsite"])
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    let out = run_with_path(&env, path, &["list", "--repo", "offsite"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("restic 0.16.4 is installed"), "{err}");
@@ -230,12 +229,7 @@ fn restic_failures_are_explained_and_scrubbed() {
         let body =
             format!("echo 'Fatal: key topsecret99 and hunter2pass rejected' >&2; exit {code}");
         let path = fake_restic(&env, "0.18.0", &body);
-        let out = env
-            .command()
-            .args(["list", "--repo", "offsite"])
-            .env("PATH", path)
-            .output()
-            .unwrap();
+        let out = run_with_path(&env, path, &["list", "--repo", "offsite"]);
         assert!(!out.status.success());
         let err = stderr(&out);
         assert!(err.contains(expected), "{code}: {err}");
