@@ -309,6 +309,33 @@ pub fn backup_args(exe: &Path, request: &BackupRequest) -> Result<Vec<String>> {
     Ok(args)
 }
 
+/// The argv of a restore: `restic restore --target T --sparse [--exclude
+/// E]... SNAP[:SUBPATH]`.
+pub fn restore_args(
+    snapshot: &str,
+    subpath: &str,
+    target: &Path,
+    excludes: &[String],
+) -> Result<Vec<String>> {
+    check_id(snapshot)?;
+    let target = target
+        .to_str()
+        .ok_or_else(|| Error::user(format!("{} is not a UTF-8 path", target.display())))?;
+    let mut args: Vec<String> = [PROGRAM, "restore", "--target", target, "--sparse"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for e in excludes {
+        args.push("--exclude".to_owned());
+        args.push(e.clone());
+    }
+    args.push(match subpath.trim_matches('/') {
+        "" => snapshot.to_owned(),
+        sub => format!("{snapshot}:{sub}"),
+    });
+    Ok(args)
+}
+
 impl Repository for Restic {
     fn name(&self) -> &str {
         &self.config.name
@@ -387,19 +414,8 @@ impl Repository for Restic {
         excludes: &[String],
         in_namespace: bool,
     ) -> Result<()> {
-        check_id(snapshot)?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| Error::user(format!("{} is not a UTF-8 path", target.display())))?;
-        let source = match subpath.trim_matches('/') {
-            "" => snapshot.to_owned(),
-            sub => format!("{snapshot}:{sub}"),
-        };
-        let mut words = vec![PROGRAM, "restore", "--target", target, "--sparse"];
-        for e in excludes {
-            words.extend(["--exclude", e.as_str()]);
-        }
-        words.push(&source);
+        let args = restore_args(snapshot, subpath, target, excludes)?;
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let cmd = self.wrapped(&words, in_namespace);
         self.run(cmd).map(drop)
     }
@@ -516,6 +532,24 @@ mod tests {
         );
         assert_eq!((s.data_added, s.total_bytes_processed), (1234, 99));
         assert!(parse_backup_output(b"{\"message_type\":\"status\"}\n").is_err());
+    }
+
+    #[test]
+    fn restore_names_the_subtree_target_and_excludes() {
+        let args = restore_args(
+            "abc123",
+            "/volumes/db/",
+            Path::new("/t"),
+            &["/volumes/db/tmp".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            args.join(" "),
+            "restic restore --target /t --sparse --exclude /volumes/db/tmp abc123:volumes/db"
+        );
+        let all = restore_args("abc123", "/", Path::new("/t"), &[]).unwrap();
+        assert_eq!(all.last().unwrap(), "abc123");
+        assert!(restore_args("latest;rm", "/", Path::new("/t"), &[]).is_err());
     }
 
     #[test]
