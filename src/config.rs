@@ -566,6 +566,8 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         assert!(!json.contains("secret"), "{json}");
         assert!(json.contains("rest:https://***@h/"), "{json}");
+        let home = parse("backup:\n  repositories:\n    p: {url: ~/repo, password_file: /p}\n");
+        assert_eq!(home.unwrap().backup.repositories["p"].url, "/h/repo");
     }
 
     #[test]

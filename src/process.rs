@@ -129,6 +129,55 @@ pub fn run_unchecked(cmd: &mut Command) -> Result<Output> {
         .map_err(|e| spawn_error(cmd, e))
 }
 
+/// Run to completion like [`run_unchecked`], handing each line of stderr
+/// to `stop` as it comes; when `stop` says so, the program is killed (a
+/// restic that retries an unreachable server for 15 minutes). Returns the
+/// output and whether it was stopped.
+pub fn run_watching(
+    cmd: &mut Command,
+    mut stop: impl FnMut(&str) -> bool,
+) -> Result<(Output, bool)> {
+    use std::io::BufRead;
+    isolate(cmd);
+    die_with_us(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| spawn_error(cmd, e))?;
+    let stdout = child.stdout.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let mut stderr = Vec::new();
+    let mut stopped = false;
+    if let Some(pipe) = child.stderr.take() {
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            if !stopped && stop(&String::from_utf8_lossy(&line)) {
+                stopped = true;
+                let _ = child.kill();
+            }
+            stderr.append(&mut line);
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::internal(format!("waiting for `{}`: {e}", describe(cmd))))?;
+    let stdout = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok((
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        stopped,
+    ))
+}
+
 /// Run and return stdout as trimmed text.
 pub fn run_stdout(cmd: &mut Command) -> Result<String> {
     let out = run(cmd)?;
@@ -370,6 +419,28 @@ mod tests {
             .abort_explained()
             .is_none());
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_watched_program_is_stopped_when_its_stderr_says_so() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo out; echo retrying >&2; echo retrying >&2; exec sleep 30",
+        ]);
+        let started = std::time::Instant::now();
+        let mut seen = 0;
+        let (out, stopped) = run_watching(&mut cmd, |line| {
+            seen += usize::from(line.contains("retrying"));
+            seen == 2
+        })
+        .unwrap();
+        assert!(stopped);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("retrying\nretrying"));
+        let (out, stopped) = run_watching(Command::new("true").arg("x"), |_| true).unwrap();
+        assert!(out.status.success() && !stopped);
     }
 
     #[test]

@@ -253,6 +253,38 @@ pub struct PruneOutcome {
     pub protected: Vec<String>,
 }
 
+/// Split `selection` by what unfinished operations need (`in_use`: ID ->
+/// what): the IDs to delete, those protected, and those held. What an
+/// unfinished operation needs is the reason worth telling, also when the
+/// backup is the newest good one anyway.
+pub fn hold(
+    selection: Selection,
+    in_use: &BTreeMap<String, String>,
+) -> (Vec<String>, Vec<String>, Vec<HeldBackup>) {
+    let (held, doomed): (Vec<String>, Vec<String>) = selection
+        .doomed
+        .into_iter()
+        .chain(selection.protected.iter().cloned())
+        .partition(|id| in_use.contains_key(id));
+    let deleted = doomed
+        .into_iter()
+        .filter(|id| !selection.protected.contains(id))
+        .collect();
+    let protected = selection
+        .protected
+        .into_iter()
+        .filter(|id| !in_use.contains_key(id))
+        .collect();
+    let held = held
+        .into_iter()
+        .map(|id| HeldBackup {
+            why: in_use[&id].clone(),
+            id,
+        })
+        .collect();
+    (deleted, protected, held)
+}
+
 /// Apply the policy ([`select`] with `keep`, only `deployment`'s backups
 /// when given) to the backups in `store`; with `dry_run`, only report.
 /// Backups in `in_use` (ID -> what needs them) are kept whatever the
@@ -286,29 +318,7 @@ pub fn prune(
         }
     }
     let selection = select(&valid, keep, deployment);
-    // What an unfinished operation needs is the reason worth telling, also
-    // when the backup is the newest good one anyway.
-    let (held, doomed): (Vec<String>, Vec<String>) = selection
-        .doomed
-        .into_iter()
-        .chain(selection.protected.iter().cloned())
-        .partition(|id| in_use.contains_key(id));
-    outcome.deleted = doomed
-        .into_iter()
-        .filter(|id| !selection.protected.contains(id))
-        .collect();
-    outcome.protected = selection
-        .protected
-        .into_iter()
-        .filter(|id| !in_use.contains_key(id))
-        .collect();
-    outcome.held = held
-        .into_iter()
-        .map(|id| HeldBackup {
-            why: in_use[&id].clone(),
-            id,
-        })
-        .collect();
+    (outcome.deleted, outcome.protected, outcome.held) = hold(selection, in_use);
     // `valid` is newest first (store order).
     outcome.kept = valid
         .iter()

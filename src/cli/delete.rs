@@ -12,6 +12,9 @@ use crate::ui;
 pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
     // Before anything touches the disk.
     validate_id(&args.id)?;
+    if let Some(repo) = &args.repo {
+        return super::repo::delete(global, repo, &args);
+    }
     let (ctx, store) = open_store(global)?;
     if !store.exists(&args.id)? {
         return Err(Error::user(format!(

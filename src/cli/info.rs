@@ -16,6 +16,9 @@ use crate::ui;
 pub fn run(global: &GlobalArgs, args: InfoArgs) -> Result<()> {
     // Before anything touches the disk.
     validate_id(&args.id)?;
+    if let Some(repo) = &args.repo {
+        return super::repo::info(global, repo, &args.id);
+    }
     let (_ctx, store) = open_store(global)?;
     let backup = store.load(&args.id)?;
     if global.json {

@@ -71,6 +71,9 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
     if let Some(d) = &args.deployment {
         crate::deployment::validate_name(d)?;
     }
+    if let Some(repo) = &args.repo {
+        return super::repo::list(global, repo, args.deployment.as_deref());
+    }
     let (_ctx, store) = open_store(global)?;
     let listed: Vec<Listed> = store
         .list()?

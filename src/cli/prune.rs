@@ -5,7 +5,7 @@ use super::args::PruneArgs;
 use super::list::open_store;
 use super::GlobalArgs;
 use crate::backup::journal::backups_in_use;
-use crate::backup::prune::{prune, Keep};
+use crate::backup::prune::{prune, Keep, PruneOutcome};
 use crate::error::Result;
 use crate::ui;
 
@@ -13,6 +13,9 @@ use crate::ui;
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
     if let Some(d) = &args.deployment {
         crate::deployment::validate_name(d)?;
+    }
+    if let Some(repo) = &args.repo {
+        return super::repo::prune(global, repo, &args);
     }
     let (ctx, store) = open_store(global)?;
     if !args.dry_run {
@@ -34,10 +37,15 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<()> {
         &in_use,
         args.dry_run,
     )?;
+    report(global, &outcome, &keep)
+}
+
+/// Print what prune did (or would do), as text or `--json`.
+pub(super) fn report(global: &GlobalArgs, outcome: &PruneOutcome, keep: &Keep) -> Result<()> {
     if global.json {
-        return ui::print_json(&outcome);
+        return ui::print_json(outcome);
     }
-    let verb = if args.dry_run {
+    let verb = if outcome.dry_run {
         "would delete"
     } else {
         "deleted"

@@ -16,7 +16,7 @@ use super::snapshot::{SnapshotTags, METADATA_PATH, TAG};
 use super::{Repository, RepositoryConfig, Snapshot};
 use crate::backup::metadata::{Metadata, MAX_METADATA_BYTES};
 use crate::backup::prune::{
-    select_candidates, Candidate, Class, HeldBackup, InvalidBackup, Keep, PruneOutcome,
+    hold, select_candidates, Candidate, Class, InvalidBackup, Keep, PruneOutcome,
 };
 use crate::config::BackupConfig;
 use crate::context::Context;
@@ -221,29 +221,17 @@ pub fn prune(
         })
         .collect();
     let selection = select_candidates(&candidates, keep, deployment);
-    let (held, doomed): (Vec<String>, Vec<String>) = selection
-        .doomed
-        .into_iter()
-        .partition(|id| in_use.contains_key(id));
-    outcome.held = held
-        .into_iter()
-        .map(|id| HeldBackup {
-            why: in_use[&id].clone(),
-            id,
-        })
-        .collect();
-    outcome.protected = selection.protected;
+    (outcome.deleted, outcome.protected, outcome.held) = hold(selection, in_use);
     outcome.kept = valid
         .iter()
         .map(|(_, t)| t.id.clone())
-        .filter(|id| !doomed.contains(id))
+        .filter(|id| !outcome.deleted.contains(id))
         .collect();
     let snapshots: Vec<String> = valid
         .iter()
-        .filter(|(_, t)| doomed.contains(&t.id))
+        .filter(|(_, t)| outcome.deleted.contains(&t.id))
         .map(|(e, _)| e.snapshot.id.clone())
         .collect();
-    outcome.deleted = doomed;
     if dry_run || snapshots.is_empty() {
         return Ok(outcome);
     }

@@ -22,6 +22,12 @@ use crate::process;
 /// The oldest restic that has what we use (`--stdin-from-command`, xattrs).
 pub const MIN_VERSION: (u32, u32) = (0, 17);
 
+/// restic retries an unreachable server for up to 15 minutes: after this
+/// many retries of a connection failure (a few seconds), it is stopped and
+/// the repository reported unreachable. An automatic backup must not hold
+/// a stopping service that long.
+const UNREACHABLE_RETRIES: usize = 3;
+
 /// The program run.
 const PROGRAM: &str = "restic";
 
@@ -63,15 +69,21 @@ impl Restic {
     /// a failure is classified by restic's exit code.
     fn run(&self, mut cmd: Command) -> Result<Output> {
         ensure_version()?;
-        let out = process::run_unchecked(&mut cmd)?;
-        if out.status.success() {
+        let mut retries = 0;
+        let (out, stopped) = process::run_watching(&mut cmd, |line| {
+            retries += usize::from(line.contains("retrying after") && unreachable(line));
+            retries >= UNREACHABLE_RETRIES
+        })?;
+        if out.status.success() && !stopped {
             return Ok(out);
         }
         let raw = process::failure(&cmd, out.status, &out.stderr);
-        let stderr = self.env.scrub(&String::from_utf8_lossy(&out.stderr));
+        let stderr = self.env.scrub(&said(&String::from_utf8_lossy(&out.stderr)));
+        // Stopped: restic's last words are its retries, which say why.
+        let code = if stopped { None } else { out.status.code() };
         Err(classify(
             &self.config,
-            out.status.code(),
+            code,
             stderr.trim(),
             self.env.scrub(&raw.message),
         ))
@@ -173,6 +185,27 @@ fn classify(config: &RepositoryConfig, code: Option<i32>, stderr: &str, raw: Str
             "check repository {name} with `leger-backup repo check {name}`"
         )),
     }
+}
+
+/// What restic said on stderr, in short: the message of its `--json`
+/// `exit_error` line when there is one, else its last line (after retries,
+/// the reason).
+fn said(stderr: &str) -> String {
+    #[derive(Deserialize)]
+    struct ExitError {
+        message_type: String,
+        message: String,
+    }
+    let lines = stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    if let Some(e) = lines
+        .clone()
+        .filter_map(|l| serde_json::from_str::<ExitError>(l).ok())
+        .find(|e| e.message_type == "exit_error")
+    {
+        return e.message.replace('\n', " ");
+    }
+    let mut lines = lines;
+    lines.next_back().unwrap_or_default().to_owned()
 }
 
 /// Whether restic's stderr says the server could not be reached.
@@ -285,6 +318,33 @@ pub fn backup_args(exe: &Path, request: &BackupRequest) -> Result<Vec<String>> {
     Ok(args)
 }
 
+/// The argv of a restore: `restic restore --target T --sparse [--exclude
+/// E]... SNAP[:SUBPATH]`.
+pub fn restore_args(
+    snapshot: &str,
+    subpath: &str,
+    target: &Path,
+    excludes: &[String],
+) -> Result<Vec<String>> {
+    check_id(snapshot)?;
+    let target = target
+        .to_str()
+        .ok_or_else(|| Error::user(format!("{} is not a UTF-8 path", target.display())))?;
+    let mut args: Vec<String> = [PROGRAM, "restore", "--target", target, "--sparse"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    for e in excludes {
+        args.push("--exclude".to_owned());
+        args.push(e.clone());
+    }
+    args.push(match subpath.trim_matches('/') {
+        "" => snapshot.to_owned(),
+        sub => format!("{snapshot}:{sub}"),
+    });
+    Ok(args)
+}
+
 impl Repository for Restic {
     fn name(&self) -> &str {
         &self.config.name
@@ -363,19 +423,8 @@ impl Repository for Restic {
         excludes: &[String],
         in_namespace: bool,
     ) -> Result<()> {
-        check_id(snapshot)?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| Error::user(format!("{} is not a UTF-8 path", target.display())))?;
-        let source = match subpath.trim_matches('/') {
-            "" => snapshot.to_owned(),
-            sub => format!("{snapshot}:{sub}"),
-        };
-        let mut words = vec![PROGRAM, "restore", "--target", target, "--sparse"];
-        for e in excludes {
-            words.extend(["--exclude", e.as_str()]);
-        }
-        words.push(&source);
+        let args = restore_args(snapshot, subpath, target, excludes)?;
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
         let cmd = self.wrapped(&words, in_namespace);
         self.run(cmd).map(drop)
     }
@@ -469,6 +518,17 @@ mod tests {
     }
 
     #[test]
+    fn restic_said_its_exit_error_or_its_last_line() {
+        let stderr = "Stat(<config/>) returned error, retrying after 1s: dial tcp: connection refused\n\
+            {\"message_type\":\"exit_error\",\"code\":1,\"message\":\"Fatal: unable to open config file\\nIs there a repository?\"}\n";
+        assert_eq!(
+            said(stderr),
+            "Fatal: unable to open config file Is there a repository?"
+        );
+        assert_eq!(said("a\nFatal: b\n\n"), "Fatal: b");
+    }
+
+    #[test]
     fn backup_output_yields_the_summary() {
         let out = br#"{"message_type":"status","percent_done":0.5}
 {"message_type":"summary","files_new":2,"files_changed":1,"files_unmodified":7,"data_added":1234,"total_bytes_processed":99,"snapshot_id":"abcdef0123"}
@@ -481,6 +541,24 @@ mod tests {
         );
         assert_eq!((s.data_added, s.total_bytes_processed), (1234, 99));
         assert!(parse_backup_output(b"{\"message_type\":\"status\"}\n").is_err());
+    }
+
+    #[test]
+    fn restore_names_the_subtree_target_and_excludes() {
+        let args = restore_args(
+            "abc123",
+            "/volumes/db/",
+            Path::new("/t"),
+            &["/volumes/db/tmp".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            args.join(" "),
+            "restic restore --target /t --sparse --exclude /volumes/db/tmp abc123:volumes/db"
+        );
+        let all = restore_args("abc123", "/", Path::new("/t"), &[]).unwrap();
+        assert_eq!(all.last().unwrap(), "abc123");
+        assert!(restore_args("latest;rm", "/", Path::new("/t"), &[]).is_err());
     }
 
     #[test]

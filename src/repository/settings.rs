@@ -81,7 +81,11 @@ pub(crate) fn resolve_repositories(
             name.clone(),
             RepositoryConfig {
                 name,
-                url: r.url,
+                // A local path repository may be written `~/...` too.
+                url: match r.url.strip_prefix("~/") {
+                    Some(_) => expand(Path::new(&r.url)).display().to_string(),
+                    None => r.url,
+                },
                 password,
                 env_file: r.env_file.map(|f| expand(&f)),
                 keep_manual: r.keep_manual,

@@ -13,6 +13,7 @@ mod packaging;
 mod plan;
 mod plan_host_paths;
 mod recovery;
+mod repositories;
 mod retention;
 mod reuse;
 mod tree_write;

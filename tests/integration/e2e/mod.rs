@@ -8,6 +8,7 @@ mod file_modes;
 mod host_paths;
 mod hostile_restore;
 mod quadlet_differential;
+mod repo_commands;
 mod reuse;
 mod rpm;
 mod smoke;
