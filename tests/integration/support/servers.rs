@@ -52,6 +52,8 @@ pub const S3_BUCKET: &str = "leger-e2e";
 /// One server process on a loopback port, with its data directory.
 struct Process {
     what: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
     port: u16,
     /// Holds the data directory and the server's output.
@@ -85,26 +87,47 @@ impl Process {
             std::fs::create_dir(&data).expect("server data dir");
             setup(&data);
             let port = free_port();
-            let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-            let child = Command::new(program)
-                .args(args(port, &data))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("server log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("{what}: starting {}: {e}", program.display()));
             let mut process = Process {
                 what,
-                child: Some(child),
+                program: program.to_owned(),
+                args: args(port, &data),
+                child: None,
                 port,
                 dir,
             };
+            process.spawn();
             match process.wait_until_listening() {
                 Ok(()) => return process,
                 Err(why) => last_error = why,
             }
         }
         panic!("{what} did not start on 127.0.0.1 after {PORT_ATTEMPTS} attempts: {last_error}");
+    }
+
+    /// Run the server (again), its output appended to `server.log`.
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("server log");
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("server log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: starting {}: {e}", self.what, self.program.display()));
+        self.child = Some(child);
+    }
+
+    /// Start a stopped server again on its port, with its data.
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.what);
+        self.spawn();
+        if let Err(why) = self.wait_until_listening() {
+            panic!("{} did not restart on port {}: {why}", self.what, self.port);
+        }
     }
 
     /// Wait until the port accepts connections while the process lives.
@@ -244,6 +267,11 @@ impl RestServer {
         self.process.stop();
     }
 
+    /// Start it again after [`Self::stop`], on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.process.restart();
+    }
+
     /// What it printed so far (for a failing test's message).
     pub fn output(&self) -> String {
         self.process.output()
@@ -311,6 +339,11 @@ impl S3Server {
     /// Kill it now; its data stays until the guard drops.
     pub fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// Start it again after [`Self::stop`], on the same port with the same data.
+    pub fn restart(&mut self) {
+        self.process.restart();
     }
 
     /// What it printed so far (for a failing test's message).
@@ -399,13 +432,16 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_server_refuses_connections_and_its_data_goes_on_drop() {
+    fn a_stopped_server_refuses_connections_restarts_on_its_port_and_its_data_goes_on_drop() {
         let mut server = RestServer::start();
         let port = server.port();
         let dir = server.process.dir.path().to_owned();
         assert!(dir.join("data/.htpasswd").is_file());
         server.stop();
         assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+        server.restart();
+        assert_eq!(server.port(), port);
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok());
         drop(server);
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
