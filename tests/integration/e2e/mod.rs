@@ -8,6 +8,7 @@ mod file_modes;
 mod host_paths;
 mod hostile_restore;
 mod quadlet_differential;
+mod repositories;
 mod reuse;
 mod rpm;
 mod smoke;
