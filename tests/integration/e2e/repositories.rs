@@ -15,8 +15,10 @@
 //!   readable by others, a repository that is down: a clear error naming
 //!   the repository (or the file), a non-zero exit, the services running
 //!   again, nothing left behind.
+//! - `backup.targets: [local, REPO]` with REPO down when the deployment
+//!   stops: the stop hook backs up locally; `sync` catches up later.
 //!
-//! Names (deployments `rp1`…`rp5`, volumes `leger-e2e-rpN-data`,
+//! Names (deployments `rp1`…`rp6`, volumes `leger-e2e-rpN-data`,
 //! repositories `rpN-rest`, `rpN-s3`) are unique to this file; each test
 //! sets leger's config and the secret files and puts them back (guards).
 //! The shell helpers `running`, `forget`, `active`, `mp`, `volume_manifest`
@@ -415,6 +417,68 @@ fn an_unreachable_repository_fails_the_backup_soon_and_loses_nothing() {
         1,
         "server output:\n{}",
         server.output()
+    );
+    ok(&tb, &format!("forget {vol} {name}"));
+}
+
+/// `backup.targets: [local, REPO]` and REPO's server down when the
+/// deployment stops: the stop hook's backup lands in `local` all the same,
+/// soon; `status` names the repository that failed; once the server is
+/// back, `sync` copies the backup into it.
+#[test]
+fn a_stop_hook_with_the_repository_down_backs_up_locally_and_sync_catches_up() {
+    let tb = Testbed::get();
+    let (name, vol) = ("rp6", "leger-e2e-rp6-data");
+    let mut server = RestServer::start();
+    let repo = RepoEntry::rest("rp6-rest", &server);
+    ok(&tb, &format!("forget {vol} {name}"));
+    let _repos = Repositories::set(
+        &tb,
+        std::slice::from_ref(&repo),
+        Some(&["local", &repo.name]),
+    );
+    ok(
+        &tb,
+        &format!(
+            "running {name} {vol} && fill {vol} && leger-backup repo init {}",
+            repo.name
+        ),
+    );
+    let unit = ok(&tb, &format!("systemctl --user cat {name}.service"));
+    assert!(
+        unit.contains(&format!("stop-hook --deployment {name}")),
+        "no stop hook in {name}.service:\n{unit}"
+    );
+    let before = ok(&tb, &format!("volume_manifest {vol}"));
+    server.stop();
+    let t0 = Instant::now();
+    ok(&tb, &format!("systemctl --user stop {name}.service"));
+    let took = t0.elapsed();
+    eprintln!("stop with the repository down took {took:?}");
+    assert!(took < FAIL_WITHIN, "the stop hook took {took:?}");
+
+    let list = ok(
+        &tb,
+        &format!("leger-backup list --deployment {name} --json"),
+    );
+    let list: Vec<Value> = serde_json::from_str(&list).expect("list --json");
+    assert_eq!(list.len(), 1, "no local backup of the stop: {list:#?}");
+    assert_eq!(list[0]["reason"], "on-stop", "{list:#?}");
+    let id = list[0]["id"].as_str().expect("id").to_owned();
+    let status = ok(&tb, "leger-backup status");
+    assert!(status.contains(&repo.name), "status:\n{status}");
+    assert_same(
+        "volume after the stop hook",
+        &before,
+        &ok(&tb, &format!("volume_manifest {vol}")),
+    );
+
+    server.restart();
+    ok(&tb, &format!("leger-backup sync --to {}", repo.name));
+    assert_eq!(
+        snapshots(&tb, &repo, &format!("leger-backup,id={id}")).len(),
+        1,
+        "sync did not copy {id}"
     );
     ok(&tb, &format!("forget {vol} {name}"));
 }
