@@ -71,6 +71,11 @@ fill() {
     chmod 750 .
   ' sh "$(mp "$1")"
 }
+# fill_big VOL: twenty 1 MB random files and a 1000-line text file.
+fill_big() {
+  podman unshare sh -euc 'cd "$1"; for i in $(seq 20); do
+    head -c 1048576 /dev/urandom > r$i.bin; done; seq 1 1000 > lines.txt' sh "$(mp "$1")"
+}
 # extras VOL: what volume_manifest does not show: link counts and whether
 # the hard link is still one.
 extras() {
@@ -129,13 +134,44 @@ fn tags(snapshot: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// The one snapshot of backup `id` in `repo`, found with plain restic.
+fn stored(tb: &Testbed, repo: &RepoEntry, id: &str) -> Value {
+    let mut found = snapshots(tb, repo, &format!("leger-backup,id={id}"));
+    assert_eq!(found.len(), 1, "not one snapshot of {id}: {found:#?}");
+    found.remove(0)
+}
+
+/// The volume of the plain deployment `name`.
+fn volume(name: &str) -> String {
+    format!("leger-e2e-{name}-data")
+}
+
+/// Clean what an earlier run left of the plain deployment `name`; set
+/// `entries` (and `targets`) in leger's config with their secrets; start
+/// `name` with its volume filled by the shell function `fill`; `repo init`
+/// each entry.
+fn deployment_with<'a>(
+    tb: &'a Testbed,
+    name: &str,
+    fill: &str,
+    entries: &[RepoEntry],
+    targets: Option<&[&str]>,
+) -> Repositories<'a> {
+    let vol = volume(name);
+    ok(tb, &format!("forget {vol} {name}"));
+    let repos = Repositories::set(tb, entries, targets);
+    ok(tb, &format!("running {name} {vol} && {fill} {vol}"));
+    for entry in entries {
+        ok(tb, &format!("leger-backup repo init {}", entry.name));
+    }
+    repos
+}
+
 /// Back `name` up to `repo`, wipe everything local, restore from `repo`:
 /// byte-identical, service running; the snapshot is a plain restic one.
 fn round_trip(tb: &Testbed, name: &str, repo: &RepoEntry) {
-    let vol = format!("leger-e2e-{name}-data");
-    ok(tb, &format!("forget {vol} {name}"));
-    let _repos = Repositories::set(tb, std::slice::from_ref(repo), None);
-    ok(tb, &format!("running {name} {vol} && fill {vol}"));
+    let vol = volume(name);
+    let _repos = deployment_with(tb, name, "fill", std::slice::from_ref(repo), None);
     let before = ok(tb, &format!("state {name} {vol}"));
     for line in [
         ". d 750 999 999",
@@ -153,14 +189,12 @@ fn round_trip(tb: &Testbed, name: &str, repo: &RepoEntry) {
             "no `{line}` before the backup:\n{before}"
         );
     }
-    ok(tb, &format!("leger-backup repo init {}", repo.name));
     let id = create_to(tb, name, &repo.name);
     ok(tb, &format!("active {name}.service"));
 
     // A plain restic snapshot, found by its tags without leger-backup.
-    let found = snapshots(tb, repo, &format!("leger-backup,id={id}"));
-    assert_eq!(found.len(), 1, "{found:#?}");
-    let tags = tags(&found[0]);
+    let snapshot = stored(tb, repo, &id);
+    let tags = tags(&snapshot);
     for tag in [
         "leger-backup".to_owned(),
         format!("deployment={name}"),
@@ -215,11 +249,10 @@ fn a_backup_in_an_s3_repository_restores_exactly_on_a_wiped_machine() {
 
 /// `summary.data_added` of the snapshot of backup `id`.
 fn data_added(tb: &Testbed, repo: &RepoEntry, id: &str) -> u64 {
-    let found = snapshots(tb, repo, &format!("leger-backup,id={id}"));
-    assert_eq!(found.len(), 1, "{found:#?}");
-    found[0]["summary"]["data_added"]
+    let snapshot = stored(tb, repo, id);
+    snapshot["summary"]["data_added"]
         .as_u64()
-        .unwrap_or_else(|| panic!("no summary.data_added: {:#}", found[0]))
+        .unwrap_or_else(|| panic!("no summary.data_added: {snapshot:#}"))
 }
 
 /// Twenty 1 MB random files and a 1000-line text file: backed up twice
@@ -229,21 +262,10 @@ fn data_added(tb: &Testbed, repo: &RepoEntry, id: &str) -> u64 {
 #[test]
 fn unchanged_and_one_line_changed_backups_upload_almost_nothing() {
     let tb = Testbed::get();
-    let (name, vol) = ("rp3", "leger-e2e-rp3-data");
+    let (name, vol) = ("rp3", volume("rp3"));
     let server = S3Server::start();
     let repo = RepoEntry::s3("rp3-s3", &server);
-    ok(&tb, &format!("forget {vol} {name}"));
-    let _repos = Repositories::set(&tb, std::slice::from_ref(&repo), None);
-    ok(
-        &tb,
-        &format!(
-            "running {name} {vol}
-             podman unshare sh -euc 'cd \"$1\"; for i in $(seq 20); do
-               head -c 1048576 /dev/urandom > r$i.bin; done; seq 1 1000 > lines.txt' sh \"$(mp {vol})\"
-             leger-backup repo init {}",
-            repo.name
-        ),
-    );
+    let _repos = deployment_with(&tb, name, "fill_big", std::slice::from_ref(&repo), None);
     let first = create_to(&tb, name, &repo.name);
     let again = create_to(&tb, name, &repo.name);
     ok(
@@ -257,7 +279,7 @@ fn unchanged_and_one_line_changed_backups_upload_almost_nothing() {
         data_added(&tb, &repo, &changed),
     );
     eprintln!("data_added: first {a} B, unchanged {b} B, one line changed {c} B");
-    assert!(a >= 20 * 1024 * 1024, "the first backup added only {a} B");
+    assert!(a >= 20_000_000, "the first backup added only {a} B");
     assert!(
         b * 20 < a,
         "unchanged: {b} B is not < 5% of the first's {a} B"
@@ -275,7 +297,7 @@ fn unchanged_and_one_line_changed_backups_upload_almost_nothing() {
 /// (case-insensitive), the service running again, the volume, the
 /// deployment's files and the backup directory as before, no restic left.
 fn refused(tb: &Testbed, name: &str, repo: &str, names: &[&str], any_of: &[&[&str]]) {
-    let vol = format!("leger-e2e-{name}-data");
+    let vol = volume(name);
     let probe = format!("state {name} {vol}; left_behind");
     let before = ok(tb, &probe);
     let t0 = Instant::now();
@@ -310,21 +332,12 @@ fn refused(tb: &Testbed, name: &str, repo: &str, names: &[&str], any_of: &[&[&st
 #[test]
 fn wrong_secrets_are_refused_clearly_and_lose_nothing() {
     let tb = Testbed::get();
-    let (name, vol) = ("rp4", "leger-e2e-rp4-data");
+    let name = "rp4";
     let rest_server = RestServer::start();
     let s3_server = S3Server::start();
     let rest = RepoEntry::rest("rp4-rest", &rest_server);
     let s3 = RepoEntry::s3("rp4-s3", &s3_server);
-    ok(&tb, &format!("forget {vol} {name}"));
-    let _repos = Repositories::set(&tb, &[rest.clone(), s3.clone()], None);
-    ok(
-        &tb,
-        &format!(
-            "running {name} {vol} && fill {vol}
-             leger-backup repo init {} && leger-backup repo init {}",
-            rest.name, s3.name
-        ),
-    );
+    let _repos = deployment_with(&tb, name, "fill", &[rest.clone(), s3.clone()], None);
 
     // The wrong password for an existing repository.
     let wrong_password = RepoEntry {
@@ -381,13 +394,9 @@ fn wrong_secrets_are_refused_clearly_and_lose_nothing() {
 
     // With everything right again, both backups go through.
     for repo in [&rest, &s3] {
-        let id = create_to(&tb, name, &repo.name);
-        assert_eq!(
-            snapshots(&tb, repo, &format!("leger-backup,id={id}")).len(),
-            1
-        );
+        stored(&tb, repo, &create_to(&tb, name, &repo.name));
     }
-    ok(&tb, &format!("forget {vol} {name}"));
+    ok(&tb, &format!("forget {} {name}", volume(name)));
 }
 
 /// The REST server is down during `create --to`: a clear error naming the
@@ -396,29 +405,15 @@ fn wrong_secrets_are_refused_clearly_and_lose_nothing() {
 #[test]
 fn an_unreachable_repository_fails_the_backup_soon_and_loses_nothing() {
     let tb = Testbed::get();
-    let (name, vol) = ("rp5", "leger-e2e-rp5-data");
+    let name = "rp5";
     let mut server = RestServer::start();
     let repo = RepoEntry::rest("rp5-rest", &server);
-    ok(&tb, &format!("forget {vol} {name}"));
-    let _repos = Repositories::set(&tb, std::slice::from_ref(&repo), None);
-    ok(
-        &tb,
-        &format!(
-            "running {name} {vol} && fill {vol} && leger-backup repo init {}",
-            repo.name
-        ),
-    );
+    let _repos = deployment_with(&tb, name, "fill", std::slice::from_ref(&repo), None);
     server.stop();
     refused(&tb, name, &repo.name, &[], &[]);
     server.restart();
-    let id = create_to(&tb, name, &repo.name);
-    assert_eq!(
-        snapshots(&tb, &repo, &format!("leger-backup,id={id}")).len(),
-        1,
-        "server output:\n{}",
-        server.output()
-    );
-    ok(&tb, &format!("forget {vol} {name}"));
+    stored(&tb, &repo, &create_to(&tb, name, &repo.name));
+    ok(&tb, &format!("forget {} {name}", volume(name)));
 }
 
 /// `backup.targets: [local, REPO]` and REPO's server down when the
@@ -428,21 +423,16 @@ fn an_unreachable_repository_fails_the_backup_soon_and_loses_nothing() {
 #[test]
 fn a_stop_hook_with_the_repository_down_backs_up_locally_and_sync_catches_up() {
     let tb = Testbed::get();
-    let (name, vol) = ("rp6", "leger-e2e-rp6-data");
+    let (name, vol) = ("rp6", volume("rp6"));
     let mut server = RestServer::start();
     let repo = RepoEntry::rest("rp6-rest", &server);
-    ok(&tb, &format!("forget {vol} {name}"));
-    let _repos = Repositories::set(
+    let targets = ["local", repo.name.as_str()];
+    let _repos = deployment_with(
         &tb,
+        name,
+        "fill",
         std::slice::from_ref(&repo),
-        Some(&["local", &repo.name]),
-    );
-    ok(
-        &tb,
-        &format!(
-            "running {name} {vol} && fill {vol} && leger-backup repo init {}",
-            repo.name
-        ),
+        Some(&targets),
     );
     let unit = ok(&tb, &format!("systemctl --user cat {name}.service"));
     assert!(
@@ -475,10 +465,6 @@ fn a_stop_hook_with_the_repository_down_backs_up_locally_and_sync_catches_up() {
 
     server.restart();
     ok(&tb, &format!("leger-backup sync --to {}", repo.name));
-    assert_eq!(
-        snapshots(&tb, &repo, &format!("leger-backup,id={id}")).len(),
-        1,
-        "sync did not copy {id}"
-    );
+    stored(&tb, &repo, &id);
     ok(&tb, &format!("forget {vol} {name}"));
 }

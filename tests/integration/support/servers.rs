@@ -49,8 +49,9 @@ pub const S3_REGION: &str = "us-east-1";
 /// The bucket the repositories live in (`restic init` creates it).
 pub const S3_BUCKET: &str = "leger-e2e";
 
-/// One server process on a loopback port, with its data directory.
-struct Process {
+/// One server process on a loopback port, with its data directory; what
+/// [`RestServer`] and [`S3Server`] share (through `Deref`).
+pub struct Process {
     what: &'static str,
     program: PathBuf,
     args: Vec<String>,
@@ -121,8 +122,8 @@ impl Process {
         self.child = Some(child);
     }
 
-    /// Start a stopped server again on its port, with its data.
-    fn restart(&mut self) {
+    /// Start it again after [`Self::stop`], on the same port with the same data.
+    pub fn restart(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.what);
         self.spawn();
         if let Err(why) = self.wait_until_listening() {
@@ -155,13 +156,19 @@ impl Process {
         }
     }
 
-    /// What the server printed so far.
-    fn output(&self) -> String {
+    /// What the server printed so far (for a failing test's message).
+    pub fn output(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Kill the server (by its PID) and reap it; its data stays until drop.
-    fn stop(&mut self) {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kill the server (by its PID) and reap it: the repository becomes
+    /// unreachable; its data stays until the guard drops.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -255,26 +262,18 @@ impl RestServer {
             ("RESTIC_REST_PASSWORD", REST_PASSWORD.to_owned()),
         ]
     }
+}
 
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.process.port
+impl std::ops::Deref for RestServer {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
+}
 
-    /// Kill it now (the repository becomes unreachable); its data stays
-    /// until the guard drops.
-    pub fn stop(&mut self) {
-        self.process.stop();
-    }
-
-    /// Start it again after [`Self::stop`], on the same port with the same data.
-    pub fn restart(&mut self) {
-        self.process.restart();
-    }
-
-    /// What it printed so far (for a failing test's message).
-    pub fn output(&self) -> String {
-        self.process.output()
+impl std::ops::DerefMut for RestServer {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
@@ -330,25 +329,18 @@ impl S3Server {
             ("AWS_DEFAULT_REGION", S3_REGION.to_owned()),
         ]
     }
+}
 
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.process.port
+impl std::ops::Deref for S3Server {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
+}
 
-    /// Kill it now; its data stays until the guard drops.
-    pub fn stop(&mut self) {
-        self.process.stop();
-    }
-
-    /// Start it again after [`Self::stop`], on the same port with the same data.
-    pub fn restart(&mut self) {
-        self.process.restart();
-    }
-
-    /// What it printed so far (for a failing test's message).
-    pub fn output(&self) -> String {
-        self.process.output()
+impl std::ops::DerefMut for S3Server {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 
