@@ -16,9 +16,10 @@ build:
 test:
 	tests/run-all.sh
 
-## Unit and CLI tests only (no podman, no systemd, no root).
+## Unit and CLI tests only (no podman, no systemd, no root; not the test
+## servers' own tests, which need the testbed's root filesystem and s3s-fs).
 unit:
-	$(CARGO) nextest run --locked -E 'not test(/^e2e::/) and not test(/^cli::packaging::/)'
+	$(CARGO) nextest run --locked -E 'not test(/^e2e::/) and not test(/^cli::packaging::/) and not test(/^support::servers::/)'
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -9,6 +9,9 @@
 #   the shellcheck tool  the lint step
 #   cargo-nextest        the test runner
 #   cargo-deny           licenses, sources and advisories of the crates
+#   s3s-fs               the S3 server the repository tests start on loopback
+#                        (built once into $S3S_FS_ROOT; see
+#                        tests/integration/support/servers.rs)
 set -euo pipefail
 
 log() { printf 'prerequisites: %s\n' "$*" >&2; }
@@ -41,7 +44,23 @@ cargo_install() { # SUBCOMMAND CRATE
     cargo install --locked "$2" >&2
 }
 
+# s3s-fs: a small S3 server over a directory that checks signatures. Its
+# build takes minutes, so it goes into a cache directory outside the
+# checkout that every later run on this machine finds. The tests read the
+# same path (S3S_FS_ROOT in tests/integration/support/servers.rs).
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT=${LEGER_TEST_CACHE:-/var/cache/leger-backup-tests}/s3s-fs-$S3S_FS_VERSION
+s3s_fs_install() {
+    if [[ -x $S3S_FS_ROOT/bin/s3s-fs ]]; then
+        log "s3s-fs $S3S_FS_VERSION: $S3S_FS_ROOT/bin/s3s-fs (cached)"
+        return 0
+    fi
+    log "cargo install --locked s3s-fs@$S3S_FS_VERSION into $S3S_FS_ROOT (once per machine; about 6 minutes)"
+    cargo install --locked "s3s-fs@$S3S_FS_VERSION" --features binary --root "$S3S_FS_ROOT" >&2
+}
+
 apt_install "${APT_PACKAGES[@]}"
 cargo_install nextest cargo-nextest
 cargo_install deny cargo-deny
+s3s_fs_install
 log "all there"

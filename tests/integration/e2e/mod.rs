@@ -9,6 +9,7 @@ mod host_paths;
 mod hostile_restore;
 mod quadlet_differential;
 mod repo_commands;
+mod repositories;
 mod reuse;
 mod rpm;
 mod smoke;

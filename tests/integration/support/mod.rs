@@ -4,6 +4,8 @@
 
 pub mod deploy;
 pub mod packaging;
+pub mod repo_config;
+pub mod servers;
 pub mod tar_craft;
 pub mod testbed;
 
