@@ -21,7 +21,7 @@ pub fn automatic_backup(
     options: &CreateOptions,
     trigger: &str,
 ) -> Result<Metadata> {
-    let targets = create::targets(ctx, &[]);
+    let targets = create::targets(ctx, &[])?;
     let results = create::create_to_targets(ctx, deployment, options, &targets);
     let mut failures = results.failed.into_iter();
     let Some((_, first)) = results.done.first() else {

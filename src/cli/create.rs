@@ -36,6 +36,8 @@ struct TargetId<'a> {
 pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
     let ctx = Context::load(global.scope())?;
     interrupted::startup(&ctx, interrupted::Mode::Command);
+    // Checked first: a misspelt --to is named before anything else.
+    let targets = create::targets(&ctx, &args.to)?;
     let deployment = deployment::find_or_only(&ctx.layout, args.name.as_deref())?;
     let opts = CreateOptions {
         reason: args.reason,
@@ -47,7 +49,6 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         hold_aside: Default::default(),
         destination: Destination::Local,
     };
-    let targets = create::targets(&ctx, &args.to);
     let results = create::create_to_targets(&ctx, &deployment, &opts, &targets);
     let mut failures = results
         .failed

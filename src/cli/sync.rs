@@ -14,7 +14,7 @@ use crate::ui;
 /// Run `sync`: every repository of `--to`, else of `backup.targets`.
 pub fn run(global: &GlobalArgs, args: SyncArgs) -> Result<()> {
     let (ctx, store) = super::list::open_store(global)?;
-    let names: Vec<String> = create::targets(&ctx, &args.to)
+    let names: Vec<String> = create::targets(&ctx, &args.to)?
         .into_iter()
         .filter(|n| n != repository::LOCAL)
         .collect();

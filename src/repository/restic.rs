@@ -302,7 +302,11 @@ pub fn backup_args(exe: &Path, request: &BackupRequest) -> Result<Vec<String>> {
     args.push(request.tags.join(","));
     // The pending directory's owner marker is not part of the backup.
     args.push("--exclude".to_owned());
-    args.push(format!("{}/{}", utf8(&request.root)?, crate::backup::store::PID_FILE));
+    args.push(format!(
+        "{}/{}",
+        utf8(&request.root)?,
+        crate::backup::store::PID_FILE
+    ));
     if let Some(parent) = &request.parent {
         check_id(parent)?;
         args.push("--parent".to_owned());

@@ -34,8 +34,10 @@ impl TargetResults {
 }
 
 /// The targets of a backup: `to` when given, else `backup.targets`; each
-/// name once, `local` first, the rest in the order given.
-pub fn targets(ctx: &Context, to: &[String]) -> Vec<String> {
+/// name once, `local` first, the rest in the order given. A name that is
+/// neither `local` nor a configured repository is refused before anything
+/// runs.
+pub fn targets(ctx: &Context, to: &[String]) -> crate::error::Result<Vec<String>> {
     let names = if to.is_empty() {
         ctx.config.backup.targets.value.clone()
     } else {
@@ -47,7 +49,10 @@ pub fn targets(ctx: &Context, to: &[String]) -> Vec<String> {
         .filter(|n| seen.insert(n.clone()))
         .collect();
     unique.sort_by_key(|n| n != repository::LOCAL);
-    unique
+    for name in unique.iter().filter(|n| *n != repository::LOCAL) {
+        repository::config_of(ctx, name)?;
+    }
+    Ok(unique)
 }
 
 /// Back `deployment` up to each of `targets` with `opts`.
