@@ -235,6 +235,11 @@ pub fn prune(
     if dry_run || snapshots.is_empty() {
         return Ok(outcome);
     }
+    // A run of ours killed mid-way leaves its lock behind, which blocks
+    // forget and prune (they lock exclusively): `restic unlock` removes
+    // only stale locks (a process gone from this host, or none refreshed
+    // for 30 minutes), never a live run's.
+    repo.unlock()?;
     repo.forget(&snapshots)?;
     repo.prune()?;
     Ok(outcome)

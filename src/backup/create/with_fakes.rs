@@ -111,3 +111,61 @@ fn services_that_do_not_run_are_neither_stopped_nor_started() {
         .iter()
         .any(|c| c.starts_with("stop") || c.starts_with("start")));
 }
+
+mod to_a_repository {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backup::create::Destination;
+    use crate::repository::{Repository, SnapshotTags};
+    use crate::testing::fake_restic::FakeRestic;
+
+    fn to(repo: &FakeRestic) -> CreateOptions {
+        let repo: Arc<dyn Repository> = Arc::new(repo.clone());
+        CreateOptions {
+            destination: Destination::Repository(repo),
+            ..quiet()
+        }
+    }
+
+    #[test]
+    fn a_backup_to_a_repository_is_one_tagged_snapshot_holding_its_metadata() {
+        let machine = Machine::new();
+        let deployment = machine.install("web", WEB);
+        machine.systemd.set_state("web.service", "active");
+        let repo = FakeRestic::new("offsite");
+        let metadata = create(&machine.ctx, &deployment, &to(&repo)).unwrap();
+
+        let found = repo.snapshots(&SnapshotTags::of_id(&metadata.id)).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let tags = found[0].backup_tags().unwrap();
+        assert_eq!(
+            (tags.deployment.as_str(), tags.id.as_str()),
+            ("web", metadata.id.as_str())
+        );
+        let stored = repo
+            .dump(&found[0].id, "/.backup-metadata.json", 1 << 20)
+            .unwrap();
+        let stored = Metadata::parse(&stored, std::path::Path::new("m.json")).unwrap();
+        assert_eq!(stored.id, metadata.id);
+        assert!(!stored.files.is_empty());
+        assert!(
+            machine.store().list().unwrap().is_empty(),
+            "a backup to a repository leaves no local backup behind"
+        );
+        assert_eq!(machine.systemd.state_of("web.service"), "active");
+    }
+
+    #[test]
+    fn a_failing_repository_starts_the_services_again_and_keeps_nothing() {
+        let (machine, deployment) = running_web();
+        let repo = FakeRestic::new("offsite");
+        repo.fail("backup");
+        let err = create(&machine.ctx, &deployment, &to(&repo)).unwrap_err();
+
+        assert!(err.to_string().contains("offsite"), "{err}");
+        assert!(repo.ids().is_empty());
+        assert!(machine.store().list().unwrap().is_empty());
+        assert_eq!(machine.systemd.state_of("web.service"), "active");
+    }
+}

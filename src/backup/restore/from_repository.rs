@@ -183,3 +183,108 @@ fn trees_of<'a>(
         .with_hint("the backup is damaged or hostile; restore another one")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::create::{create, CreateOptions, Destination};
+    use crate::backup::progress::Terminal;
+    use crate::testing::fake_restic::FakeRestic;
+    use crate::testing::machine::{Machine, WEB};
+
+    /// `web` backed up into a fake repository, its unit file then broken.
+    fn backed_up_then_broken() -> (Machine, FakeRestic, String, PathBuf) {
+        let machine = Machine::new();
+        let deployment = machine.install("web", WEB);
+        machine.systemd.set_state("web.service", "active");
+        let repo = FakeRestic::new("offsite");
+        let opts = CreateOptions {
+            progress: false,
+            destination: Destination::Repository(Arc::new(repo.clone())),
+            ..CreateOptions::manual()
+        };
+        let id = create(&machine.ctx, &deployment, &opts).unwrap().id;
+        let unit = machine.ctx.layout.quadlet_dir.join("web/web.container");
+        std::fs::write(&unit, "[Container]\nImage=broken\n").unwrap();
+        (machine, repo, id, unit)
+    }
+
+    #[test]
+    fn a_snapshot_is_restored_through_the_local_restore_and_leaves_nothing_behind() {
+        let (machine, repo, id, unit) = backed_up_then_broken();
+        let store = machine.store();
+        let progress = Terminal::new(false);
+        let opts = RestoreOptions::default();
+        let plan = prepare_from(
+            &machine.ctx,
+            &store,
+            Arc::new(repo.clone()),
+            &id,
+            &opts,
+            &progress,
+        )
+        .unwrap();
+        execute(&machine.ctx, &store, plan, &opts, &progress).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&unit).unwrap(), WEB[0].1);
+        assert_eq!(machine.systemd.state_of("web.service"), "active");
+        let left: Vec<String> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "the fetched copy stays: {left:?}");
+        let fetched = repo.log();
+        assert!(fetched.iter().any(|c| c.contains("restore")), "{fetched:?}");
+    }
+
+    #[test]
+    fn an_unknown_id_or_a_damaged_snapshot_changes_nothing() {
+        let (machine, repo, id, unit) = backed_up_then_broken();
+        let store = machine.store();
+        let progress = Terminal::new(false);
+        let opts = RestoreOptions::default();
+        let repo: Arc<dyn Repository> = Arc::new(repo);
+        let calls_before = machine.systemd.calls().len();
+        let err = prepare_from(
+            &machine.ctx,
+            &store,
+            repo.clone(),
+            "web-2000-01-01-000000",
+            &opts,
+            &progress,
+        )
+        .err()
+        .expect("refused");
+        assert!(
+            err.message
+                .contains("no backup web-2000-01-01-000000 in repository offsite"),
+            "{}",
+            err.message
+        );
+        // A snapshot whose metadata is not what its tags say.
+        let snapshot = find_snapshot(&*repo, &id).unwrap();
+        let damaged = repo
+            .dump(&snapshot.id, "/.backup-metadata.json", 1 << 20)
+            .unwrap();
+        let damaged = String::from_utf8(damaged)
+            .unwrap()
+            .replace(&id, "web-1999-01-01-000000");
+        let tags = snapshot.tags.clone();
+        let fake = FakeRestic::new("other");
+        fake.add(
+            &tags,
+            snapshot.time,
+            &[("/.backup-metadata.json", damaged.as_bytes())],
+        );
+        let err = prepare_from(&machine.ctx, &store, Arc::new(fake), &id, &opts, &progress)
+            .err()
+            .expect("refused");
+        assert!(err.message.contains("invalid"), "{}", err.message);
+        assert_eq!(
+            std::fs::read_to_string(&unit).unwrap(),
+            "[Container]\nImage=broken\n"
+        );
+        assert_eq!(machine.systemd.calls().len(), calls_before, "nothing ran");
+    }
+}
