@@ -372,6 +372,11 @@ pub struct StageArgs {
     /// `SOURCE=REL`: bind SOURCE (a directory or a file) at REL inside the stage.
     #[arg(long = "bind", value_name = "SOURCE=REL")]
     pub binds: Vec<String>,
+    /// `PID START`: stop the command when that process (the leger-backup
+    /// that asked for the snapshot) is gone, so that a killed backup leaves
+    /// no snapshot taken of a directory being cleaned up.
+    #[arg(long, value_name = "PID START")]
+    pub watch: Option<String>,
     /// The program to run in the stage, and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<std::ffi::OsString>,

@@ -68,16 +68,28 @@ impl Restic {
     /// Run `cmd` (a restic run, perhaps wrapped), after the version check;
     /// a failure is classified by restic's exit code.
     fn run(&self, mut cmd: Command) -> Result<Output> {
+        let (out, stopped) = self.exec(&mut cmd)?;
+        self.checked(&cmd, out, stopped)
+    }
+
+    /// Run `cmd` after the version check; its output, and whether it was
+    /// stopped for retrying an unreachable repository.
+    fn exec(&self, cmd: &mut Command) -> Result<(Output, bool)> {
         ensure_version()?;
         let mut retries = 0;
-        let (out, stopped) = process::run_watching(&mut cmd, |line| {
+        process::run_watching(cmd, |line| {
             retries += usize::from(line.contains("retrying after") && unreachable(line));
             retries >= UNREACHABLE_RETRIES
-        })?;
+        })
+    }
+
+    /// The output of a run of `cmd`, or its failure classified by restic's
+    /// exit code.
+    fn checked(&self, cmd: &Command, out: Output, stopped: bool) -> Result<Output> {
         if out.status.success() && !stopped {
             return Ok(out);
         }
-        let raw = process::failure(&cmd, out.status, &out.stderr);
+        let raw = process::failure(cmd, out.status, &out.stderr);
         let stderr = self.env.scrub(&said(&String::from_utf8_lossy(&out.stderr)));
         // Stopped: restic's last words are its retries, which say why.
         let code = if stopped { None } else { out.status.code() };
@@ -290,6 +302,8 @@ pub fn backup_args(exe: &Path, request: &BackupRequest) -> Result<Vec<String>> {
         "--stage".to_owned(),
         utf8(&request.root)?,
     ];
+    args.push("--watch".to_owned());
+    args.push(crate::process_identity::ProcessIdentity::current().to_record());
     for bind in &request.binds {
         args.push("--bind".to_owned());
         args.push(format!("{}={}", utf8(&bind.source)?, utf8(&bind.rel)?));
@@ -389,9 +403,24 @@ impl Repository for Restic {
             .map_err(|e| Error::internal(format!("cannot find leger-backup's own path: {e}")))?;
         let args = backup_args(&exe, request)?;
         let words: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cmd = self.wrapped(&words, request.in_namespace);
-        let out = self.run(cmd)?;
-        parse_backup_output(&out.stdout)
+        let mut cmd = self.wrapped(&words, request.in_namespace);
+        let (out, stopped) = self.exec(&mut cmd)?;
+        if !stopped && out.status.code() == Some(3) {
+            // restic saved a snapshot without the files it could not read:
+            // that is no backup, and it must not be listed as one.
+            if let Ok(summary) = parse_backup_output(&out.stdout) {
+                let _ = self.forget(&[summary.snapshot_id]);
+            }
+            let stderr = self.env.scrub(&said(&String::from_utf8_lossy(&out.stderr)));
+            return Err(Error::user(format!(
+                "restic could not read every file of the backup, so its incomplete snapshot \
+                 was removed from repository {}: {}",
+                self.config.name,
+                stderr.trim()
+            ))
+            .with_hint("make those files readable (or leave them out of the deployment), then back up again"));
+        }
+        parse_backup_output(&self.checked(&cmd, out, stopped)?.stdout)
     }
 
     fn dump(&self, snapshot: &str, path: &str, limit: u64) -> Result<Vec<u8>> {
@@ -579,11 +608,14 @@ mod tests {
             in_namespace: true,
         };
         let args = backup_args(Path::new("/usr/bin/leger-backup"), &request).unwrap();
+        let me = crate::process_identity::ProcessIdentity::current().to_record();
         assert_eq!(
             args.join(" "),
-            "/usr/bin/leger-backup stage --stage /b/.tmp-web --bind /v/db/_data=volumes/db \
+            format!(
+                "/usr/bin/leger-backup stage --stage /b/.tmp-web --watch {me} --bind /v/db/_data=volumes/db \
              -- restic backup --json --tag leger-backup,id=web-1 --exclude /b/.tmp-web/.pid \
              --parent 0123abcd ."
+            )
         );
         let bad = BackupRequest {
             parent: Some("--password=x".into()),

@@ -18,8 +18,11 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
+use crate::process_identity::ProcessIdentity;
 
 /// One `SOURCE=REL` of the command line, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +52,16 @@ pub fn parse_bind(text: &str) -> Result<Bind> {
 }
 
 /// Enter a private mount namespace, bind every source into `stage`, and
-/// run `command` there (this process becomes it). Returns only on error.
-pub fn run_in_stage(stage: &Path, binds: &[Bind], command: &[OsString]) -> Result<()> {
+/// run `command` there: this process becomes it, or with `watch` runs it
+/// as a child that is interrupted when the watched process is gone (then
+/// restic saves no snapshot). Returns only on error; exits with the
+/// command's status otherwise.
+pub fn run_in_stage(
+    stage: &Path,
+    binds: &[Bind],
+    command: &[OsString],
+    watch: Option<ProcessIdentity>,
+) -> Result<()> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::user("stage: no command given"))?;
@@ -76,14 +87,50 @@ pub fn run_in_stage(stage: &Path, binds: &[Bind], command: &[OsString]) -> Resul
     for bind in binds {
         bind_one(stage, bind)?;
     }
-    let err = std::process::Command::new(program)
-        .args(args)
-        .current_dir(stage)
-        .exec();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).current_dir(stage);
+    if let Some(watched) = watch {
+        let child = cmd.spawn().map_err(|e| {
+            Error::user(format!(
+                "cannot run `{}` in the stage: {e}",
+                program.to_string_lossy()
+            ))
+        })?;
+        std::process::exit(watch_child(child, watched));
+    }
+    let err = cmd.exec();
     Err(Error::user(format!(
         "cannot run `{}` in the stage: {err}",
         program.to_string_lossy()
     )))
+}
+
+/// Wait for `child`; when `watched` is gone first, interrupt the child
+/// (restic then removes its lock and saves nothing), and kill it if it
+/// does not end soon. Returns the exit status to leave with.
+fn watch_child(mut child: std::process::Child, watched: ProcessIdentity) -> i32 {
+    let mut gone_since: Option<std::time::Instant> = None;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code().unwrap_or(1),
+            Ok(None) => {}
+            Err(_) => return 1,
+        }
+        if gone_since.is_none() && !watched.is_alive() {
+            gone_since = Some(std::time::Instant::now());
+            signal_child(&child, Signal::SIGINT);
+        }
+        if gone_since.is_some_and(|t| t.elapsed() > std::time::Duration::from_secs(10)) {
+            signal_child(&child, Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn signal_child(child: &std::process::Child, signal: Signal) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
 }
 
 /// Make the mount point (a directory, or an empty file for a file) and
