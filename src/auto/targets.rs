@@ -28,7 +28,11 @@ pub fn automatic_backup(
         let (name, err) = failures
             .next()
             .ok_or_else(|| Error::config("backup.targets names no target"))?;
-        return Err(err.context(format!("backup to {name}")));
+        return Err(if targets.len() > 1 {
+            err.context(format!("backup to {name}"))
+        } else {
+            err
+        });
     };
     for (name, err) in failures {
         let message = format!(

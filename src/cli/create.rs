@@ -50,10 +50,15 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         destination: Destination::Local,
     };
     let results = create::create_to_targets(&ctx, &deployment, &opts, &targets);
-    let mut failures = results
-        .failed
-        .into_iter()
-        .map(|(name, e)| e.context(format!("backup to {name}")));
+    // With one target the error is the backup's own, as it always was.
+    let several = targets.len() > 1;
+    let mut failures = results.failed.into_iter().map(|(name, e)| {
+        if several {
+            e.context(format!("backup to {name}"))
+        } else {
+            e
+        }
+    });
     let failed = failures.next();
     for e in failures {
         ui::warn(format!("{e}"));
