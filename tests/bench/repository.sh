@@ -8,7 +8,8 @@
 # cargo build --release && tests/testbed/testbed.sh up):
 #   tests/bench/repository.sh              700 MB volume, BENCH_RUNS rounds
 # Environment: BENCH_MB (default 700), BENCH_RUNS (default 2), BENCH_KEEP,
-# BENCH_TMPFS as in tests/bench/backup.sh (whose volume generator and timing
+# BENCH_TMPFS (podman's volumes on a tmpfs; the repositories stay on the
+# disk) as in tests/bench/backup.sh (whose volume generator and timing
 # functions this script uses: the same seeded 700 MB mixed volume).
 #
 # Per repository kind and round, a fresh repository each for restic by hand
@@ -154,6 +155,13 @@ report() {
                 "$(case $name in *hand | *hrestore) echo - ;; *) echo $((OWN[$name] / 1024)) ;; esac)"
         done
     done
+    for kind in "${KINDS[@]}"; do
+        echo
+        echo "$kind: the last restore's progress lines (seconds since its start):"
+        awk 'NR == 1 { t0 = $1; next } { $1 = sprintf("%6.2f", $1 - t0); print "    " $0 }' "$WORK/${kind}_restore.log"
+        echo "$kind: the last create's (first) progress lines:"
+        awk 'NR == 1 { t0 = $1; next } { $1 = sprintf("%6.2f", $1 - t0); print "    " $0 }' "$WORK/${kind}_first.log"
+    done
     echo
     echo "data_added (bytes, per round): first:$ADDED_FIRST; again:$ADDED_AGAIN; one-line change:$ADDED_CHANGED"
     echo
@@ -199,6 +207,12 @@ host_repository_main() {
     [[ $(id -u) -eq 0 ]] || { echo "bench: run as root" >&2; exit 2; }
     local testbed=$HERE/../testbed/testbed.sh s3_pid="" s3_dir="" env=() status=0
     "$testbed" status >/dev/null 2>&1 || { echo "bench: the testbed is not up: $testbed up" >&2; exit 2; }
+    # Podman's volumes on a tmpfs, as tests/bench/backup.sh does (its
+    # volumes_on_tmpfs says why: ext4 without a journal here makes file
+    # creation after deletions 3-5x slower, for minutes).
+    # shellcheck source=backup.sh
+    BENCH_LIB_ONLY=1 source "$HERE/backup.sh"
+    if [[ $BENCH_TMPFS == 1 ]]; then volumes_on_tmpfs "$testbed"; fi
     if [[ -x $S3S_FS ]]; then
         s3_dir=$(mktemp -d /var/tmp/bench-s3.XXXXXX)
         mkdir "$s3_dir/bench"
@@ -217,6 +231,10 @@ host_repository_main() {
     "$testbed" exec -- env BENCH_MB="${BENCH_MB:-700}" BENCH_RUNS="$BENCH_RUNS" BENCH_KEEP="${BENCH_KEEP:-0}" \
         "${env[@]}" bash /home/tester/.bench-repository.sh --inside || status=$?
     "$testbed" exec -- rm -f /home/tester/.bench-backup.sh /home/tester/.bench-repository.sh || true
+    if [[ $BENCH_TMPFS == 1 ]]; then
+        "$testbed" exec --root -- sh -c "! mountpoint -q $VOLUMES_DIR || umount $VOLUMES_DIR" ||
+            echo "bench: warning: cannot unmount the tmpfs on $VOLUMES_DIR in the testbed" >&2
+    fi
     if [[ -n $s3_pid ]]; then
         kill "$s3_pid" 2>/dev/null
         wait "$s3_pid" 2>/dev/null || true

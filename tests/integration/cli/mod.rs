@@ -16,5 +16,6 @@ mod recovery;
 mod repositories;
 mod retention;
 mod reuse;
+mod stage;
 mod tree_write;
 mod volume_reader;
