@@ -89,7 +89,7 @@ PACKAGES=(
     systemd dbus dbus-user-session
     busybox-static git ca-certificates zstd time procps util-linux
     login passwd iproute2 curl jq gzip xz-utils
-    restic restic-rest-server
+    restic restic-rest-server attr
 )
 # Bump when the build recipe changes so that cached root filesystems are redone.
 RECIPE_VERSION=1

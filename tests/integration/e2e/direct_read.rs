@@ -18,8 +18,8 @@ const CLEANUP_DR1: &str = "forget leger-e2e-dr1-data dr1";
 /// Fill the volume inside the user namespace: files of three container
 /// users, a hard link, symlinks (one pointing outside), a path over 100
 /// bytes (USTAR prefix) and a name of 150 bytes (PAX), an empty directory,
-/// setuid and sticky bits, a `user.*` extended attribute when the file
-/// system and busybox allow one, a FIFO.
+/// setuid and sticky bits, a `user.*` extended attribute (setfattr, from
+/// the testbed's `attr` package), a FIFO.
 const FILL: &str = r##"
 podman unshare sh -euc '
   cd "$1"
@@ -38,7 +38,7 @@ podman unshare sh -euc '
   chmod 1777 tmp
   mkfifo pipe
   printf x > attrs
-  busybox setfattr -n user.note -v kept attrs 2>/dev/null || true
+  setfattr -n user.note -v kept attrs
   chown 1000:1000 attrs
 ' sh "$(mp leger-e2e-dr1-data)"
 "##;
@@ -105,6 +105,11 @@ fn a_directly_read_volume_archives_and_restores_as_podmans_export() {
     succeeds(&tb, &format!("leger-backup restore {id} --yes"));
     let (after, _) = succeeds(&tb, "volume_manifest leger-e2e-dr1-data");
     assert_same("volume after restoring the direct read", &before, &after);
+    let (note, _) = succeeds(
+        &tb,
+        r#"podman unshare getfattr -h -n user.note --only-values "$(mp leger-e2e-dr1-data)/attrs""#,
+    );
+    assert_eq!(note, "kept", "the extended attribute after the restore");
     succeeds(&tb, "active dr1.service");
 
     // (c) Forced through podman's export: the same backup.

@@ -44,8 +44,8 @@ const REPO_SH: &str = r##"
 # fill VOL: a mixed tree inside the user namespace: files of three
 # container users, a 0600 file in a 0700 directory, a hard link, a
 # symlink and a dangling one, setuid, setgid and sticky bits, an empty
-# directory, a sparse file, and a volume root that is 0750 and 999's.
-# (No extended attribute: the testbed has no setfattr.)
+# directory, a sparse file, a user extended attribute, and a volume root
+# that is 0750 and 999's.
 fill() {
   podman unshare sh -euc '
     cd "$1"
@@ -60,6 +60,7 @@ fill() {
     ln -s index.html www/link
     ln -s /does/not/exist dangling
     chown -h 33:33 www www/index.html www/link
+    setfattr -n user.origin -v leger-e2e www/index.html
     printf "#!/bin/sh\n" > tool
     chmod 4755 tool
     chmod 2750 empty
@@ -76,12 +77,18 @@ fill_big() {
   podman unshare sh -euc 'cd "$1"; for i in $(seq 20); do
     head -c 1048576 /dev/urandom > r$i.bin; done; seq 1 1000 > lines.txt' sh "$(mp "$1")"
 }
-# extras VOL: what volume_manifest does not show: link counts and whether
-# the hard link is still one.
+# extras VOL: what volume_manifest does not show: link counts, whether
+# the hard link is still one, the extended attribute, and whether the 8 MiB
+# sparse file still has its holes (restic restores them at the size of its
+# chunks, 512 KiB and more, not block by block: "kept" means less than a
+# quarter of the file is allocated).
 extras() {
   podman unshare sh -c 'cd "$1" && echo "== links" && find . -type f -printf "%p %n\n" | LC_ALL=C sort &&
     if [ www/index.html -ef www/again.html ]; then echo "www/again.html is www/index.html";
-    else echo "www/again.html is another file"; fi' sh "$(mp "$1")"
+    else echo "www/again.html is another file"; fi &&
+    echo "== user.origin of www/index.html: $(getfattr -h -n user.origin --only-values www/index.html 2>&1)" &&
+    if [ -e sparse ]; then kib=$(du -k sparse | cut -f1);
+      if [ "$kib" -lt 2048 ]; then echo "== sparse: holes kept"; else echo "== sparse: $kib KiB allocated, holes lost"; fi; fi' sh "$(mp "$1")"
 }
 # state NAME VOL: the volume and the deployment's files, exactly.
 state() { volume_manifest "$2"; extras "$2"; deployment_files_manifest "$1"; }
