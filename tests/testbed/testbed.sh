@@ -582,14 +582,23 @@ start_container() {
     # rootful runc load its device program. Otherwise INIT as PID 2.
     local -a how=(--as-pid2 "$INIT_PATH")
     if boot_mode; then how=(-b --capability=all --system-call-filter=bpf); fi
+    # nspawn (--keep-unit) makes its cgroups below the caller's: a cgroup of
+    # this testbed's own, so that two testbeds (two LEGER_TESTBED_DIRs) on
+    # one host never share them (nor `down` remove the other's).
+    local cg
+    cg=$(testbed_cgroup)
+    mkdir -p "$cg"
     # setsid: the container must outlive this shell and its process group.
     # NOTIFY_SOCKET is unset so nspawn does not talk to a caller's manager.
-    env -u NOTIFY_SOCKET SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
-        setsid systemd-nspawn --register=no --keep-unit -q \
-        --machine=leger-testbed -D "$ROOTFS" \
-        --console=pipe \
-        --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
-        "${how[@]}" </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
+    (
+        echo "$BASHPID" >"$cg/cgroup.procs" || die "could not join cgroup $cg"
+        exec env -u NOTIFY_SOCKET SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
+            setsid systemd-nspawn --register=no --keep-unit -q \
+            --machine=leger-testbed -D "$ROOTFS" \
+            --console=pipe \
+            --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
+            "${how[@]}"
+    ) </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
     local pid=$!
     # setsid execs in place (a background job is no group leader), so $!
     # is nspawn itself; wait until it shows up under its own name.
@@ -602,15 +611,26 @@ start_container() {
     echo "$CHECKOUT" >"$SRC_FILE"
 }
 
+# The host cgroup (v2) nspawn is started in: one per testbed directory.
+testbed_cgroup() {
+    local mnt name
+    mnt=$(findmnt -rn -t cgroup2 -o TARGET | head -n 1)
+    [[ -n $mnt ]] || die "no cgroup2 hierarchy mounted on the host"
+    name=$(basename "$TESTBED_DIR" | tr -c 'A-Za-z0-9_.\n-' '_')
+    echo "$mnt/$name.testbed"
+}
+
 # nspawn (--keep-unit) makes two cgroups below its own, "supervisor" for
 # itself and "payload" for the container, and leaves them behind on this
-# host. Remember them so that `down` can remove them.
+# host. Remember them, and their parent (testbed_cgroup), so that `down`
+# can remove them.
 record_cgroups() {
     local npid cpid
     npid=$(nspawn_pid) && cpid=$(container_pid) || return 0
     {
         container_cgroup "$npid"
         container_cgroup "$cpid"
+        testbed_cgroup
     } >"$CGROUPS_FILE"
 }
 
