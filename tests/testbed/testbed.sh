@@ -29,6 +29,11 @@
 #   LEGER_TESTBED_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   LEGER_TESTBED_KEEP_STATE=1  keep tester's home, /etc/leger, ... at a cold
 #                       `up` (by default each cold start begins clean)
+#   LEGER_TESTBED_BOOT=1  boot the container: systemd as PID 1 (system
+#                       manager, journald, logind), tester's user manager
+#                       started by linger as user@1000.service; see "Boot
+#                       mode" below. Read at `up`; later verbs follow the
+#                       mode the testbed was started in.
 #
 # Inside the container: the checkout is bound read-write at /src, the binary
 # is /usr/local/bin/leger-backup, the user generator is
@@ -47,6 +52,15 @@
 #     file events logger (it checks that /proc/1/comm is "systemd");
 #   - podman-user-wait-network-online.service is satisfied at once by a
 #     drop-in (it would wait 90 s for a system network-online.target).
+#
+# Boot mode (LEGER_TESTBED_BOOT=1) is a real machine's setup instead:
+# `systemd-nspawn -b` with a unified cgroup hierarchy, `pids_limit = 0` and
+# the bpf system-call filter (shared/podman-quadlet-facts.md, "A booted
+# testbed"). `exec` runs as tester beside user@1000.service's units,
+# `exec --root` as root beside the system manager's; `install` also links
+# the *system* generator; `down` is `systemctl poweroff` inside. None of the
+# differences above apply, and network-online.target is pulled in by
+# multi-user.target as on a machine with a network manager.
 # Tip: busybox httpd as PID 1 ignores SIGTERM, so stopping it takes the 10 s
 # stop timeout; `RunInit=true` in [Container] (or StopTimeout=1) avoids that.
 set -euo pipefail
@@ -63,6 +77,7 @@ STAMP=$TESTBED_DIR/rootfs.stamp          # written only after a complete build
 PIDFILE=$TESTBED_DIR/nspawn.pid          # "PID STARTTIME" of systemd-nspawn
 CGROUPS_FILE=$TESTBED_DIR/cgroups        # host cgroups nspawn made (removed by down)
 SRC_FILE=$TESTBED_DIR/src                # the checkout bound at /src
+MODE_FILE=$TESTBED_DIR/mode              # "boot" or "pid2", written by up
 LOG=$TESTBED_DIR/testbed.log             # verbose output of apt/debootstrap/...
 CONSOLE_LOG=$TESTBED_DIR/console.log     # output of the container's INIT
 MIRROR=${LEGER_TESTBED_MIRROR:-http://deb.debian.org/debian}
@@ -80,6 +95,7 @@ INIT_PATH=/usr/local/libexec/leger-testbed-init
 BUSYBOX_TAR=/var/lib/leger-testbed/busybox.tar
 BIN_PATH=/usr/local/bin/leger-backup
 GENERATOR_PATH=/usr/local/lib/systemd/user-generators/leger-backup-user-generator
+SYSTEM_GENERATOR_PATH=/usr/local/lib/systemd/system-generators/leger-backup-system-generator
 
 # Packages of the Debian 13 root filesystem. debootstrap installs no
 # Recommends, so everything rootless Podman needs is named here.
@@ -97,6 +113,9 @@ RECIPE_VERSION=1
 # Seconds to wait for the user manager to come up / for things to stop.
 UP_TIMEOUT=90
 STOP_TIMEOUT=60
+# Seconds `down` waits for a booted container's poweroff (every service's
+# stop, each bounded by its own timeout) before it kills it.
+POWEROFF_TIMEOUT=180
 
 # ---------------------------------------------------------------------------
 # Small helpers
@@ -202,6 +221,17 @@ mounts_under_rootfs() {
 
 is_up() { container_pid >/dev/null 2>&1; }
 
+# True if the testbed runs (or, when down, is to start) in boot mode. A
+# running testbed keeps the mode it was started in, whatever the caller's
+# environment says, so that exec/install/down always match it.
+boot_mode() {
+    if is_up; then
+        [[ -f $MODE_FILE && $(cat "$MODE_FILE") == boot ]]
+    else
+        [[ ${LEGER_TESTBED_BOOT:-0} == 1 ]]
+    fi
+}
+
 # ---------------------------------------------------------------------------
 # Running commands inside the container
 # ---------------------------------------------------------------------------
@@ -229,10 +259,35 @@ container_cmd() {
         prefix=(setpriv --reuid="$TEST_UID" --regid="$TEST_UID" --init-groups --)
     fi
     if [[ -n ${TERM:-} ]]; then envv+=(TERM="$TERM"); fi
-    CMD_CGROUP=$(container_cgroup "$cpid")
-    [[ $as_root == 1 ]] || CMD_CGROUP+=/user-$TEST_UID/exec
+    CMD_CGROUP=$(exec_cgroup "$cpid" "$as_root")
     CMDV=(nsenter -t "$cpid" -m -u -i -p -C -r -w --
         /usr/bin/env -i -C /src "${envv[@]}" "${prefix[@]}" "$@")
+}
+
+# The cgroup a command of `exec` joins. Without systemd as PID 1: user-UID/
+# exec, beside the user manager's cgroup (see INIT). Booted: a cgroup of its
+# own in user@UID.service's delegated tree (owned by tester, so that the
+# user manager may move a podman it runs into a scope of its own), or for
+# root one beside the system manager's units.
+exec_cgroup() {
+    local cpid=$1 as_root=$2 root cg
+    root=$(container_cgroup "$cpid")
+    if [[ ! -f $MODE_FILE || $(cat "$MODE_FILE") != boot ]]; then
+        if [[ $as_root == 1 ]]; then echo "$root"; else echo "$root/user-$TEST_UID/exec"; fi
+        return 0
+    fi
+    if [[ $as_root == 1 ]]; then
+        cg=$root/leger-testbed-exec
+        mkdir -p "$cg" 2>/dev/null || true
+    else
+        cg=$root/user.slice/user-$TEST_UID.slice/user@$TEST_UID.service/leger-testbed-exec
+        if [[ ! -d $cg && -d $(dirname "$cg") ]]; then
+            if mkdir -p "$cg" 2>/dev/null; then
+                chown "$TEST_UID:$TEST_UID" "$cg" "$cg/cgroup.procs" 2>/dev/null || true
+            fi
+        fi
+    fi
+    echo "$cg"
 }
 
 # The host path of the cgroup (v2) that is the container's cgroup root.
@@ -240,7 +295,9 @@ container_cgroup() {
     local mnt rel
     mnt=$(findmnt -rn -t cgroup2 -o TARGET | head -n 1)
     rel=$(sed -n 's/^0:://p' "/proc/$1/cgroup")
-    echo "$mnt${rel%/}"
+    rel=${rel%/}
+    # A booted container's systemd sits in its own init.scope.
+    echo "$mnt${rel%/init.scope}"
 }
 
 # Move the calling (sub)shell into CMD_CGROUP and exec CMDV. Without this,
@@ -331,10 +388,46 @@ configure_rootfs() {
     reset_state
     configure_user
     write_containers_conf
-    write_init_script
-    write_user_unit_dropins
     build_busybox_tar
     mkdir -p "$ROOTFS$(dirname "$GENERATOR_PATH")"
+    # One root filesystem serves both modes: each writes what it needs and
+    # takes away what only the other one needs.
+    if boot_mode; then
+        rm -rf "$ROOTFS$USER_DROPIN_DIR"
+        configure_boot
+    else
+        write_init_script
+        write_user_unit_dropins
+        unconfigure_boot
+    fi
+}
+
+# What a booted machine has that the debootstrapped one lacks: tester's
+# linger (what `loginctl enable-linger tester` writes: logind starts
+# user@1000.service at boot), network-online.target pulled in as a network
+# manager does (Quadlet's rootless units wait for it), and no
+# systemd-modules-load (a container loads no modules; it would leave the
+# system "degraded").
+configure_boot() {
+    mkdir -p "$ROOTFS/var/lib/systemd/linger" "$ROOTFS/etc/systemd/system/multi-user.target.wants"
+    touch "$ROOTFS/var/lib/systemd/linger/$TEST_USER"
+    ln -sfn /usr/lib/systemd/system/network-online.target \
+        "$ROOTFS/etc/systemd/system/multi-user.target.wants/network-online.target"
+    ln -sfn /dev/null "$ROOTFS/etc/systemd/system/systemd-modules-load.service"
+    local conf=$ROOTFS$TEST_HOME/.config/containers/containers.conf
+    mkdir -p "$(dirname "$conf")"
+    printf '%s\n' '# Written by tests/testbed/testbed.sh: see /etc/containers/containers.conf.' \
+        '[containers]' 'netns = "pasta"' >"$conf"
+    chown -R "$TEST_UID:$TEST_UID" "$ROOTFS$TEST_HOME/.config"
+    mkdir -p "$ROOTFS$(dirname "$SYSTEM_GENERATOR_PATH")"
+}
+
+unconfigure_boot() {
+    rm -f "$ROOTFS/var/lib/systemd/linger/$TEST_USER" \
+        "$ROOTFS$TEST_HOME/.config/containers/containers.conf" \
+        "$ROOTFS/etc/systemd/system/multi-user.target.wants/network-online.target" \
+        "$ROOTFS/etc/systemd/system/systemd-modules-load.service" \
+        "$ROOTFS$SYSTEM_GENERATOR_PATH"
 }
 
 # Each cold start begins with what a fresh machine has: no deployments, no
@@ -347,10 +440,12 @@ reset_state() {
     local p
     for p in "$TEST_HOME" /root/.config /root/.local /root/.cache \
         /etc/leger /usr/lib/leger /var/lib/bluebuild-quadlets /var/lib/containers \
-        /etc/containers/systemd /var/tmp; do
+        /etc/containers/systemd /var/tmp /var/lib/leger-backup; do
         # --one-file-system: never follow a mount (there are none when down).
         if [[ -e $ROOTFS$p ]]; then rm -rf --one-file-system "${ROOTFS:?}$p"; fi
     done
+    # Drop-ins `enable --system` wrote for root's services.
+    rm -f "$ROOTFS"/etc/systemd/system/*.service.d/*leger-backup*
     # As the packages left them.
     mkdir -p "$ROOTFS/etc/containers/systemd/users" "$ROOTFS/var/tmp"
     chmod 1777 "$ROOTFS/var/tmp"
@@ -381,13 +476,22 @@ configure_user() {
 
 # keyring=false: nspawn's seccomp filter refuses keyctl. The ulimits: the
 # host's hard limit for open files is lower than what podman asks for.
+# Boot mode: pids_limit=0, the container's cgroup v2 tree has no pids
+# controller (the host's are on v1) and runc fails on pids.max; netns=host
+# for root's containers, whose bridge network (netavark) would write the
+# read-only /proc/sys, and on the host's network namespace, which the
+# container shares. tester's own containers.conf puts rootless containers
+# back on pasta, their default (podman 5.4 reads no rootful-only file).
 write_containers_conf() {
+    local extra=""
+    if boot_mode; then extra=$'pids_limit = 0\nnetns = "host"'; fi
     mkdir -p "$ROOTFS/etc/containers"
-    cat >"$ROOTFS/etc/containers/containers.conf" <<'EOF'
+    cat >"$ROOTFS/etc/containers/containers.conf" <<EOF
 # Written by tests/testbed/testbed.sh (see shared/podman-quadlet-facts.md).
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 keyring = false
+$extra
 
 [engine]
 runtime = "runc"
@@ -397,10 +501,12 @@ EOF
 # Quadlet (podman >= 5.3) makes every rootless container unit wait for
 # podman-user-wait-network-online.service, which loops on the *system*
 # manager's `systemctl is-active network-online.target`. There is no system
-# manager here, so each start would hang for its 90 s timeout. On a real
-# machine that target is active at once; answer the same here.
+# manager in the pid-2 mode, so each start would hang for its 90 s timeout.
+# On a real machine that target is active at once; answer the same here.
+# (Boot mode needs none of this: see configure_boot.)
+USER_DROPIN_DIR=/etc/systemd/user/podman-user-wait-network-online.service.d
 write_user_unit_dropins() {
-    local d=$ROOTFS/etc/systemd/user/podman-user-wait-network-online.service.d
+    local d=$ROOTFS$USER_DROPIN_DIR
     mkdir -p "$d"
     cat >"$d/10-leger-testbed.conf" <<'EOF'
 # Written by tests/testbed/testbed.sh: no system manager in this testbed,
@@ -470,16 +576,29 @@ build_busybox_tar() {
 # Starting the container
 # ---------------------------------------------------------------------------
 start_container() {
-    log "starting the container (systemd-nspawn)"
+    log "starting the container (systemd-nspawn$(boot_mode && echo ' -b'))"
     : >"$CONSOLE_LOG"
+    # Boot: systemd as PID 1; --capability=all and the bpf filter let
+    # rootful runc load its device program. Otherwise INIT as PID 2.
+    local -a how=(--as-pid2 "$INIT_PATH")
+    if boot_mode; then how=(-b --capability=all --system-call-filter=bpf); fi
+    # nspawn (--keep-unit) makes its cgroups below the caller's: a cgroup of
+    # this testbed's own, so that two testbeds (two LEGER_TESTBED_DIRs) on
+    # one host never share them (nor `down` remove the other's).
+    local cg
+    cg=$(testbed_cgroup)
+    mkdir -p "$cg"
     # setsid: the container must outlive this shell and its process group.
     # NOTIFY_SOCKET is unset so nspawn does not talk to a caller's manager.
-    env -u NOTIFY_SOCKET SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
-        setsid systemd-nspawn --register=no --keep-unit -q \
-        --machine=leger-testbed -D "$ROOTFS" --as-pid2 \
-        --console=pipe \
-        --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
-        "$INIT_PATH" </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
+    (
+        echo "$BASHPID" >"$cg/cgroup.procs" || die "could not join cgroup $cg"
+        exec env -u NOTIFY_SOCKET SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
+            setsid systemd-nspawn --register=no --keep-unit -q \
+            --machine=leger-testbed -D "$ROOTFS" \
+            --console=pipe \
+            --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
+            "${how[@]}"
+    ) </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
     local pid=$!
     # setsid execs in place (a background job is no group leader), so $!
     # is nspawn itself; wait until it shows up under its own name.
@@ -492,15 +611,26 @@ start_container() {
     echo "$CHECKOUT" >"$SRC_FILE"
 }
 
+# The host cgroup (v2) nspawn is started in: one per testbed directory.
+testbed_cgroup() {
+    local mnt name
+    mnt=$(findmnt -rn -t cgroup2 -o TARGET | head -n 1)
+    [[ -n $mnt ]] || die "no cgroup2 hierarchy mounted on the host"
+    name=$(basename "$TESTBED_DIR" | tr -c 'A-Za-z0-9_.\n-' '_')
+    echo "$mnt/$name.testbed"
+}
+
 # nspawn (--keep-unit) makes two cgroups below its own, "supervisor" for
 # itself and "payload" for the container, and leaves them behind on this
-# host. Remember them so that `down` can remove them.
+# host. Remember them, and their parent (testbed_cgroup), so that `down`
+# can remove them.
 record_cgroups() {
     local npid cpid
     npid=$(nspawn_pid) && cpid=$(container_pid) || return 0
     {
         container_cgroup "$npid"
         container_cgroup "$cpid"
+        testbed_cgroup
     } >"$CGROUPS_FILE"
 }
 
@@ -516,6 +646,31 @@ remove_cgroups() {
         [[ ! -d $cg ]] || warn "cgroup $cg is left (not empty)"
     done <"$CGROUPS_FILE"
     rm -f "$CGROUPS_FILE"
+}
+
+# Boot mode: wait until the system manager has finished booting.
+wait_for_system_manager() {
+    local deadline state=""
+    deadline=$(($(now) + UP_TIMEOUT))
+    while (($(now) < deadline)); do
+        nspawn_pid >/dev/null || die "the container exited during boot (console log: $CONSOLE_LOG)"
+        if container_pid >/dev/null; then
+            [[ -s $CGROUPS_FILE ]] || record_cgroups
+            state=$(in_container 1 systemctl is-system-running 2>/dev/null) || true
+            case $state in
+            running | degraded)
+                log "system manager is $state"
+                if [[ $state == degraded ]]; then
+                    in_container 1 systemctl --failed --no-pager >&2 || true
+                fi
+                return 0
+                ;;
+            esac
+        fi
+        sleep 0.5
+    done
+    tail -n 40 "$CONSOLE_LOG" >&2
+    die "system manager not up after ${UP_TIMEOUT}s (state: ${state:-none}; log: $CONSOLE_LOG)"
 }
 
 # Wait until tester's user manager reports "running" (or "degraded").
@@ -546,14 +701,19 @@ wait_for_user_manager() {
     die "user manager not up after ${UP_TIMEOUT}s (state: ${state:-none}; log: $CONSOLE_LOG)"
 }
 
-# Import localhost/busybox:latest into tester's (rootless) image store.
+# Import localhost/busybox:latest into tester's (rootless) image store,
+# and in boot mode into root's too (root's deployments run there).
 ensure_busybox_image() {
-    if in_container 0 podman image exists localhost/busybox:latest; then
-        return 0
-    fi
-    log "importing localhost/busybox:latest for $TEST_USER"
-    in_container 0 podman import "$BUSYBOX_TAR" localhost/busybox:latest >>"$LOG" 2>&1 ||
-        die "podman import failed (see $LOG)"
+    local as_root
+    for as_root in 0 1; do
+        if ((as_root)) && ! boot_mode; then continue; fi
+        if in_container "$as_root" podman image exists localhost/busybox:latest; then
+            continue
+        fi
+        log "importing localhost/busybox:latest ($( ((as_root)) && echo root || echo "$TEST_USER"))"
+        in_container "$as_root" podman import "$BUSYBOX_TAR" localhost/busybox:latest >>"$LOG" 2>&1 ||
+            die "podman import failed (see $LOG)"
+    done
 }
 
 # ---------------------------------------------------------------------------
@@ -562,21 +722,29 @@ ensure_busybox_image() {
 cmd_install() {
     require_root install
     take_lock
-    local dst=$ROOTFS$BIN_PATH gen=$ROOTFS$GENERATOR_PATH
+    local dst=$ROOTFS$BIN_PATH gen=$ROOTFS$GENERATOR_PATH sysgen=""
     [[ -d $ROOTFS/usr ]] || die "no root filesystem at $ROOTFS (run: $0 up)"
+    if boot_mode; then sysgen=$ROOTFS$SYSTEM_GENERATOR_PATH; fi
     if [[ -f $BINARY_SRC ]]; then
         mkdir -p "$(dirname "$dst")" "$(dirname "$gen")"
         # Copy then rename: a running leger-backup keeps its old inode.
         install -m 0755 "$BINARY_SRC" "$dst.new"
         mv -f "$dst.new" "$dst"
         ln -sfn "$BIN_PATH" "$gen"
-        log "installed $BINARY_SRC as $BIN_PATH (+ user generator symlink)"
+        if [[ -n $sysgen ]]; then
+            mkdir -p "$(dirname "$sysgen")"
+            ln -sfn "$BIN_PATH" "$sysgen"
+        fi
+        log "installed $BINARY_SRC as $BIN_PATH (+ user${sysgen:+ and system} generator symlink)"
     else
         warn "$BINARY_SRC does not exist (cargo build --release); leger-backup not installed"
         # Do not leave a binary of an older build behind to be tested.
-        rm -f "$dst" "$gen"
+        rm -f "$dst" "$gen" "$ROOTFS$SYSTEM_GENERATOR_PATH"
     fi
     if is_up; then
+        if boot_mode; then
+            in_container 1 systemctl daemon-reload || die "systemctl daemon-reload failed"
+        fi
         in_container 0 systemctl --user daemon-reload || die "systemctl --user daemon-reload failed"
     fi
 }
@@ -596,12 +764,14 @@ cmd_up() {
     local t0
     t0=$(now)
     # A crashed earlier run may have left a pid file behind.
-    rm -f "$PIDFILE" "$CGROUPS_FILE"
+    rm -f "$PIDFILE" "$CGROUPS_FILE" "$MODE_FILE"
     ensure_host_packages
     ensure_tun
     ensure_rootfs
     configure_rootfs
+    if boot_mode; then echo boot >"$MODE_FILE"; else echo pid2 >"$MODE_FILE"; fi
     start_container
+    if boot_mode; then wait_for_system_manager; fi
     wait_for_user_manager
     ensure_busybox_image
     cmd_install
@@ -628,7 +798,7 @@ cmd_exec() {
 cmd_status() {
     local cpid
     if cpid=$(container_pid 2>/dev/null); then
-        echo "up (nspawn pid $(nspawn_pid), container pid $cpid, rootfs $ROOTFS, /src = $(cat "$SRC_FILE" 2>/dev/null))"
+        echo "up ($(cat "$MODE_FILE" 2>/dev/null || echo pid2) mode, nspawn pid $(nspawn_pid), container pid $cpid, rootfs $ROOTFS, /src = $(cat "$SRC_FILE" 2>/dev/null))"
         return 0
     fi
     echo "down (rootfs $ROOTFS$(rootfs_is_complete && echo ', cached' || echo ', not built'))"
@@ -681,6 +851,23 @@ verify_nothing_left() {
     [[ -z $left ]] || die "still mounted under $ROOTFS: $left"
 }
 
+# Boot mode: `systemctl poweroff` inside, as on a machine; wait (bounded)
+# for nspawn to exit when the container's systemd is done. What is still
+# there afterwards is stop_container's.
+poweroff_container() {
+    local npid=$1 t0 deadline
+    t0=$(now)
+    log "systemctl poweroff (waiting up to ${POWEROFF_TIMEOUT}s)"
+    in_container 1 systemctl poweroff >>"$LOG" 2>&1 || warn "systemctl poweroff failed"
+    deadline=$((t0 + POWEROFF_TIMEOUT))
+    while proc_alive "$npid" && (($(now) < deadline)); do sleep 0.2; done
+    if proc_alive "$npid"; then
+        warn "the container did not power off within ${POWEROFF_TIMEOUT}s; killing it"
+    else
+        log "powered off in $(($(now) - t0)) s"
+    fi
+}
+
 cmd_down() {
     require_root down
     take_lock
@@ -688,16 +875,22 @@ cmd_down() {
     if npid=$(nspawn_pid); then
         if cpid=$(container_pid); then
             pidns=$(readlink "/proc/$cpid/ns/pid")
-            stop_user_manager "$cpid"
+            if boot_mode; then
+                poweroff_container "$npid"
+            else
+                stop_user_manager "$cpid"
+            fi
         fi
-        log "stopping the container (nspawn pid $npid)"
-        stop_container "$npid" "$pidns"
+        if proc_alive "$npid"; then
+            log "stopping the container (nspawn pid $npid)"
+            stop_container "$npid" "$pidns"
+        fi
     else
         log "not up"
     fi
     verify_nothing_left "$pidns"
     remove_cgroups
-    rm -f "$PIDFILE" "$SRC_FILE"
+    rm -f "$PIDFILE" "$SRC_FILE" "$MODE_FILE"
     log "down (root filesystem kept in $ROOTFS)"
 }
 

@@ -13,3 +13,4 @@ mod repositories;
 mod reuse;
 mod rpm;
 mod smoke;
+mod system_scope;

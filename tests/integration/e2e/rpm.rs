@@ -24,6 +24,9 @@ const PREFIX: &str = "rpmpkg-";
 const TESTBED_BIN: &str = "/usr/local/bin/leger-backup";
 const TESTBED_GENERATOR: &str =
     "/usr/local/lib/systemd/user-generators/leger-backup-user-generator";
+/// Only in the booted testbed (LEGER_TESTBED_BOOT=1).
+const TESTBED_SYSTEM_GENERATOR: &str =
+    "/usr/local/lib/systemd/system-generators/leger-backup-system-generator";
 
 fn testbed_script() -> PathBuf {
     repo_root().join("tests/testbed/testbed.sh")
@@ -259,7 +262,13 @@ fn installed_rpm_backs_up_a_deployment_when_it_stops() {
     };
 
     // Out with the testbed's own install, in with the package's payload.
-    let out = tb.exec_root(&["rm", "-f", TESTBED_BIN, TESTBED_GENERATOR]);
+    let out = tb.exec_root(&[
+        "rm",
+        "-f",
+        TESTBED_BIN,
+        TESTBED_GENERATOR,
+        TESTBED_SYSTEM_GENERATOR,
+    ]);
     assert!(
         out.status.success(),
         "removing the testbed's install: {}",
