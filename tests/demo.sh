@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: leger-backup's main job, for real, in the rootless testbed
-# (Podman 5 + Quadlet + systemd --user): install the bundled example the way
+# `make demo`: leger-backup's main job, for real, in the booted testbed
+# (Podman 5 + Quadlet, a rootless deployment under a lingering user's
+# systemd --user): install the bundled example the way
 # leger does, back it up, break it (change data, remove the deployment),
 # restore it, and show the page served from the restored volume.
 set -euo pipefail

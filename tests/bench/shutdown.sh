@@ -13,14 +13,13 @@
 # cargo build --release):
 #   LEGER_TESTBED_DIR=... tests/bench/shutdown.sh [RUNS]
 #   RUNS  runs of each variant (default 3), alternating; every figure is printed
-# Environment: LEGER_TESTBED_DIR and LEGER_BACKUP_BIN as for testbed.sh;
-# LEGER_TESTBED_BOOT=1 is set here. The testbed is left down.
+# Environment: LEGER_TESTBED_DIR and LEGER_BACKUP_BIN as for testbed.sh.
+# The testbed is left down.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TESTBED=$SCRIPT_DIR/../testbed/testbed.sh
 RUNS=${1:-3}
-export LEGER_TESTBED_BOOT=1
 BIN=${LEGER_BACKUP_BIN:-$SCRIPT_DIR/../../target/release/leger-backup}
 
 die() {

@@ -1,66 +1,59 @@
 #!/usr/bin/env bash
-# testbed.sh - a rootless Podman/Quadlet test machine for leger-backup.
+# testbed.sh - a Podman/Quadlet test machine for leger-backup.
 #
 # The host (Debian 12) has no Quadlet (podman 4.3) and no systemd as PID 1.
 # This script builds a Debian 13 (trixie) root filesystem with debootstrap
-# (podman 5.4 with Quadlet, systemd 257), runs it with systemd-nspawn and
-# starts a systemd *user* manager in it for the unprivileged user `tester`
-# (uid 1000): the way leger users run their deployments. The recipe follows
-# shared/podman-quadlet-facts.md, where each step is explained.
+# (podman 5.4 with Quadlet, systemd 257) and *boots* it with systemd-nspawn:
+# systemd as PID 1 with a system manager, journald and logind, and the
+# unprivileged user `tester` (uid 1000) lingering, so that logind starts
+# tester's user manager (user@1000.service) at boot, the way leger users run
+# their deployments. Root's deployments run under the system manager. The
+# recipe follows shared/podman-quadlet-facts.md ("A booted testbed").
 #
 # Usage (as root):
-#   testbed.sh up                 build/reuse the rootfs, start the container,
-#                                 start tester's user manager, install the binary
+#   testbed.sh up                 build/reuse the rootfs, boot the container,
+#                                 wait for the system and user managers,
+#                                 install the binary
 #                                 (already up: only re-installs the binary)
-#   testbed.sh install            copy target/release/leger-backup (and its
-#                                 user-generator symlink) in, daemon-reload
+#   testbed.sh install            copy target/release/leger-backup in, link
+#                                 the user and system generators to it,
+#                                 daemon-reload both managers
 #   testbed.sh exec [--root] -- CMD [ARG...]
-#                                 run CMD in the container as tester (or root),
-#                                 cwd /src; stdio and exit status pass through
+#                                 run CMD in the container as tester beside
+#                                 its user manager's units (or as root beside
+#                                 the system manager's), cwd /src; stdio and
+#                                 exit status pass through
 #   testbed.sh status             exit 0 if up, 3 if not
-#   testbed.sh down               stop user units and manager, end the container
+#   testbed.sh down               `systemctl poweroff` inside (every service
+#                                 stops as on a machine), then end the container
 #   testbed.sh rootfs             print the root filesystem's path
 #
 # Environment:
 #   LEGER_TESTBED_DIR   state directory (default /var/tmp/leger-testbed):
 #                       rootfs/, rootfs.stamp, nspawn.pid, cgroups, lock,
-#                       testbed.log (apt/debootstrap), console.log (INIT)
+#                       testbed.log (apt/debootstrap), console.log (the boot)
 #   LEGER_BACKUP_BIN    binary to install (default <checkout>/target/release/leger-backup)
 #   LEGER_TESTBED_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   LEGER_TESTBED_KEEP_STATE=1  keep tester's home, /etc/leger, ... at a cold
-#                       `up` (by default each cold start begins clean)
-#   LEGER_TESTBED_BOOT=1  boot the container: systemd as PID 1 (system
-#                       manager, journald, logind), tester's user manager
-#                       started by linger as user@1000.service; see "Boot
-#                       mode" below. Read at `up`; later verbs follow the
-#                       mode the testbed was started in.
+#                       `up` (by default each cold start begins clean); a
+#                       reboot is `systemctl reboot` inside (nspawn exits)
+#                       and then `up` with this set
 #
 # Inside the container: the checkout is bound read-write at /src, the binary
-# is /usr/local/bin/leger-backup, the user generator is
-# /usr/local/lib/systemd/user-generators/leger-backup-user-generator (a
-# symlink to the binary), the image localhost/busybox:latest exists for
-# tester. Published ports share the host's network (no private network).
-# /tmp is the container's own tmpfs (not the host's /tmp): feed files in
-# through /src, through stdin (`exec -- sh -c 'cat > f' < f`), or by
-# copying into "$(testbed.sh rootfs)"/var/tmp, /var/tmp inside.
+# is /usr/local/bin/leger-backup, the generators are
+# /usr/local/lib/systemd/{user,system}-generators/leger-backup-{user,system}-generator
+# (symlinks to the binary), the image localhost/busybox:latest exists for
+# tester and for root. Published ports share the host's network (no private
+# network). /tmp is the container's own tmpfs (not the host's /tmp): feed
+# files in through /src, through stdin (`exec -- sh -c 'cat > f' < f`), or
+# by copying into "$(testbed.sh rootfs)"/var/tmp, /var/tmp inside.
 #
-# Differences from a real leger user's machine, all consequences of having
-# no systemd as PID 1 in the container:
-#   - no system manager, no journald, no logind: `journalctl --user` finds
-#     nothing (use `systemctl --user status`, `podman logs`);
-#   - podman picks cgroup_manager=cgroupfs, log_driver=k8s-file and the
-#     file events logger (it checks that /proc/1/comm is "systemd");
-#   - podman-user-wait-network-online.service is satisfied at once by a
-#     drop-in (it would wait 90 s for a system network-online.target).
-#
-# Boot mode (LEGER_TESTBED_BOOT=1) is a real machine's setup instead:
-# `systemd-nspawn -b` with a unified cgroup hierarchy, `pids_limit = 0` and
-# the bpf system-call filter (shared/podman-quadlet-facts.md, "A booted
-# testbed"). `exec` runs as tester beside user@1000.service's units,
-# `exec --root` as root beside the system manager's; `install` also links
-# the *system* generator; `down` is `systemctl poweroff` inside. None of the
-# differences above apply, and network-online.target is pulled in by
-# multi-user.target as on a machine with a network manager.
+# What makes systemd boot in a container on these hosts (whose cgroup
+# controllers are on v1): a unified cgroup hierarchy for the container,
+# `pids_limit = 0` (its v2 tree has no pids controller, runc would fail on
+# pids.max), --capability=all and the bpf system-call filter (rootful runc
+# loads a device program). Root's containers use the host network (netns =
+# host: netavark's bridge would write the read-only /proc/sys).
 # Tip: busybox httpd as PID 1 ignores SIGTERM, so stopping it takes the 10 s
 # stop timeout; `RunInit=true` in [Container] (or StopTimeout=1) avoids that.
 set -euo pipefail
@@ -77,9 +70,8 @@ STAMP=$TESTBED_DIR/rootfs.stamp          # written only after a complete build
 PIDFILE=$TESTBED_DIR/nspawn.pid          # "PID STARTTIME" of systemd-nspawn
 CGROUPS_FILE=$TESTBED_DIR/cgroups        # host cgroups nspawn made (removed by down)
 SRC_FILE=$TESTBED_DIR/src                # the checkout bound at /src
-MODE_FILE=$TESTBED_DIR/mode              # "boot" or "pid2", written by up
 LOG=$TESTBED_DIR/testbed.log             # verbose output of apt/debootstrap/...
-CONSOLE_LOG=$TESTBED_DIR/console.log     # output of the container's INIT
+CONSOLE_LOG=$TESTBED_DIR/console.log     # the container's console (the boot)
 MIRROR=${LEGER_TESTBED_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 BINARY_SRC=${LEGER_BACKUP_BIN:-$CHECKOUT/target/release/leger-backup}
@@ -91,7 +83,6 @@ TEST_RUNTIME_DIR=/run/user/$TEST_UID
 CONTAINER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # Paths inside the container (relative to ROOTFS on the host side).
-INIT_PATH=/usr/local/libexec/leger-testbed-init
 BUSYBOX_TAR=/var/lib/leger-testbed/busybox.tar
 BIN_PATH=/usr/local/bin/leger-backup
 GENERATOR_PATH=/usr/local/lib/systemd/user-generators/leger-backup-user-generator
@@ -108,12 +99,11 @@ PACKAGES=(
     restic restic-rest-server attr
 )
 # Bump when the build recipe changes so that cached root filesystems are redone.
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 
-# Seconds to wait for the user manager to come up / for things to stop.
+# Seconds to wait for the system and user managers to come up.
 UP_TIMEOUT=90
-STOP_TIMEOUT=60
-# Seconds `down` waits for a booted container's poweroff (every service's
+# Seconds `down` waits for the container's poweroff (every service's
 # stop, each bounded by its own timeout) before it kills it.
 POWEROFF_TIMEOUT=180
 
@@ -221,17 +211,6 @@ mounts_under_rootfs() {
 
 is_up() { container_pid >/dev/null 2>&1; }
 
-# True if the testbed runs (or, when down, is to start) in boot mode. A
-# running testbed keeps the mode it was started in, whatever the caller's
-# environment says, so that exec/install/down always match it.
-boot_mode() {
-    if is_up; then
-        [[ -f $MODE_FILE && $(cat "$MODE_FILE") == boot ]]
-    else
-        [[ ${LEGER_TESTBED_BOOT:-0} == 1 ]]
-    fi
-}
-
 # ---------------------------------------------------------------------------
 # Running commands inside the container
 # ---------------------------------------------------------------------------
@@ -246,6 +225,12 @@ container_cmd() {
     local as_root=$1 cpid
     shift
     cpid=$(container_pid) || die "the testbed is not up (run: $0 up)"
+    # Tests of another checkout would run its scripts against this one's
+    # /src and race this checkout's tests for the same deployments.
+    local src
+    src=$(cat "$SRC_FILE" 2>/dev/null || true)
+    [[ $src == "$CHECKOUT" ]] || die "the testbed in $TESTBED_DIR serves the checkout" \
+        "${src:-?}, not $CHECKOUT: give this one a LEGER_TESTBED_DIR of its own"
     local -a envv prefix=()
     if [[ $as_root == 1 ]]; then
         envv=(HOME=/root USER=root LOGNAME=root PATH="$CONTAINER_PATH" LANG=C.UTF-8)
@@ -264,18 +249,13 @@ container_cmd() {
         /usr/bin/env -i -C /src "${envv[@]}" "${prefix[@]}" "$@")
 }
 
-# The cgroup a command of `exec` joins. Without systemd as PID 1: user-UID/
-# exec, beside the user manager's cgroup (see INIT). Booted: a cgroup of its
-# own in user@UID.service's delegated tree (owned by tester, so that the
-# user manager may move a podman it runs into a scope of its own), or for
-# root one beside the system manager's units.
+# The cgroup a command of `exec` joins: for tester one of its own in
+# user@UID.service's delegated tree (owned by tester, so that the user
+# manager may move a podman it runs into a scope of its own), for root one
+# beside the system manager's units.
 exec_cgroup() {
     local cpid=$1 as_root=$2 root cg
     root=$(container_cgroup "$cpid")
-    if [[ ! -f $MODE_FILE || $(cat "$MODE_FILE") != boot ]]; then
-        if [[ $as_root == 1 ]]; then echo "$root"; else echo "$root/user-$TEST_UID/exec"; fi
-        return 0
-    fi
     if [[ $as_root == 1 ]]; then
         cg=$root/leger-testbed-exec
         mkdir -p "$cg" 2>/dev/null || true
@@ -381,7 +361,7 @@ ensure_rootfs() {
     log "root filesystem ready in $(($(now) - t0)) s ($(du -sh "$ROOTFS" | cut -f1))"
 }
 
-# The user, Podman's configuration, INIT and the busybox image tarball.
+# The user, Podman's configuration, boot settings and the busybox image tarball.
 # Idempotent; runs at every cold start so that edits here take effect
 # without rebuilding the root filesystem.
 configure_rootfs() {
@@ -390,16 +370,7 @@ configure_rootfs() {
     write_containers_conf
     build_busybox_tar
     mkdir -p "$ROOTFS$(dirname "$GENERATOR_PATH")"
-    # One root filesystem serves both modes: each writes what it needs and
-    # takes away what only the other one needs.
-    if boot_mode; then
-        rm -rf "$ROOTFS$USER_DROPIN_DIR"
-        configure_boot
-    else
-        write_init_script
-        write_user_unit_dropins
-        unconfigure_boot
-    fi
+    configure_boot
 }
 
 # What a booted machine has that the debootstrapped one lacks: tester's
@@ -420,14 +391,6 @@ configure_boot() {
         '[containers]' 'netns = "pasta"' >"$conf"
     chown -R "$TEST_UID:$TEST_UID" "$ROOTFS$TEST_HOME/.config"
     mkdir -p "$ROOTFS$(dirname "$SYSTEM_GENERATOR_PATH")"
-}
-
-unconfigure_boot() {
-    rm -f "$ROOTFS/var/lib/systemd/linger/$TEST_USER" \
-        "$ROOTFS$TEST_HOME/.config/containers/containers.conf" \
-        "$ROOTFS/etc/systemd/system/multi-user.target.wants/network-online.target" \
-        "$ROOTFS/etc/systemd/system/systemd-modules-load.service" \
-        "$ROOTFS$SYSTEM_GENERATOR_PATH"
 }
 
 # Each cold start begins with what a fresh machine has: no deployments, no
@@ -476,78 +439,25 @@ configure_user() {
 
 # keyring=false: nspawn's seccomp filter refuses keyctl. The ulimits: the
 # host's hard limit for open files is lower than what podman asks for.
-# Boot mode: pids_limit=0, the container's cgroup v2 tree has no pids
+# pids_limit=0: the container's cgroup v2 tree has no pids
 # controller (the host's are on v1) and runc fails on pids.max; netns=host
 # for root's containers, whose bridge network (netavark) would write the
 # read-only /proc/sys, and on the host's network namespace, which the
 # container shares. tester's own containers.conf puts rootless containers
 # back on pasta, their default (podman 5.4 reads no rootful-only file).
 write_containers_conf() {
-    local extra=""
-    if boot_mode; then extra=$'pids_limit = 0\nnetns = "host"'; fi
     mkdir -p "$ROOTFS/etc/containers"
     cat >"$ROOTFS/etc/containers/containers.conf" <<EOF
 # Written by tests/testbed/testbed.sh (see shared/podman-quadlet-facts.md).
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 keyring = false
-$extra
+pids_limit = 0
+netns = "host"
 
 [engine]
 runtime = "runc"
 EOF
-}
-
-# Quadlet (podman >= 5.3) makes every rootless container unit wait for
-# podman-user-wait-network-online.service, which loops on the *system*
-# manager's `systemctl is-active network-online.target`. There is no system
-# manager in the pid-2 mode, so each start would hang for its 90 s timeout.
-# On a real machine that target is active at once; answer the same here.
-# (Boot mode needs none of this: see configure_boot.)
-USER_DROPIN_DIR=/etc/systemd/user/podman-user-wait-network-online.service.d
-write_user_unit_dropins() {
-    local d=$ROOTFS$USER_DROPIN_DIR
-    mkdir -p "$d"
-    cat >"$d/10-leger-testbed.conf" <<'EOF'
-# Written by tests/testbed/testbed.sh: no system manager in this testbed,
-# so network-online.target cannot be asked for; it is "reached" at once.
-[Service]
-ExecStart=
-ExecStart=/bin/true
-EOF
-}
-
-# INIT runs as PID 2 in the container (nspawn --as-pid2), as root.
-write_init_script() {
-    mkdir -p "$ROOTFS$(dirname "$INIT_PATH")"
-    cat >"$ROOTFS$INIT_PATH" <<EOF
-#!/bin/sh
-# Written by tests/testbed/testbed.sh: INIT of the leger-backup testbed.
-set -eu
-# nspawn sets NOTIFY_SOCKET; podman would try to notify it and fail.
-unset NOTIFY_SOCKET
-uid=$TEST_UID
-# The marker systemd and sd_booted() look for (only inside the container).
-mkdir -p /run/systemd/system
-mkdir -p $TEST_RUNTIME_DIR
-chown \$uid:\$uid $TEST_RUNTIME_DIR
-chmod 0700 $TEST_RUNTIME_DIR
-# The user manager needs a cgroup delegated to it (cgroup v2). user-UID is
-# owned by the user like user-UID.slice's delegated part on a real machine:
-# manager/ holds the user manager, exec/ the commands of \`testbed.sh exec\`.
-# Their common parent being the user's, the manager may move an exec'd
-# podman into its own scopes (which podman asks for over D-Bus).
-cg=/sys/fs/cgroup/user-\$uid
-mkdir -p \$cg/manager \$cg/exec
-chown -R \$uid:\$uid \$cg
-echo "INIT: starting the user manager of uid \$uid"
-# Moves itself into the delegated cgroup, then becomes tester's systemd.
-# Started from a subshell that exits at once, so that its parent becomes
-# the container's PID 1, which reaps it (sleep, below, reaps nothing).
-(setsid sh -c 'echo \$\$ > '\$cg'/manager/cgroup.procs && exec setpriv --reuid=\$0 --regid=\$0 --init-groups -- env -i HOME=$TEST_HOME USER=$TEST_USER LOGNAME=$TEST_USER PATH=$CONTAINER_PATH LANG=C.UTF-8 XDG_RUNTIME_DIR=$TEST_RUNTIME_DIR SYSTEMD_LOG_TARGET=console /usr/lib/systemd/systemd --user' \$uid </dev/null &)
-exec sleep infinity
-EOF
-    chmod 0755 "$ROOTFS$INIT_PATH"
 }
 
 # A one-layer image from busybox-static: bin/busybox plus a symlink per applet.
@@ -576,12 +486,10 @@ build_busybox_tar() {
 # Starting the container
 # ---------------------------------------------------------------------------
 start_container() {
-    log "starting the container (systemd-nspawn$(boot_mode && echo ' -b'))"
+    log "booting the container (systemd-nspawn -b)"
     : >"$CONSOLE_LOG"
-    # Boot: systemd as PID 1; --capability=all and the bpf filter let
-    # rootful runc load its device program. Otherwise INIT as PID 2.
-    local -a how=(--as-pid2 "$INIT_PATH")
-    if boot_mode; then how=(-b --capability=all --system-call-filter=bpf); fi
+    # systemd as PID 1; --capability=all and the bpf filter let rootful
+    # runc load its device program.
     # nspawn (--keep-unit) makes its cgroups below the caller's: a cgroup of
     # this testbed's own, so that two testbeds (two LEGER_TESTBED_DIRs) on
     # one host never share them (nor `down` remove the other's).
@@ -597,7 +505,7 @@ start_container() {
             --machine=leger-testbed -D "$ROOTFS" \
             --console=pipe \
             --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
-            "${how[@]}"
+            -b --capability=all --system-call-filter=bpf
     ) </dev/null >>"$CONSOLE_LOG" 2>&1 9>&- &
     local pid=$!
     # setsid execs in place (a background job is no group leader), so $!
@@ -648,7 +556,7 @@ remove_cgroups() {
     rm -f "$CGROUPS_FILE"
 }
 
-# Boot mode: wait until the system manager has finished booting.
+# Wait until the system manager has finished booting.
 wait_for_system_manager() {
     local deadline state=""
     deadline=$(($(now) + UP_TIMEOUT))
@@ -701,12 +609,11 @@ wait_for_user_manager() {
     die "user manager not up after ${UP_TIMEOUT}s (state: ${state:-none}; log: $CONSOLE_LOG)"
 }
 
-# Import localhost/busybox:latest into tester's (rootless) image store,
-# and in boot mode into root's too (root's deployments run there).
+# Import localhost/busybox:latest into tester's (rootless) image store and
+# root's (root's deployments run there).
 ensure_busybox_image() {
     local as_root
     for as_root in 0 1; do
-        if ((as_root)) && ! boot_mode; then continue; fi
         if in_container "$as_root" podman image exists localhost/busybox:latest; then
             continue
         fi
@@ -722,29 +629,23 @@ ensure_busybox_image() {
 cmd_install() {
     require_root install
     take_lock
-    local dst=$ROOTFS$BIN_PATH gen=$ROOTFS$GENERATOR_PATH sysgen=""
+    local dst=$ROOTFS$BIN_PATH gen=$ROOTFS$GENERATOR_PATH sysgen=$ROOTFS$SYSTEM_GENERATOR_PATH
     [[ -d $ROOTFS/usr ]] || die "no root filesystem at $ROOTFS (run: $0 up)"
-    if boot_mode; then sysgen=$ROOTFS$SYSTEM_GENERATOR_PATH; fi
     if [[ -f $BINARY_SRC ]]; then
-        mkdir -p "$(dirname "$dst")" "$(dirname "$gen")"
+        mkdir -p "$(dirname "$dst")" "$(dirname "$gen")" "$(dirname "$sysgen")"
         # Copy then rename: a running leger-backup keeps its old inode.
         install -m 0755 "$BINARY_SRC" "$dst.new"
         mv -f "$dst.new" "$dst"
         ln -sfn "$BIN_PATH" "$gen"
-        if [[ -n $sysgen ]]; then
-            mkdir -p "$(dirname "$sysgen")"
-            ln -sfn "$BIN_PATH" "$sysgen"
-        fi
-        log "installed $BINARY_SRC as $BIN_PATH (+ user${sysgen:+ and system} generator symlink)"
+        ln -sfn "$BIN_PATH" "$sysgen"
+        log "installed $BINARY_SRC as $BIN_PATH (+ user and system generator symlinks)"
     else
         warn "$BINARY_SRC does not exist (cargo build --release); leger-backup not installed"
         # Do not leave a binary of an older build behind to be tested.
-        rm -f "$dst" "$gen" "$ROOTFS$SYSTEM_GENERATOR_PATH"
+        rm -f "$dst" "$gen" "$sysgen"
     fi
     if is_up; then
-        if boot_mode; then
-            in_container 1 systemctl daemon-reload || die "systemctl daemon-reload failed"
-        fi
+        in_container 1 systemctl daemon-reload || die "systemctl daemon-reload failed"
         in_container 0 systemctl --user daemon-reload || die "systemctl --user daemon-reload failed"
     fi
 }
@@ -763,15 +664,18 @@ cmd_up() {
     fi
     local t0
     t0=$(now)
-    # A crashed earlier run may have left a pid file behind.
-    rm -f "$PIDFILE" "$CGROUPS_FILE" "$MODE_FILE"
+    # A crashed earlier run, or a container that powered off or rebooted
+    # by itself (`systemctl reboot` inside: nspawn exits), may have left a
+    # pid file and its host cgroups behind.
+    verify_nothing_left ""
+    remove_cgroups
+    rm -f "$PIDFILE"
     ensure_host_packages
     ensure_tun
     ensure_rootfs
     configure_rootfs
-    if boot_mode; then echo boot >"$MODE_FILE"; else echo pid2 >"$MODE_FILE"; fi
     start_container
-    if boot_mode; then wait_for_system_manager; fi
+    wait_for_system_manager
     wait_for_user_manager
     ensure_busybox_image
     cmd_install
@@ -798,27 +702,11 @@ cmd_exec() {
 cmd_status() {
     local cpid
     if cpid=$(container_pid 2>/dev/null); then
-        echo "up ($(cat "$MODE_FILE" 2>/dev/null || echo pid2) mode, nspawn pid $(nspawn_pid), container pid $cpid, rootfs $ROOTFS, /src = $(cat "$SRC_FILE" 2>/dev/null))"
+        echo "up (nspawn pid $(nspawn_pid), container pid $cpid, rootfs $ROOTFS, /src = $(cat "$SRC_FILE" 2>/dev/null))"
         return 0
     fi
     echo "down (rootfs $ROOTFS$(rootfs_is_complete && echo ', cached' || echo ', not built'))"
     return 3
-}
-
-# Stop every user unit and the user manager; it ignores SIGTERM.
-stop_user_manager() {
-    local cpid=$1 deadline
-    log "stopping the user units and the user manager"
-    timeout "$STOP_TIMEOUT" nsenter -t "$cpid" -m -u -i -p -C -r -w -- \
-        env -i XDG_RUNTIME_DIR="$TEST_RUNTIME_DIR" PATH="$CONTAINER_PATH" \
-        setpriv --reuid="$TEST_UID" --regid="$TEST_UID" --init-groups -- \
-        systemctl --user exit >>"$LOG" 2>&1 || warn "systemctl --user exit failed"
-    deadline=$(($(now) + STOP_TIMEOUT))
-    while (($(now) < deadline)); do
-        nsenter -t "$cpid" -m -p -r -- pgrep -u "$TEST_UID" -x systemd >/dev/null 2>&1 || return 0
-        sleep 0.5
-    done
-    warn "the user manager did not exit within ${STOP_TIMEOUT}s; killing the container"
 }
 
 # End nspawn (SIGTERM makes it SIGKILL the container's PID 1, which ends
@@ -851,7 +739,7 @@ verify_nothing_left() {
     [[ -z $left ]] || die "still mounted under $ROOTFS: $left"
 }
 
-# Boot mode: `systemctl poweroff` inside, as on a machine; wait (bounded)
+# `systemctl poweroff` inside, as on a machine; wait (bounded)
 # for nspawn to exit when the container's systemd is done. What is still
 # there afterwards is stop_container's.
 poweroff_container() {
@@ -875,11 +763,7 @@ cmd_down() {
     if npid=$(nspawn_pid); then
         if cpid=$(container_pid); then
             pidns=$(readlink "/proc/$cpid/ns/pid")
-            if boot_mode; then
-                poweroff_container "$npid"
-            else
-                stop_user_manager "$cpid"
-            fi
+            poweroff_container "$npid"
         fi
         if proc_alive "$npid"; then
             log "stopping the container (nspawn pid $npid)"
@@ -890,7 +774,7 @@ cmd_down() {
     fi
     verify_nothing_left "$pidns"
     remove_cgroups
-    rm -f "$PIDFILE" "$SRC_FILE" "$MODE_FILE"
+    rm -f "$PIDFILE" "$SRC_FILE"
     log "down (root filesystem kept in $ROOTFS)"
 }
 
