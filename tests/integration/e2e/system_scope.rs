@@ -183,6 +183,15 @@ fn system_deployment_is_backed_up_restored_and_pruned_under_the_system_manager()
     let user_list = tb.sh(&format!("leger-backup list --deployment {name} --json"));
     let user_list = String::from_utf8_lossy(&user_list.stdout);
     assert!(!user_list.contains(&id), "{user_list}");
+    // --system is root's: another user is told to use sudo, not to chown
+    // root's backup directory.
+    let not_root = tb.sh("leger-backup --system list");
+    let said = String::from_utf8_lossy(&not_root.stderr);
+    assert!(!not_root.status.success(), "{said}");
+    assert!(
+        said.contains("sudo leger-backup --system") && !said.contains("chown"),
+        "{said}"
+    );
 
     // Change the data, then restore.
     root_ok(
