@@ -280,6 +280,30 @@ fn leger_deployment_of_root_is_backed_up_on_stop_by_hooks_and_restored() {
     root_ok(&tb, &format!("systemctl is-active {name}-app.service"));
     root_ok(&tb, &format!("grep -q VERSION=2 $Q/{name}-app.container"));
 
+    // A hook whose backup fails (a broken /etc/leger/config.yaml) stops
+    // leger before it changes anything, and says how to go on in root's
+    // scope.
+    let out = tb.exec_root(&[
+        "sh",
+        "-c",
+        &script(&format!(
+            "echo 'backup: [' > /etc/leger/config.yaml; rc=0; $SIM --system remove {name} || rc=$?; \
+             rm /etc/leger/config.yaml; exit $rc"
+        )),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "`leger deploy remove {name} --system --no-backup`"
+        )),
+        "{said}"
+    );
+    root_ok(
+        &tb,
+        &format!("test -d $LEGER/active/{name} && systemctl is-active {name}-app.service"),
+    );
+
     // leger deploy remove: one before-remove backup, then it is gone.
     root_ok(&tb, &format!("$SIM --system remove {name}"));
     assert_eq!(
