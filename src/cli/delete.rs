@@ -23,7 +23,10 @@ pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             args.id,
             store.dir().display()
         ))
-        .with_hint("`leger-backup list` shows the backups"));
+        .with_hint(format!(
+            "`{}` shows the backups",
+            ctx.layout.scope.command("list")
+        )));
     }
     let in_use = backups_in_use(&ctx.layout.state_dir);
     check_not_in_use(&args.id, &in_use, ctx.layout.scope)?;
