@@ -192,6 +192,20 @@ fn system_deployment_is_backed_up_restored_and_pruned_under_the_system_manager()
         said.contains("sudo leger-backup --system") && !said.contains("chown"),
         "{said}"
     );
+    // Hints name root's commands.
+    let missing = tb.exec_root(&[
+        "leger-backup",
+        "--system",
+        "delete",
+        "sysscope-2000-01-01-000000",
+        "--yes",
+    ]);
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{said}");
+    assert!(
+        said.contains("`leger-backup --system list` shows the backups"),
+        "{said}"
+    );
 
     // Change the data, then restore.
     root_ok(
