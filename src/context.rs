@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{Layout, Scope};
 use crate::podman::{ContainerEngine, Podman};
 use crate::systemd::{ServiceManager, Systemctl};
@@ -28,6 +28,7 @@ pub struct Context {
 impl Context {
     /// Load layout and config for `scope`.
     pub fn load(scope: Scope) -> Result<Context> {
+        check_scope_allowed(scope, nix::unistd::geteuid().as_raw())?;
         let layout = Layout::for_scope(scope)?;
         let config = Config::load(&layout)?;
         Ok(Context::new(layout, config))
@@ -48,5 +49,35 @@ impl Context {
     /// The backup directory (`backup.dir`).
     pub fn backup_dir(&self) -> &Path {
         &self.config.backup.dir.value
+    }
+}
+
+/// Refuse `--system` to anyone but root: root's deployments, backups and
+/// state are root's alone, and what would fail next (the backup directory
+/// belonging to root) would suggest a `chown` that hands them over.
+fn check_scope_allowed(scope: Scope, euid: u32) -> Result<()> {
+    if scope == Scope::System && euid != 0 {
+        return Err(Error::user(format!(
+            "--system works on root's deployments, and you are uid {euid}"
+        ))
+        .with_hint("run it as root (`sudo leger-backup --system ...`), or without --system for your own deployments"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_scope_is_for_root_only() {
+        assert!(check_scope_allowed(Scope::System, 0).is_ok());
+        assert!(check_scope_allowed(Scope::User, 1000).is_ok());
+        assert!(check_scope_allowed(Scope::User, 0).is_ok());
+        let err = check_scope_allowed(Scope::System, 1000).unwrap_err();
+        assert!(err.message.contains("uid 1000"), "{}", err.message);
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("sudo leger-backup --system"), "{hint}");
+        assert!(!hint.contains("chown"), "{hint}");
     }
 }

@@ -43,6 +43,13 @@ impl Scope {
             Scope::System => " --system",
         }
     }
+
+    /// `leger-backup ARGS` as a command to suggest in this scope
+    /// (`leger-backup --system ARGS` for root's deployments): without the
+    /// flag, root would look at its own user scope, where nothing is pending.
+    pub fn command(self, args: &str) -> String {
+        format!("leger-backup{} {args}", self.cli_flag())
+    }
 }
 
 /// The directories leger-backup reads and writes for one scope.
@@ -186,5 +193,10 @@ mod tests {
         assert_eq!(Scope::System.systemctl_words(), "systemctl");
         assert_eq!(Scope::User.cli_flag(), "");
         assert_eq!(Scope::System.cli_flag(), " --system");
+        assert_eq!(Scope::User.command("recover"), "leger-backup recover");
+        assert_eq!(
+            Scope::System.command("recover"),
+            "leger-backup --system recover"
+        );
     }
 }

@@ -83,7 +83,8 @@ impl Systemctl {
     }
 
     fn run(&self, args: &[&str]) -> Result<String> {
-        process::run_stdout(&mut self.command(args)).map_err(unreachable_manager_hint)
+        process::run_stdout(&mut self.command(args))
+            .map_err(|e| unreachable_manager_hint(self.scope, e))
     }
 }
 
@@ -155,11 +156,10 @@ impl ServiceManager for Systemctl {
         let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if state.is_empty() {
             let cmd = self.command(&["is-system-running"]);
-            return Err(unreachable_manager_hint(process::failure(
-                &cmd,
-                out.status,
-                &out.stderr,
-            )));
+            return Err(unreachable_manager_hint(
+                self.scope,
+                process::failure(&cmd, out.status, &out.stderr),
+            ));
         }
         Ok(state)
     }
@@ -193,22 +193,29 @@ impl ServiceManager for Systemctl {
     }
 }
 
-/// Explain the commonest cause of a failing `systemctl --user`.
-fn unreachable_manager_hint(err: Error) -> Error {
+/// Explain the commonest cause of a failing `systemctl [--user]`: no
+/// manager to talk to. The hint is the scope's: a user manager needs a
+/// session or linger, the system manager needs systemd as PID 1 and root.
+fn unreachable_manager_hint(scope: Scope, err: Error) -> Error {
     let unreachable = [
         "Failed to connect to bus",
         "Failed to connect to user scope bus",
         "No medium found",
+        "System has not been booted with systemd",
     ]
     .iter()
     .any(|s| err.message.contains(s));
-    if unreachable {
-        err.with_hint(
-            "the systemd user manager is not reachable: log in to a session (or `loginctl enable-linger`) and check XDG_RUNTIME_DIR",
-        )
-    } else {
-        err
+    if !unreachable {
+        return err;
     }
+    err.with_hint(match scope {
+        Scope::User => {
+            "the systemd user manager is not reachable: log in to a session (or `loginctl enable-linger`) and check XDG_RUNTIME_DIR"
+        }
+        Scope::System => {
+            "the systemd system manager is not reachable: `--system` needs a machine booted with systemd and root (`sudo`); `systemctl is-system-running` says whether it answers"
+        }
+    })
 }
 
 /// Why `name` is not a service name leger-backup may act on, or `None`
@@ -238,6 +245,24 @@ pub fn validate_service_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_manager_hint_follows_the_scope() {
+        let bus = || Error::internal("systemctl failed: Failed to connect to bus: No such file");
+        let user = unreachable_manager_hint(Scope::User, bus()).hint.unwrap();
+        assert!(
+            user.contains("user manager") && user.contains("enable-linger"),
+            "{user}"
+        );
+        let system = unreachable_manager_hint(Scope::System, bus()).hint.unwrap();
+        assert!(system.contains("system manager"), "{system}");
+        assert!(
+            !system.contains("user") && !system.contains("XDG_RUNTIME_DIR"),
+            "{system}"
+        );
+        let other = Error::internal("systemctl failed: Unit x.service not found.");
+        assert_eq!(unreachable_manager_hint(Scope::System, other).hint, None);
+    }
 
     #[test]
     fn service_names_follow_systemd_and_are_never_options() {

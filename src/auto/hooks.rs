@@ -88,9 +88,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
     deployment::validate_name(deployment_name)?;
     let trigger = format!("leger {event}");
     let what = reason.trim_start_matches("before-");
-    let proceed_hint = format!(
-        "to {what} it without a backup: `{leger_command} {deployment_name} --no-backup` (or set LEGER_NO_BACKUP=1)"
-    );
+    let proceed_hint = proceed_hint(scope, leger_command, what, deployment_name);
     let layout = Layout::for_scope(scope)
         .map_err(|e| e.context("leger-backup").with_hint(proceed_hint.clone()))?;
     let record = |outcome: Outcome, message: String, backup_id: Option<String>| {
@@ -182,6 +180,15 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
     }
 }
 
+/// How to go on without a backup: leger's own command, in leger's scope
+/// (`--system` for root's deployments, as leger takes it).
+fn proceed_hint(scope: Scope, leger_command: &str, what: &str, deployment: &str) -> String {
+    format!(
+        "to {what} it without a backup: `{leger_command} {deployment}{} --no-backup` (or set LEGER_NO_BACKUP=1)",
+        scope.cli_flag()
+    )
+}
+
 /// The error leger shows when the backup fails: the cause, our own hint,
 /// and how to go on without a backup.
 fn failure(deployment: &str, what: &str, err: Error, proceed_hint: &str) -> Error {
@@ -234,6 +241,18 @@ mod tests {
         assert!(!no_backup_requested(Some("0")));
         assert!(!no_backup_requested(Some("")));
         assert!(!no_backup_requested(None));
+    }
+
+    #[test]
+    fn the_way_on_without_a_backup_follows_the_scope() {
+        assert_eq!(
+            proceed_hint(Scope::User, "leger deploy remove", "remove", "web"),
+            "to remove it without a backup: `leger deploy remove web --no-backup` (or set LEGER_NO_BACKUP=1)"
+        );
+        assert_eq!(
+            proceed_hint(Scope::System, "leger apply", "apply", "db"),
+            "to apply it without a backup: `leger apply db --system --no-backup` (or set LEGER_NO_BACKUP=1)"
+        );
     }
 
     #[test]

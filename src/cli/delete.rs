@@ -6,6 +6,7 @@ use super::GlobalArgs;
 use crate::backup::journal::backups_in_use;
 use crate::backup::store::validate_id;
 use crate::error::{Error, Result};
+use crate::repository::catalog::check_not_in_use;
 use crate::ui;
 
 /// Run `delete`.
@@ -22,16 +23,13 @@ pub fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             args.id,
             store.dir().display()
         ))
-        .with_hint("`leger-backup list` shows the backups"));
+        .with_hint(format!(
+            "`{}` shows the backups",
+            ctx.layout.scope.command("list")
+        )));
     }
-    if let Some(why) = backups_in_use(&ctx.layout.state_dir).get(&args.id) {
-        return Err(
-            Error::user(format!("not deleting {}: it is {why}", args.id)).with_hint(
-                "run `leger-backup recover` first (`leger-backup status` shows what is pending); \
-             the backup can be deleted once the restore is recovered",
-            ),
-        );
-    }
+    let in_use = backups_in_use(&ctx.layout.state_dir);
+    check_not_in_use(&args.id, &in_use, ctx.layout.scope)?;
     if !args.yes {
         let what = match store.load(&args.id) {
             Ok(b) => format!(

@@ -10,6 +10,7 @@ use crate::backup::metadata::{Consistency, HostPathKind, Metadata};
 use crate::backup::store::{validate_id, Listed};
 use crate::deployment::Location;
 use crate::error::Result;
+use crate::layout::Scope;
 use crate::ui;
 
 /// Run `info`.
@@ -176,10 +177,11 @@ pub fn render(m: &Metadata, path: &std::path::Path) -> String {
         }
         let _ = writeln!(out, "  {}", v.name);
         if v.held_aside {
+            let recover = m.scope.unwrap_or(Scope::User).command("recover");
             let _ = writeln!(
                 out,
                 "    data moved aside by an unfinished restore, not in this backup \
-                 (`leger-backup recover` puts it back)"
+                 (`{recover}` puts it back)"
             );
         }
         if let Some(archive) = &v.archive_path {

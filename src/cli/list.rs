@@ -141,8 +141,9 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
     if invalid > 0 {
         ui::warn(format!(
             "{invalid} invalid backup(s): they cannot be restored; inspect them in {} \
-             and remove them with `leger-backup delete <ID>`",
-            store.dir().display()
+             and remove them with `{}`",
+            store.dir().display(),
+            global.scope().command("delete <ID>")
         ));
     }
     Ok(())

@@ -77,8 +77,9 @@ pub(super) fn report(global: &GlobalArgs, outcome: &PruneOutcome, keep: &Keep) -
     ));
     if !outcome.invalid.is_empty() {
         ui::warn(format!(
-            "{} invalid backup(s) left alone: inspect them and remove them with `leger-backup delete <ID>`",
-            outcome.invalid.len()
+            "{} invalid backup(s) left alone: inspect them and remove them with `{}`",
+            outcome.invalid.len(),
+            global.scope().command("delete <ID>")
         ));
     }
     Ok(())

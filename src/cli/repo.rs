@@ -152,7 +152,8 @@ fn warn_duplicates(found: &catalog::Found, name: &str) {
 pub(super) fn delete(global: &GlobalArgs, name: &str, args: &DeleteArgs) -> Result<()> {
     let (ctx, repo) = open(global, name)?;
     let found = catalog::find(repo.as_ref(), &args.id)?;
-    catalog::check_not_in_use(&args.id, &backups_in_use(&ctx.layout.state_dir))?;
+    let in_use = backups_in_use(&ctx.layout.state_dir);
+    catalog::check_not_in_use(&args.id, &in_use, ctx.layout.scope)?;
     warn_duplicates(&found, name);
     if !args.yes {
         let t = &found.tags;

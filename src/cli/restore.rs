@@ -47,7 +47,8 @@ pub fn run(global: &GlobalArgs, args: RestoreArgs) -> Result<()> {
         outcome.deployment, outcome.id
     ));
     if let Some(safety) = &outcome.safety_backup {
-        ui::note(format!("undo with: leger-backup restore {safety}"));
+        let undo = ctx.layout.scope.command(&format!("restore {safety}"));
+        ui::note(format!("undo with: {undo}"));
     }
     Ok(())
 }

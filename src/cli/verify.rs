@@ -136,8 +136,9 @@ pub fn run(global: &GlobalArgs, args: VerifyArgs) -> Result<()> {
         return Ok(());
     }
     Err(
-        Error::user(format!("verification failed: {}", bad.join(", "))).with_hint(
-            "damaged backups cannot be restored; delete them with `leger-backup delete <ID>`",
-        ),
+        Error::user(format!("verification failed: {}", bad.join(", "))).with_hint(format!(
+            "damaged backups cannot be restored; delete them with `{}`",
+            global.scope().command("delete <ID>")
+        )),
     )
 }

@@ -21,6 +21,7 @@ use crate::backup::prune::{
 use crate::config::BackupConfig;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::layout::Scope;
 
 /// One snapshot of ours, with its tags read (or why they do not parse).
 #[derive(Debug, Clone)]
@@ -160,13 +161,17 @@ pub fn load_metadata(repo: &dyn Repository, found: &Found) -> Result<Metadata> {
 }
 
 /// Refuse to delete a backup an unfinished restore needs (`in_use`: ID ->
-/// what needs it, [`crate::backup::journal::backups_in_use`]).
-pub fn check_not_in_use(id: &str, in_use: &BTreeMap<String, String>) -> Result<()> {
+/// what needs it, [`crate::backup::journal::backups_in_use`]), in `scope`,
+/// whose own `recover` is the way out.
+pub fn check_not_in_use(id: &str, in_use: &BTreeMap<String, String>, scope: Scope) -> Result<()> {
     match in_use.get(id) {
         Some(why) => Err(
-            Error::user(format!("not deleting {id}: it is {why}")).with_hint(
-                "run `leger-backup recover` first (`leger-backup status` shows what is pending)",
-            ),
+            Error::user(format!("not deleting {id}: it is {why}")).with_hint(format!(
+                "run `{}` first (`{}` shows what is pending); the backup can be deleted once \
+                 the restore is recovered",
+                scope.command("recover"),
+                scope.command("status")
+            )),
         ),
         None => Ok(()),
     }
@@ -405,11 +410,20 @@ mod tests {
         repo.forget(&found.all).unwrap();
         assert!(repo.ids().is_empty());
         let in_use = BTreeMap::from([("web-1".to_owned(), "needed by a restore".to_owned())]);
-        assert!(check_not_in_use("web-1", &in_use)
-            .unwrap_err()
-            .message
-            .contains("needed"));
-        assert!(check_not_in_use("web-2", &in_use).is_ok());
+        let err = check_not_in_use("web-1", &in_use, Scope::User).unwrap_err();
+        assert!(err.message.contains("needed"), "{}", err.message);
+        assert!(err
+            .hint
+            .unwrap()
+            .starts_with("run `leger-backup recover` first"));
+        let err = check_not_in_use("web-1", &in_use, Scope::System).unwrap_err();
+        let hint = err.hint.unwrap();
+        assert!(
+            hint.contains("`leger-backup --system recover`")
+                && hint.contains("`leger-backup --system status`"),
+            "{hint}"
+        );
+        assert!(check_not_in_use("web-2", &in_use, Scope::System).is_ok());
     }
 
     #[test]

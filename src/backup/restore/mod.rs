@@ -71,6 +71,7 @@ use crate::deployment::{self, Deployment, DeploymentFile};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fault;
 use crate::interrupt;
+use crate::layout::Scope;
 use crate::podman::VolumeInfo;
 use crate::quadlet::Resolution;
 use crate::ui;
@@ -305,7 +306,7 @@ fn check_restorable(ctx: &Context, metadata: &Metadata) -> Result<()> {
          aside, not into it",
         held.join(", ")
     ))
-    .with_hint("`leger-backup recover` puts that state back (see `leger-backup status`)"))
+    .with_hint(recover_hint(ctx.layout.scope, "puts that state back")))
 }
 
 /// Steps 3-8 of a confirmed `plan`: stop the services, keep the current
@@ -529,6 +530,17 @@ fn missing_secrets(ctx: &Context, metadata: &Metadata, progress: &Progress) -> R
         ));
     }
     Ok(missing)
+}
+
+/// "`leger-backup recover` WHAT (see `leger-backup status`)", in `scope`:
+/// the way back from an unfinished restore, which only the scope's own
+/// state directory knows of.
+fn recover_hint(scope: Scope, what: &str) -> String {
+    format!(
+        "`{}` {what} (see `{}`)",
+        scope.command("recover"),
+        scope.command("status")
+    )
 }
 
 /// The error of a restore stopped by a signal before it replaced anything.

@@ -234,7 +234,7 @@ pub(super) fn restore_volume(
                 "backup {} does not hold volume {name}'s data: a restore moved it aside",
                 target.metadata().id
             ))
-            .with_hint("`leger-backup recover` puts it back (see `leger-backup status`)"))
+            .with_hint(recover_hint(ctx.layout.scope, "puts it back")))
         }
     };
     let live = ctx.podman.volume_inspect(name)?;

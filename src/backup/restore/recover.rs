@@ -84,17 +84,24 @@ pub fn recover(
         drop_unused_safety(store, &record, progress);
         return Ok(outcome);
     }
-    let (target, start, question, kind) =
-        previous_state(store, &record, &restore.safety, &what, progress)?;
+    let (target, start, question, kind) = previous_state(
+        ctx.layout.scope,
+        store,
+        &record,
+        &restore.safety,
+        &what,
+        progress,
+    )?;
     outcome.outcome = kind;
     progress.step(format!("{what}."));
     let current = current_deployment(ctx, &name)?;
     show_plan(ctx, &target, current.as_ref(), false, progress)?;
     if !assume_yes && !ui::confirm(&question, "--yes")? {
         return Err(
-            Error::user("recover cancelled; nothing was changed").with_hint(
-                "`leger-backup status` keeps showing the interrupted restore until it is recovered",
-            ),
+            Error::user("recover cancelled; nothing was changed").with_hint(format!(
+                "`{}` keeps showing the interrupted restore until it is recovered",
+                ctx.layout.scope.command("status")
+            )),
         );
     }
     outcome.started = put_previous_back(ctx, store, &record, &target, start, progress)?;
@@ -133,6 +140,7 @@ fn start_again(ctx: &Context, record: &Record, progress: &Progress) -> Result<Ve
 /// deployment existed; with the services to start, the question to ask and
 /// what recovering it is called. Changes nothing.
 fn previous_state(
+    scope: Scope,
     store: &BackupStore,
     record: &Record,
     safety: &Safety,
@@ -142,12 +150,16 @@ fn previous_state(
     let name = &record.deployment;
     let undo_hint = |e: Error| {
         let retry = match &record.backup_id {
-            Some(b) => format!("`leger-backup restore {b}` (the backup it was restoring)"),
-            None => "`leger-backup restore <ID>`".to_owned(),
+            Some(b) => format!(
+                "`{}` (the backup it was restoring)",
+                scope.command(&format!("restore {b}"))
+            ),
+            None => format!("`{}`", scope.command("restore <ID>")),
         };
         e.with_hint(format!(
             "nothing was changed. {name} may be half-restored: put a known state back with {retry} \
-             or another backup from `leger-backup list`"
+             or another backup from `{}`",
+            scope.command("list")
         ))
     };
     match safety {
@@ -228,12 +240,16 @@ fn put_previous_back(
         Err(e) => {
             let _ = journal.update_restore(|_, r| r.rollback_failed = Some(e.message.clone()));
             journal.keep();
-            let again = "every backup is kept; fix the cause and run `leger-backup recover` again";
+            let scope = ctx.layout.scope;
+            let again = format!(
+                "every backup is kept; fix the cause and run `{}` again",
+                scope.command("recover")
+            );
             let hint = match record.safety_id() {
                 Some(id) if !target.holds_aside() => {
-                    format!("{again}, or `leger-backup restore {id}`")
+                    format!("{again}, or `{}`", scope.command(&format!("restore {id}")))
                 }
-                _ => again.to_owned(),
+                _ => again,
             };
             Err(e
                 .context(format!("rolling {} back failed", record.deployment))

@@ -38,7 +38,8 @@ pub(super) fn roll_back(
         Ok(()) => rolled_back_error(store, &failed_id, safety, cause, interrupted),
         Err(second) => {
             let _ = journal.update_restore(|_, r| r.rollback_failed = Some(second.message.clone()));
-            rollback_failed_error(journal.record(), &failed_id, safety, &cause, &second)
+            let scope = ctx.layout.scope;
+            rollback_failed_error(scope, journal.record(), &failed_id, safety, &cause, &second)
         }
     }
 }
@@ -133,31 +134,15 @@ fn rolled_back_error(
 /// The error of a restore that failed (`cause`) and whose rollback failed
 /// too (`second`): what to do by hand.
 fn rollback_failed_error(
+    scope: Scope,
     record: &Record,
     failed_id: &str,
     safety: Option<&str>,
     cause: &Error,
     second: &Error,
 ) -> Error {
-    let held = !record.aside().is_empty();
-    let manual = match safety {
-        Some(_) if held => format!(
-            "every backup is kept, and the previous data of the volumes is held in {}. \
-             Fix the cause, then `leger-backup recover` tries the rollback again (another \
-             restore is refused until then: it would lose track of that data)",
-            aside_dirs(record)
-        ),
-        Some(id) => format!(
-            "every backup is kept. `leger-backup recover` tries the rollback again; or see \
-             `leger-backup list`, then put the previous state back with \
-             `leger-backup restore {id}` (or retry `leger-backup restore {failed_id}`)"
-        ),
-        None => format!(
-            "every backup is kept. Nothing existed before the restore: `leger-backup recover` \
-             tries again to remove what it put in place; or remove the deployment's files and \
-             volumes by hand, or retry `leger-backup restore {failed_id}`"
-        ),
-    };
+    let held_in = (!record.aside().is_empty()).then(|| aside_dirs(record));
+    let manual = rollback_failed_hint(scope, held_in.as_deref(), failed_id, safety);
     Error::internal(format!(
         "restore failed: {}; rolling back {} failed too: {}",
         cause.message,
@@ -168,4 +153,64 @@ fn rollback_failed_error(
         second.message
     ))
     .with_hint(manual)
+}
+
+/// What to do by hand when a rollback failed, in `scope`'s commands.
+/// `held_in`: where the volumes' previous data is held, if a restore moved
+/// it aside.
+fn rollback_failed_hint(
+    scope: Scope,
+    held_in: Option<&str>,
+    failed_id: &str,
+    safety: Option<&str>,
+) -> String {
+    let recover = scope.command("recover");
+    let retry = scope.command(&format!("restore {failed_id}"));
+    match (safety, held_in) {
+        (Some(_), Some(dirs)) => format!(
+            "every backup is kept, and the previous data of the volumes is held in {dirs}. \
+             Fix the cause, then `{recover}` tries the rollback again (another \
+             restore is refused until then: it would lose track of that data)"
+        ),
+        (Some(id), None) => format!(
+            "every backup is kept. `{recover}` tries the rollback again; or see \
+             `{}`, then put the previous state back with \
+             `{}` (or retry `{retry}`)",
+            scope.command("list"),
+            scope.command(&format!("restore {id}"))
+        ),
+        (None, _) => format!(
+            "every backup is kept. Nothing existed before the restore: `{recover}` \
+             tries again to remove what it put in place; or remove the deployment's files and \
+             volumes by hand, or retry `{retry}`"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_way_out_of_a_failed_rollback_is_in_the_restores_scope() {
+        let user = rollback_failed_hint(Scope::User, None, "web-2", Some("web-1"));
+        assert!(
+            user.contains("`leger-backup recover`")
+                && user.contains("`leger-backup restore web-1`")
+                && user.contains("`leger-backup restore web-2`"),
+            "{user}"
+        );
+        for hint in [
+            rollback_failed_hint(Scope::System, Some("/var/lib/x"), "db-2", Some("db-1")),
+            rollback_failed_hint(Scope::System, None, "db-2", Some("db-1")),
+            rollback_failed_hint(Scope::System, None, "db-2", None),
+        ] {
+            assert!(hint.contains("`leger-backup --system recover`"), "{hint}");
+            assert_eq!(
+                hint.matches("`leger-backup ").count(),
+                hint.matches("`leger-backup --system ").count(),
+                "{hint}"
+            );
+        }
+    }
 }

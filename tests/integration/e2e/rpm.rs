@@ -129,22 +129,93 @@ fn wait_for_backup(tb: &Testbed, deployment: &str, reason: &str, timeout: Durati
     }
 }
 
-/// The package, unpacked into the testbed. Dropping it (or [`Installed::finish`])
-/// removes the package's files, puts the testbed's own install back and
-/// removes the test's deployment, its backups and its volume.
-struct Installed<'a> {
-    tb: &'a Testbed,
+/// The package's payload unpacked into the testbed's root filesystem in
+/// place of the testbed's own install (/usr/local): nothing of leger-backup
+/// is on the machine but what the package put there. Dropping it (or
+/// [`Package::remove`]) removes the package's files and puts the testbed's
+/// own install back. `e2e::system_scope` installs it too.
+pub(super) struct Package {
+    /// The package's files (not directories), absolute paths inside.
+    pub(super) files: Vec<String>,
+    /// The package's directories, absolute paths inside.
+    pub(super) dirs: Vec<String>,
     rootfs: PathBuf,
-    files: Vec<String>,
     /// Directories the package created (host paths), deepest first.
     new_dirs: Vec<PathBuf>,
-    deployment: String,
-    finished: bool,
+    removed: bool,
 }
 
-impl Installed<'_> {
-    /// Undo everything; returns what went wrong.
-    fn cleanup(&mut self) -> Vec<String> {
+impl Package {
+    /// Build the RPM and unpack it into the testbed in place of its own install.
+    pub(super) fn install(tb: &Testbed) -> Package {
+        let rpm = build_rpm();
+        let (files, dirs) = payload(&rpm);
+        let rootfs =
+            PathBuf::from(stdout(&checked(Command::new(testbed_script()).arg("rootfs"))).trim());
+        assert!(
+            rootfs.join("usr").is_dir(),
+            "no root filesystem at {}",
+            rootfs.display()
+        );
+        // Directories that the package will create (removed again afterwards).
+        let mut candidates: BTreeSet<PathBuf> = dirs.iter().map(PathBuf::from).collect();
+        for path in files.iter().chain(&dirs) {
+            candidates.extend(
+                Path::new(path)
+                    .ancestors()
+                    .skip(1)
+                    .filter(|d| *d != Path::new("/"))
+                    .map(Path::to_path_buf),
+            );
+        }
+        let mut new_dirs: Vec<PathBuf> = candidates
+            .iter()
+            .map(|d| on_host(&rootfs, &d.to_string_lossy()))
+            .filter(|d| !d.exists())
+            .collect();
+        new_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        let package = Package {
+            files,
+            dirs,
+            rootfs,
+            new_dirs,
+            removed: false,
+        };
+
+        // Out with the testbed's own install, in with the package's payload.
+        let out = tb.exec_root(&[
+            "rm",
+            "-f",
+            TESTBED_BIN,
+            TESTBED_GENERATOR,
+            TESTBED_SYSTEM_GENERATOR,
+        ]);
+        assert!(
+            out.status.success(),
+            "removing the testbed's install: {}",
+            stderr(&out)
+        );
+        checked(
+            Command::new("sh")
+                .arg("-c")
+                .arg(r#"rpm2cpio "$1" | (cd "$2" && cpio -idmu --quiet --no-absolute-filenames)"#)
+                .arg("sh")
+                .arg(&rpm)
+                .arg(&package.rootfs),
+        );
+        for file in &package.files {
+            let path = on_host(&package.rootfs, file);
+            assert!(path.symlink_metadata().is_ok(), "{file} not unpacked");
+        }
+        package
+    }
+
+    /// Remove the package's files and put the testbed's own install back
+    /// (once); returns what went wrong.
+    pub(super) fn remove(&mut self) -> Vec<String> {
+        if std::mem::replace(&mut self.removed, true) {
+            return Vec::new();
+        }
         let mut problems = Vec::new();
         for file in &self.files {
             let path = on_host(&self.rootfs, file);
@@ -163,6 +234,32 @@ impl Installed<'_> {
             Ok(out) => problems.push(format!("testbed.sh install failed: {}", stderr(&out))),
             Err(e) => problems.push(format!("testbed.sh install: {e}")),
         }
+        problems
+    }
+}
+
+impl Drop for Package {
+    fn drop(&mut self) {
+        for problem in self.remove() {
+            eprintln!("rpm e2e cleanup: {problem}");
+        }
+    }
+}
+
+/// The package installed for one test's deployment. Dropping it (or
+/// [`Installed::finish`]) removes the package and the test's deployment,
+/// its backups and its volume.
+struct Installed<'a> {
+    tb: &'a Testbed,
+    package: Package,
+    deployment: String,
+    finished: bool,
+}
+
+impl Installed<'_> {
+    /// Undo everything; returns what went wrong.
+    fn cleanup(&mut self) -> Vec<String> {
+        let mut problems = self.package.remove();
         let name = &self.deployment;
         let out = self.tb.sh(&format!(
             "if {SIM} list | grep -qx '{name}'; then {SIM} remove '{name}' --no-backup; fi"
@@ -216,15 +313,6 @@ fn remove_leftovers(tb: &Testbed) {
 #[test]
 fn installed_rpm_backs_up_a_deployment_when_it_stops() {
     let tb = Testbed::get();
-    let rpm = build_rpm();
-    let (files, dirs) = payload(&rpm);
-    let rootfs =
-        PathBuf::from(stdout(&checked(Command::new(testbed_script()).arg("rootfs"))).trim());
-    assert!(
-        rootfs.join("usr").is_dir(),
-        "no root filesystem at {}",
-        rootfs.display()
-    );
     remove_leftovers(&tb);
 
     let stamp = SystemTime::now()
@@ -234,58 +322,13 @@ fn installed_rpm_backs_up_a_deployment_when_it_stops() {
     let name = format!("{PREFIX}{stamp}");
     let service = format!("{name}-app.service");
 
-    // Directories that the package will create (removed again afterwards).
-    let mut candidates: BTreeSet<PathBuf> = dirs.iter().map(PathBuf::from).collect();
-    for path in files.iter().chain(&dirs) {
-        candidates.extend(
-            Path::new(path)
-                .ancestors()
-                .skip(1)
-                .filter(|d| *d != Path::new("/"))
-                .map(Path::to_path_buf),
-        );
-    }
-    let mut new_dirs: Vec<PathBuf> = candidates
-        .iter()
-        .map(|d| on_host(&rootfs, &d.to_string_lossy()))
-        .filter(|d| !d.exists())
-        .collect();
-    new_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-
     let installed = Installed {
         tb: &tb,
-        rootfs: rootfs.clone(),
-        files: files.clone(),
-        new_dirs,
+        package: Package::install(&tb),
         deployment: name.clone(),
         finished: false,
     };
-
-    // Out with the testbed's own install, in with the package's payload.
-    let out = tb.exec_root(&[
-        "rm",
-        "-f",
-        TESTBED_BIN,
-        TESTBED_GENERATOR,
-        TESTBED_SYSTEM_GENERATOR,
-    ]);
-    assert!(
-        out.status.success(),
-        "removing the testbed's install: {}",
-        stderr(&out)
-    );
-    checked(
-        Command::new("sh")
-            .arg("-c")
-            .arg(r#"rpm2cpio "$1" | (cd "$2" && cpio -idmu --quiet --no-absolute-filenames)"#)
-            .arg("sh")
-            .arg(&rpm)
-            .arg(&rootfs),
-    );
-    for file in &files {
-        let path = on_host(&rootfs, file);
-        assert!(path.symlink_metadata().is_ok(), "{file} not unpacked");
-    }
+    let (files, dirs) = (&installed.package.files, &installed.package.dirs);
 
     // Only the package's leger-backup is there.
     tb.ok(&format!(
