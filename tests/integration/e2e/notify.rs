@@ -1,0 +1,71 @@
+//! Notifications end to end: stop-hook backups in the testbed (real
+//! systemd --user, Podman, the generated drop-ins) notify a real HTTP
+//! receiver on the host's loopback, which the testbed shares: a backup
+//! that succeeds and one that fails (backup directory not writable) both
+//! reach the webhook and Healthchecks.
+
+use std::time::Duration;
+
+use super::auto::{backups, ok, PRELUDE};
+use crate::support::deploy::LegerConfig;
+use crate::support::receiver::{Answer, Receiver};
+use crate::support::testbed::Testbed;
+
+/// How long a stop hook's notifications may take to arrive after
+/// `systemctl stop` returned (they are sent before the hook exits, so
+/// this only absorbs scheduling).
+const ARRIVAL: Duration = Duration::from_secs(20);
+
+#[test]
+fn stop_hook_backups_that_succeed_and_fail_reach_the_receiver() {
+    let tb = Testbed::get();
+    let name = "notifystop";
+    let run = |body: &str| ok(&tb, &format!("{PRELUDE}\n{body}"));
+    run(&format!("cleanup {name}"));
+    let r = Receiver::start(Answer::Status(200));
+    let _config = LegerConfig::set(
+        &tb,
+        &format!(
+            "backup:\n  notify:\n    webhook: {}\n    healthchecks: {}\n    on: [failure, success]\n\
+             auto:\n  min_interval: 0\n  coalesce_seconds: 0\n",
+            r.url("/hook"),
+            r.url("/hc/check")
+        ),
+    );
+    run(&format!("install {name}"));
+
+    // Stopped: one backup, and its success notified.
+    run(&format!("systemctl --user stop $(services {name})"));
+    let list = backups(&tb, name);
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let got = r.wait_for(3, ARRIVAL);
+    let paths: Vec<&str> = got.iter().map(|q| q.path.as_str()).collect();
+    assert_eq!(paths, ["/hc/check/start", "/hook", "/hc/check"]);
+    let event = got[1].json();
+    assert_eq!(event["event"], "success", "{event}");
+    assert_eq!(event["deployment"], name);
+    assert_eq!(event["reason"], "on-stop");
+    assert_eq!(event["target"], "local");
+    assert_eq!(event["id"], list[0]["id"], "{event}");
+
+    // Started and stopped again with the backup directory read-only: the
+    // backup fails, and that is notified too.
+    run(&format!("systemctl --user start $(services {name})"));
+    run(&format!(
+        "chmod 500 \"$BACKUPS\"; systemctl --user stop $(services {name}) || true; chmod 700 \"$BACKUPS\""
+    ));
+    assert_eq!(backups(&tb, name).len(), 1, "no second backup");
+    let got = r.wait_for(6, ARRIVAL);
+    let paths: Vec<&str> = got[3..].iter().map(|q| q.path.as_str()).collect();
+    assert_eq!(paths, ["/hc/check/start", "/hook", "/hc/check/fail"]);
+    let event = got[4].json();
+    assert_eq!(event["event"], "failure", "{event}");
+    assert_eq!(event["id"], serde_json::Value::Null);
+    assert!(
+        event["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{event}"
+    );
+    assert!(got[5].body.contains("backup failed"), "{}", got[5].body);
+
+    run(&format!("cleanup {name}"));
+}
