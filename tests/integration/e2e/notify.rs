@@ -27,15 +27,19 @@ fn stop_hook_backups_that_succeed_and_fail_reach_the_receiver() {
         &tb,
         &format!(
             "backup:\n  notify:\n    webhook: {}\n    healthchecks: {}\n    on: [failure, success]\n\
-             auto:\n  min_interval: 0\n  coalesce_seconds: 0\n",
+             auto:\n  min_interval: 0\n",
             r.url("/hook"),
             r.url("/hc/check")
         ),
     );
     run(&format!("install {name}"));
 
-    // Stopped: one backup, and its success notified.
-    run(&format!("systemctl --user stop $(services {name})"));
+    // Stopped, one service after the other (the last one backs up): one
+    // backup, and its success notified.
+    let stop = format!(
+        "systemctl --user stop {name}-side.service && systemctl --user stop {name}-app.service"
+    );
+    run(&stop);
     let list = backups(&tb, name);
     assert_eq!(list.len(), 1, "{list:#?}");
     let got = r.wait_for(3, ARRIVAL);
@@ -48,13 +52,17 @@ fn stop_hook_backups_that_succeed_and_fail_reach_the_receiver() {
     assert_eq!(event["target"], "local");
     assert_eq!(event["id"], list[0]["id"], "{event}");
 
-    // Started and stopped again with the backup directory read-only: the
-    // backup fails, and that is notified too.
-    run(&format!("systemctl --user start $(services {name})"));
+    // The backup deleted (a stop right after one coalesces into it), the
+    // services started and stopped again with the backup directory
+    // read-only: the backup fails, and that is notified too.
+    let id = list[0]["id"].as_str().unwrap();
     run(&format!(
-        "chmod 500 \"$BACKUPS\"; systemctl --user stop $(services {name}) || true; chmod 700 \"$BACKUPS\""
+        "leger-backup delete {id} --yes && systemctl --user start $(services {name})"
     ));
-    assert_eq!(backups(&tb, name).len(), 1, "no second backup");
+    run(&format!(
+        "chmod 500 \"$BACKUPS\"; {stop} || true; chmod 700 \"$BACKUPS\""
+    ));
+    assert!(backups(&tb, name).is_empty(), "no backup made");
     let got = r.wait_for(6, ARRIVAL);
     let paths: Vec<&str> = got[3..].iter().map(|q| q.path.as_str()).collect();
     assert_eq!(paths, ["/hc/check/start", "/hook", "/hc/check/fail"]);
