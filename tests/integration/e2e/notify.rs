@@ -2,7 +2,8 @@
 //! systemd --user, Podman, the generated drop-ins) notify a real HTTP
 //! receiver on the host's loopback, which the testbed shares: a backup
 //! that succeeds and one that fails (backup directory not writable) both
-//! reach the webhook and Healthchecks.
+//! reach the webhook and Healthchecks; a receiver that is down changes
+//! nothing of the backup, and the journal names its URL without secrets.
 
 use std::time::Duration;
 
@@ -75,5 +76,45 @@ fn stop_hook_backups_that_succeed_and_fail_reach_the_receiver() {
     );
     assert!(got[5].body.contains("backup failed"), "{}", got[5].body);
 
+    run(&format!("cleanup {name}"));
+}
+
+#[test]
+fn a_receiver_that_is_down_never_fails_a_stop_hook_backup() {
+    let tb = Testbed::get();
+    let name = "notifydown";
+    let run = |body: &str| ok(&tb, &format!("{PRELUDE}\n{body}"));
+    run(&format!("cleanup {name}"));
+    let down =
+        Receiver::down_url("/hook?token=s3cretvalue").replace("http://", "http://me:hunter22@");
+    let _config = LegerConfig::set(
+        &tb,
+        &format!("backup:\n  notify:\n    webhook: \"{down}\"\n    on: [success]\n"),
+    );
+    run(&format!("install {name}"));
+    let since = run("date +%s").trim().to_owned();
+    run(&format!(
+        "systemctl --user stop {name}-side.service && systemctl --user stop {name}-app.service"
+    ));
+    assert_eq!(backups(&tb, name).len(), 1, "the backup was made");
+    let journal = run(&format!(
+        "journalctl --user --since @{since} -u {name}-app.service --no-pager -o cat"
+    ));
+    // (The unit itself ends `failed`: busybox's sleep exits 143 on SIGTERM.)
+    assert!(
+        journal.contains(&format!("{name}: backed up: backup {name}-")),
+        "the hook reports the backup, not a failure: {journal}"
+    );
+    let port = down.rsplit(':').next().unwrap().split('/').next().unwrap();
+    assert!(
+        journal.contains(&format!(
+            "notification to webhook http://***@127.0.0.1:{port}/hook?*** failed"
+        )),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("hunter22") && !journal.contains("s3cretvalue"),
+        "{journal}"
+    );
     run(&format!("cleanup {name}"));
 }
