@@ -190,6 +190,7 @@ struct RawBackup {
     targets: Option<Vec<String>>,
     #[serde(default)]
     repositories: BTreeMap<String, crate::repository::settings::RawRepository>,
+    notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// Per-deployment settings under `auto.deployments`.
@@ -291,6 +292,8 @@ pub struct BackupConfig {
     pub targets: Setting<Vec<String>>,
     /// The restic repositories, by name (`backup.repositories`).
     pub repositories: BTreeMap<String, crate::repository::RepositoryConfig>,
+    /// Where notifications of backups go (`backup.notify`).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl BackupConfig {
@@ -405,6 +408,7 @@ impl Config {
                 deployments: b.deployments,
                 targets,
                 repositories,
+                notify: b.notify.unwrap_or_default(),
             },
             auto: AutoConfig {
                 enabled: Setting::pick(a.enabled, true),

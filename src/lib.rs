@@ -23,6 +23,7 @@ pub mod host_paths;
 pub mod interrupt;
 pub mod layout;
 pub mod names;
+pub mod notify;
 pub mod podman;
 pub mod process;
 pub mod process_identity;

@@ -2,6 +2,7 @@
 //! fails while another got the backup does not fail the trigger (the data
 //! is safe; leger goes on, the stop is not held up): the failure is logged
 //! and recorded, so `status` shows it, and `sync` sends the backup later.
+//! Every automatic backup notifies `backup.notify` (no one watches it).
 
 use chrono::Utc;
 
@@ -22,7 +23,7 @@ pub fn automatic_backup(
     trigger: &str,
 ) -> Result<Metadata> {
     let targets = create::targets(ctx, &[])?;
-    let results = create::create_to_targets(ctx, deployment, options, &targets);
+    let results = crate::notify::backup_to_targets(ctx, deployment, options, &targets, true);
     let mut failures = results.failed.into_iter();
     let Some((_, first)) = results.done.first() else {
         let (name, err) = failures

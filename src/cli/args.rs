@@ -137,6 +137,10 @@ pub struct CreateArgs {
     /// of `backup.repositories`; repeatable (default: `backup.targets`).
     #[arg(long, value_name = "REPO")]
     pub to: Vec<String>,
+    /// Notify `backup.notify` (webhook, ntfy, Healthchecks) as automatic
+    /// backups do.
+    #[arg(long)]
+    pub notify: bool,
 }
 
 /// `list`.

@@ -38,6 +38,9 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
     interrupted::startup(&ctx, interrupted::Mode::Command);
     // Checked first: a misspelt --to is named before anything else.
     let targets = create::targets(&ctx, &args.to)?;
+    if args.notify {
+        crate::notify::check_requested(&ctx)?;
+    }
     let deployment = deployment::find_or_only(&ctx.layout, args.name.as_deref())?;
     let opts = CreateOptions {
         reason: args.reason,
@@ -49,7 +52,7 @@ pub fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
         hold_aside: Default::default(),
         destination: Destination::Local,
     };
-    let results = create::create_to_targets(&ctx, &deployment, &opts, &targets);
+    let results = crate::notify::backup_to_targets(&ctx, &deployment, &opts, &targets, args.notify);
     // With one target the error is the backup's own, as it always was.
     let several = targets.len() > 1;
     let mut failures = results.failed.into_iter().map(|(name, e)| {

@@ -110,6 +110,9 @@ fn print_human(config: &Config) -> Result<()> {
             "file".into(),
         ]);
     }
+    for (key, value) in b.notify.rows() {
+        table.add_row(vec![key, value, "file".into()]);
+    }
     for (name, d) in &a.deployments {
         if let Some(enabled) = d.enabled {
             table.add_row(vec![

@@ -9,6 +9,7 @@ mod generator_hostile;
 mod host_paths;
 mod hostile_archives;
 mod hostile_metadata;
+mod notify;
 mod packaging;
 mod plan;
 mod plan_host_paths;

@@ -16,7 +16,7 @@ use crate::support::deploy::LegerConfig;
 use crate::support::testbed::Testbed;
 
 /// Shell functions for every step (run as the test user in the testbed).
-const PRELUDE: &str = r#"
+pub(super) const PRELUDE: &str = r#"
 set -eu
 SIM=/src/tests/support/leger-sim
 BACKUPS=$HOME/.local/share/bluebuild-quadlets/backups
@@ -69,7 +69,7 @@ fn script(body: &str) -> String {
 }
 
 /// Run a script that must succeed; its stdout.
-fn ok(tb: &Testbed, body: &str) -> String {
+pub(super) fn ok(tb: &Testbed, body: &str) -> String {
     tb.ok(&script(body))
 }
 
@@ -86,7 +86,7 @@ fn fails(tb: &Testbed, body: &str) -> String {
 }
 
 /// The backups of `name`, newest first, as `list --json` gives them.
-fn backups(tb: &Testbed, name: &str) -> Vec<Value> {
+pub(super) fn backups(tb: &Testbed, name: &str) -> Vec<Value> {
     let text = ok(tb, &format!("leger-backup list --deployment {name} --json"));
     let text = if text.trim().is_empty() { "[]" } else { &text };
     serde_json::from_str::<Vec<Value>>(text).unwrap_or_else(|e| panic!("list --json: {e}: {text}"))

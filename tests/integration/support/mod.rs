@@ -4,6 +4,7 @@
 
 pub mod deploy;
 pub mod packaging;
+pub mod receiver;
 pub mod repo_config;
 pub mod servers;
 pub mod tar_craft;
