@@ -55,6 +55,12 @@ pub trait ServiceManager: std::fmt::Debug + Send + Sync {
     /// (failed at once, or still starting at the deadline).
     fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()>;
 
+    /// When a timer elapses next (`NextElapseUSecRealtime`, as systemctl
+    /// prints it), `None` when it is not scheduled (not loaded, stopped).
+    fn timer_next_elapse(&self, _timer: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Whether a unit is active (or reloading, or activating).
     fn is_running(&self, unit: &str) -> Result<bool> {
         let states = self.active_states(&[unit.to_owned()])?;
@@ -147,6 +153,18 @@ impl ServiceManager for Systemctl {
 
     fn sub_state(&self, unit: &str) -> Result<String> {
         self.run(&["show", "--property=SubState", "--value", "--", unit])
+    }
+
+    fn timer_next_elapse(&self, timer: &str) -> Result<Option<String>> {
+        let args = [
+            "show",
+            "--property=NextElapseUSecRealtime",
+            "--value",
+            "--",
+            timer,
+        ];
+        let next = self.run(&args)?;
+        Ok((!next.is_empty() && next != "n/a").then_some(next))
     }
 
     fn system_state(&self) -> Result<String> {
