@@ -8,7 +8,9 @@
 //!   `podman exec DB pg_dumpall -f /dump/db.sql` into a volume of the
 //!   deployment), the backup is taken live, then the `after:` commands run,
 //!   also when the backup failed. A failing `before:` command fails the
-//!   backup before anything is written.
+//!   backup before anything is written; the `after:` commands still run
+//!   (with `failure`), since an earlier `before:` command may have left
+//!   something to undo (a lock, a half-written dump).
 //!
 //! The stop hook runs once the services are already down: a `podman exec`
 //! cannot work then, and it need not, since a stopped database's files are
@@ -129,8 +131,8 @@ fn truncate(text: &str, max: usize) -> &str {
 /// Take an automatic backup of `deployment` in its mode: `backup` takes it
 /// with the options given. In mode `dump` the `before:` commands run first
 /// (the first failure fails the backup, nothing taken) and the `after:`
-/// commands last, whatever the backup's outcome (an `after:` failure is
-/// only reported through `warn`: the backup is made).
+/// commands last, whatever the outcome (an `after:` failure is only
+/// reported through `warn`: it changes nothing about the backup).
 pub fn backup_in_mode(
     plan: &Plan,
     scope: Scope,
@@ -149,7 +151,7 @@ pub fn backup_in_mode(
         (ENV_REASON, options.reason.clone()),
         (ENV_SCOPE, scope.as_str().to_owned()),
     ];
-    for (i, command) in plan.before.iter().enumerate() {
+    let before = plan.before.iter().enumerate().try_for_each(|(i, command)| {
         runner.run(command, &env).map_err(|why| {
             Error::user(format!(
                 "`before:` command {} of {deployment} failed ({why}): no backup was taken",
@@ -159,9 +161,9 @@ pub fn backup_in_mode(
                 "run the command of auto.deployments.{deployment}.before by hand to see why; \
                  the services were left running"
             ))
-        })?;
-    }
-    let result = backup(&options);
+        })
+    });
+    let result = before.and_then(|()| backup(&options));
     match &result {
         Ok(metadata) => {
             env.push((ENV_RESULT, "success".to_owned()));
@@ -267,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn failing_before_takes_no_backup_and_runs_no_more_commands() {
+    fn failing_before_takes_no_backup_and_runs_only_after() {
         let fake = Fake::default();
         let err = backup_in_mode(
             &dump(&["fail dump", "second"], &["cleanup"]),
@@ -289,7 +291,13 @@ mod tests {
             !err.message.contains("fail dump"),
             "the command is not echoed"
         );
-        assert_eq!(fake.ran.borrow().len(), 1);
+        let ran: Vec<String> = fake.ran.borrow().iter().map(|r| r.0.clone()).collect();
+        assert_eq!(
+            ran,
+            ["fail dump", "cleanup"],
+            "no second before:, then after:"
+        );
+        assert_eq!(env_of(&fake, 1, ENV_RESULT).as_deref(), Some("failure"));
     }
 
     #[test]

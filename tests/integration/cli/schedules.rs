@@ -142,7 +142,8 @@ fn a_failing_before_command_takes_no_backup_and_records_the_failure() {
         "{err}"
     );
     assert!(env.path("ran-db").exists(), "the command ran with the env");
-    assert!(!env.path("after").exists(), "no after: without a backup");
+    let after = std::fs::read_to_string(env.path("after")).unwrap();
+    assert_eq!(after, "failure\n", "after: runs to undo what before: did");
     let backups = env.path(".local/share/bluebuild-quadlets/backups");
     let left = std::fs::read_dir(&backups).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "nothing half-done in {}", backups.display());

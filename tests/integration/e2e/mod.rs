@@ -12,5 +12,6 @@ mod repo_commands;
 mod repositories;
 mod reuse;
 mod rpm;
+mod schedules;
 mod smoke;
 mod system_scope;
