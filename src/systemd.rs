@@ -56,7 +56,9 @@ pub trait ServiceManager: std::fmt::Debug + Send + Sync {
     fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()>;
 
     /// When a timer elapses next (`NextElapseUSecRealtime`, as systemctl
-    /// prints it), `None` when it is not scheduled (not loaded, stopped).
+    /// prints it; `now (running)` while the service it started runs and
+    /// systemd has no next time yet), `None` when it is not scheduled (not
+    /// loaded, stopped).
     fn timer_next_elapse(&self, _timer: &str) -> Result<Option<String>> {
         Ok(None)
     }
@@ -158,13 +160,24 @@ impl ServiceManager for Systemctl {
     fn timer_next_elapse(&self, timer: &str) -> Result<Option<String>> {
         let args = [
             "show",
-            "--property=NextElapseUSecRealtime",
-            "--value",
+            "--property=NextElapseUSecRealtime,SubState",
             "--",
             timer,
         ];
-        let next = self.run(&args)?;
-        Ok((!next.is_empty() && next != "n/a").then_some(next))
+        let text = self.run(&args)?;
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_default()
+        };
+        let next = value("NextElapseUSecRealtime");
+        Ok(if !next.is_empty() && next != "n/a" {
+            Some(next.to_owned())
+        } else if value("SubState") == "running" {
+            Some("now (running)".to_owned())
+        } else {
+            None
+        })
     }
 
     fn system_state(&self) -> Result<String> {

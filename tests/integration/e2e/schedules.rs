@@ -72,8 +72,8 @@ impl<'a> Deployment<'a> {
 
     /// `status --json` of this deployment.
     fn status(&self) -> Value {
-        let all: Value = serde_json::from_str(&self.ok("leger-backup status --json"))
-            .expect("status --json");
+        let all: Value =
+            serde_json::from_str(&self.ok("leger-backup status --json")).expect("status --json");
         all["deployments"]
             .as_array()
             .unwrap()
@@ -117,7 +117,11 @@ fn a_timer_every_five_seconds_takes_a_scheduled_backup() {
     assert!(enable.status.success(), "{said}");
     assert!(said.contains(&format!("started {timer}")), "{said}");
     let unit = d.ok(&format!("systemctl --user cat {timer}"));
-    for line in ["OnCalendar=*:*:0/5", "Persistent=true", "RandomizedDelaySec=0"] {
+    for line in [
+        "OnCalendar=*:*:0/5",
+        "Persistent=true",
+        "RandomizedDelaySec=0",
+    ] {
         assert!(unit.lines().any(|l| l == line), "{line} in {unit}");
     }
     let status = d.status();
@@ -135,6 +139,10 @@ fn a_timer_every_five_seconds_takes_a_scheduled_backup() {
          [ \"$(systemctl --user show leger-backup-scheduled@{name}.service -p ActiveState --value)\" != activating ] && exit 0; \
          sleep 1; done; echo no scheduled backup >&2; systemctl --user status {timer} >&2; exit 1"
     ));
+    let status = d.status();
+    let last = &status["schedule"]["last_run"];
+    assert_eq!(last["trigger"], "schedule", "{status}");
+    assert!(last["backup_id"].is_string(), "{status}");
     d.ok(&format!("leger-backup disable {name}"));
     let state = d.ok(&format!(
         "systemctl --user show {timer} -p ActiveState --value"
@@ -147,10 +155,6 @@ fn a_timer_every_five_seconds_takes_a_scheduled_backup() {
     let id = backup["id"].as_str().unwrap();
     d.ok(&format!("leger-backup verify {id}"));
     assert_eq!(backup["retention"], "scheduled", "{backup}");
-    let status = d.status();
-    let last = &status["schedule"]["last_run"];
-    assert_eq!(last["trigger"], "schedule", "{status}");
-    assert!(last["backup_id"].is_string(), "{status}");
 }
 
 #[test]
@@ -182,7 +186,11 @@ fn a_dump_deployment_dumps_with_its_service_running_and_backs_the_dump_up() {
     let id = list[0]["id"].as_str().unwrap();
     assert_eq!(list[0]["reason"], "scheduled");
     let dump = d.ok(&format!("in_volume {id} systemd-{name}-dump db.sql"));
-    assert_eq!(dump, format!("row of {name}\n"), "the dump is in the backup");
+    assert_eq!(
+        dump,
+        format!("row of {name}\n"),
+        "the dump is in the backup"
+    );
     assert_eq!(
         d.ok(&format!("cat $HOME/{name}.env")),
         format!("{name} scheduled\n")
@@ -218,12 +226,20 @@ fn a_failing_before_command_fails_the_backup_and_leaves_nothing() {
         "systemctl --user show leger-backup-scheduled@{name}.service -p Result --value"
     ));
     assert_eq!(result.trim(), "exit-code");
-    assert_eq!(d.ok(&format!("invocation {name}")), running, "still running");
+    assert_eq!(
+        d.ok(&format!("invocation {name}")),
+        running,
+        "still running"
+    );
     assert!(d.backups().is_empty());
     let left = d.ok(&format!(
         "ls -A \"$BACKUPS\" 2>/dev/null | grep -c {name} || true"
     ));
-    assert_eq!(left.trim(), "0", "no backup directory, not even a pending one");
+    assert_eq!(
+        left.trim(),
+        "0",
+        "no backup directory, not even a pending one"
+    );
     assert_eq!(
         d.ok(&format!("cat $HOME/{name}.after")),
         "failure\n",
@@ -234,7 +250,9 @@ fn a_failing_before_command_fails_the_backup_and_leaves_nothing() {
     assert_eq!(failure["trigger"], "schedule", "{status}");
     let message = failure["message"].as_str().unwrap();
     assert!(
-        message.contains("`before:` command 1 of schedfail failed (exit status 7: no space for the dump)"),
+        message.contains(
+            "`before:` command 1 of schedfail failed (exit status 7: no space for the dump)"
+        ),
         "{message}"
     );
 }
