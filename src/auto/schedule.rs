@@ -481,6 +481,43 @@ mod tests {
     }
 
     #[test]
+    fn status_lines_say_the_next_run_and_the_last_one() {
+        let mut s = ScheduleStatus {
+            calendar: "daily".into(),
+            mode: Mode::Dump,
+            timer: timer_name("db"),
+            next_run: Some("Sat 2026-11-28 00:03:12 UTC".into()),
+            next_run_error: None,
+            last_run: None,
+        };
+        let text = status_lines(&s);
+        assert!(
+            text.contains("schedule:          daily (mode dump)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("next run:          Sat 2026-11-28 00:03:12 UTC"),
+            "{text}"
+        );
+        s.next_run = None;
+        s.last_run = Some(crate::auto::record::Event {
+            time: chrono::Utc::now(),
+            trigger: "schedule".into(),
+            message: "`before:` command 1 of db failed".into(),
+            backup_id: None,
+        });
+        let text = status_lines(&s);
+        assert!(
+            text.contains("not scheduled: leger-backup-scheduled@db.timer is not running"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not backed up: `before:` command 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn write_find_and_remove_units() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
