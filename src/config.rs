@@ -181,6 +181,7 @@ struct RawBackup {
     keep_manual: Option<usize>,
     keep_automatic: Option<usize>,
     keep_before_change: Option<usize>,
+    keep_scheduled: Option<usize>,
     auto_prune: Option<bool>,
     stop_services: Option<bool>,
     start_timeout: Option<Seconds>,
@@ -199,6 +200,16 @@ struct RawBackup {
 pub struct DeploymentAuto {
     /// Automatic backups for this deployment (overrides `auto.enabled`).
     pub enabled: Option<bool>,
+    /// When to back it up (overrides `auto.schedule`).
+    pub schedule: Option<crate::auto::schedule::Schedule>,
+    /// How its automatic backups treat its services (see [`crate::auto::modes`]).
+    pub mode: Option<crate::auto::schedule::Mode>,
+    /// Commands run before a `dump` backup, with the services up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// Commands run after a `dump` backup, whether it succeeded or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 /// `auto:` as written in the file.
@@ -213,6 +224,8 @@ struct RawAuto {
     on_shutdown: Option<bool>,
     stop_timeout: Option<Seconds>,
     live_hooks: Option<bool>,
+    schedule: Option<crate::auto::schedule::Schedule>,
+    randomized_delay: Option<Seconds>,
 }
 
 /// The whole file: our two sections, everything else is leger's.
@@ -277,6 +290,10 @@ pub struct BackupConfig {
     /// `pre-restore`) kept per deployment: a class of their own, so that
     /// on-stop backups never push them out.
     pub keep_before_change: Setting<usize>,
+    /// Scheduled backups (reason `scheduled`) kept per deployment: a class
+    /// of their own, so that a frequent schedule never pushes out on-stop
+    /// backups, nor the reverse.
+    pub keep_scheduled: Setting<usize>,
     /// Prune after each automatic backup.
     pub auto_prune: Setting<bool>,
     /// Stop services for a consistent backup (unless `--live`).
@@ -323,6 +340,11 @@ pub struct AutoConfig {
     pub stop_timeout: Setting<Seconds>,
     /// leger hooks back up without stopping services.
     pub live_hooks: Setting<bool>,
+    /// When deployments are backed up on a schedule (`off` or a calendar
+    /// expression), unless their own `schedule` says otherwise.
+    pub schedule: Setting<crate::auto::schedule::Schedule>,
+    /// `RandomizedDelaySec=` of the schedule timers.
+    pub randomized_delay: Setting<Seconds>,
 }
 
 impl AutoConfig {
@@ -387,10 +409,11 @@ impl Config {
         let targets = Setting::pick(b.targets.take(), vec![crate::repository::LOCAL.to_owned()]);
         crate::repository::settings::check_targets(&targets.value, &repositories, &file)?;
         let a = raw.auto.unwrap_or_default();
+        let off = crate::auto::schedule::Schedule::Off;
         let compression = Setting::pick(b.compression, Compression::Zstd);
         let default_level = compression.value.default_level();
         let dir = b.dir.map(|d| expand_home(&d, layout));
-        Ok(Config {
+        Config {
             file,
             file_exists,
             backup: BackupConfig {
@@ -401,6 +424,7 @@ impl Config {
                 keep_manual: Setting::pick(b.keep_manual, 5),
                 keep_automatic: Setting::pick(b.keep_automatic, 10),
                 keep_before_change: Setting::pick(b.keep_before_change, 5),
+                keep_scheduled: Setting::pick(b.keep_scheduled, 7),
                 auto_prune: Setting::pick(b.auto_prune, true),
                 stop_services: Setting::pick(b.stop_services, true),
                 start_timeout: Setting::pick(b.start_timeout, Seconds(120)),
@@ -418,8 +442,16 @@ impl Config {
                 on_shutdown: Setting::pick(a.on_shutdown, false),
                 stop_timeout: Setting::pick(a.stop_timeout, Seconds(900)),
                 live_hooks: Setting::pick(a.live_hooks, false),
+                schedule: Setting::pick(a.schedule, off),
+                randomized_delay: Setting::pick(a.randomized_delay, Seconds(300)),
             },
-        })
+        }
+        .checked_commands()
+    }
+
+    fn checked_commands(self) -> Result<Config> {
+        crate::auto::schedule::check_commands(&self.auto, &self.file)?;
+        Ok(self)
     }
 }
 

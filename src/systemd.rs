@@ -55,6 +55,14 @@ pub trait ServiceManager: std::fmt::Debug + Send + Sync {
     /// (failed at once, or still starting at the deadline).
     fn wait_active(&self, units: &[String], timeout: Duration) -> Result<()>;
 
+    /// When a timer elapses next (`NextElapseUSecRealtime`, as systemctl
+    /// prints it; `now (running)` while the service it started runs and
+    /// systemd has no next time yet), `None` when it is not scheduled (not
+    /// loaded, stopped).
+    fn timer_next_elapse(&self, _timer: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Whether a unit is active (or reloading, or activating).
     fn is_running(&self, unit: &str) -> Result<bool> {
         let states = self.active_states(&[unit.to_owned()])?;
@@ -148,6 +156,29 @@ impl ServiceManager for Systemctl {
 
     fn sub_state(&self, unit: &str) -> Result<String> {
         self.run(&["show", "--property=SubState", "--value", "--", unit])
+    }
+
+    fn timer_next_elapse(&self, timer: &str) -> Result<Option<String>> {
+        let args = [
+            "show",
+            "--property=NextElapseUSecRealtime,SubState",
+            "--",
+            timer,
+        ];
+        let text = self.run(&args)?;
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_default()
+        };
+        let next = value("NextElapseUSecRealtime");
+        Ok(if !next.is_empty() && next != "n/a" {
+            Some(next.to_owned())
+        } else if value("SubState") == "running" {
+            Some("now (running)".to_owned())
+        } else {
+            None
+        })
     }
 
     fn system_state(&self) -> Result<String> {

@@ -1,6 +1,7 @@
 //! The systemd generator: at every `daemon-reload`, a drop-in calling the
 //! stop hook for every hooked service of every deployment with automatic
-//! backups on.
+//! backups on, and a timer for every deployment with a schedule
+//! ([`super::schedule`]).
 //!
 //! A generator runs on every reload, before any unit starts, so it must be
 //! fast, need neither podman nor the network, and never fail: whatever is
@@ -15,7 +16,7 @@ use crate::deployment::{self, Deployment};
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
 
-use super::stop_hook_dropin;
+use super::{schedule, stop_hook_dropin};
 
 /// What one generator run did, for the log line and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct Report {
     pub dropins: Vec<(String, String)>,
     /// Deployments with automatic backups off.
     pub disabled: Vec<String>,
+    /// Timers of scheduled backups written (or printed).
+    pub timers: Vec<String>,
     /// Problems logged and skipped.
     pub problems: Vec<String>,
 }
@@ -122,7 +125,37 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
         }
         report.dropins.push((service, deployment));
     }
+    let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+    let units = schedule::units(&config.auto, &names, binary, layout.scope);
+    write_schedules(&units, out_dir, &mut report);
     Ok(report)
+}
+
+/// Write (or print) the timers and their service; a failure is logged and
+/// leaves the drop-ins in place.
+fn write_schedules(units: &[(String, String)], out_dir: Option<&Path>, report: &mut Report) {
+    let written = match out_dir {
+        Some(dir) => schedule::write_units(dir, units).map(drop),
+        None => {
+            let mut out = std::io::stdout().lock();
+            for (name, text) in units {
+                let _ = writeln!(out, "# NORMAL_DIR/{name}\n{text}");
+            }
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => report.timers.extend(
+            units
+                .iter()
+                .filter(|(name, _)| schedule::timer_deployment(name).is_some())
+                .map(|(name, _)| name.clone()),
+        ),
+        Err(err) => problem(
+            report,
+            format!("cannot write the schedule timers: {}", err.message),
+        ),
+    }
 }
 
 /// Log `message` (systemd passes stderr to the journal) and keep it.
@@ -297,6 +330,62 @@ mod tests {
         let out = home.join("gen");
         let report = generate(&l, Path::new("/b"), Some(&out)).unwrap();
         assert!(report.dropins.is_empty());
+    }
+
+    #[test]
+    fn writes_timers_for_scheduled_deployments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path();
+        let l = layout(home);
+        for name in ["db", "web", "off"] {
+            write(
+                &l.quadlet_dir.join(format!("{name}/{name}.container")),
+                "[Container]\nImage=x\n",
+            );
+        }
+        write(
+            &l.config_file(),
+            "auto:\n  schedule: daily\n  deployments:\n    db: {schedule: \"*:*:0/5\", mode: dump, before: [\"true\"]}\n    off: {enabled: false}\n",
+        );
+        let out = home.join("gen");
+        let report = generate(&l, Path::new("/usr/bin/leger-backup"), Some(&out)).unwrap();
+        assert_eq!(
+            report.timers,
+            [
+                "leger-backup-scheduled@db.timer",
+                "leger-backup-scheduled@web.timer"
+            ]
+        );
+        let timer = std::fs::read_to_string(out.join("leger-backup-scheduled@db.timer")).unwrap();
+        assert!(timer.contains("OnCalendar=*:*:0/5\n"), "{timer}");
+        let web = std::fs::read_to_string(out.join("leger-backup-scheduled@web.timer")).unwrap();
+        assert!(web.contains("OnCalendar=daily\n"), "{web}");
+        assert!(out
+            .join("timers.target.wants/leger-backup-scheduled@db.timer")
+            .exists());
+        let service = std::fs::read_to_string(out.join(schedule::SERVICE)).unwrap();
+        assert!(service.contains("ExecStart=/usr/bin/leger-backup scheduled %i"));
+        assert!(!out.join("leger-backup-scheduled@off.timer").exists());
+    }
+
+    #[test]
+    fn a_bad_schedule_falls_back_to_defaults_without_timers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = layout(tmp.path());
+        write(
+            &l.quadlet_dir.join("web/web.container"),
+            "[Container]\nImage=x\n",
+        );
+        write(&l.config_file(), "auto:\n  schedule: \"Sun 25:00\"\n");
+        let out = tmp.path().join("gen");
+        let report = generate(&l, Path::new("/b"), Some(&out)).unwrap();
+        assert!(
+            report.problems[0].contains("config.yaml:2:"),
+            "{:?}",
+            report.problems
+        );
+        assert!(report.timers.is_empty());
+        assert!(out.join("web.service.d/50-leger-backup.conf").exists());
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         return Ok(());
     }
     let live = config.auto.live_hooks.value;
+    let plan = super::modes::Plan::of(&config.auto, deployment_name);
     let ctx = Context::new(layout.clone(), config);
     crate::backup::interrupted::startup(&ctx, crate::backup::interrupted::Mode::Command);
     let options = CreateOptions {
@@ -156,7 +157,15 @@ pub fn run(scope: Scope, event: &str, deployment_name: &str, no_backup: bool) ->
         hold_aside: Default::default(),
         destination: Default::default(),
     };
-    match super::targets::automatic_backup(&ctx, &deployment, &options, &trigger) {
+    let result = super::targets::automatic_backup_in_mode(
+        &ctx,
+        &deployment,
+        &plan,
+        options,
+        &trigger,
+        &|message| ui::warn(format!("leger-backup: {message}")),
+    );
+    match result {
         Ok(metadata) => {
             ui::note(format!(
                 "leger-backup: backed up {deployment_name} as {} before {what}",

@@ -16,12 +16,16 @@
 //!   [`crate::backup::journal`]); [`record`] keeps the last skip, failure
 //!   and success per deployment for [`status`].
 
+pub mod calendar;
 pub mod config_edit;
 pub mod generator;
 pub mod history;
 pub mod hooks;
+pub mod modes;
 pub mod own_operation;
 pub mod record;
+pub mod schedule;
+pub mod scheduled;
 pub mod status;
 pub mod stop_hook;
 pub mod stop_hook_dropin;

@@ -89,6 +89,8 @@ pub struct DeploymentStatus {
     pub kept: Kept,
     /// Bytes the kept backups use.
     pub disk_used: u64,
+    /// Its scheduled backups, when it has a schedule.
+    pub schedule: Option<super::schedule::ScheduleStatus>,
 }
 
 /// A backup, briefly.
@@ -247,6 +249,9 @@ fn entry(
         last_skip: record.last_skip,
         kept,
         disk_used,
+        schedule: installed
+            .then(|| super::schedule::status_of(ctx, name))
+            .flatten(),
     }
 }
 
@@ -430,6 +435,9 @@ pub fn print(status: &Status) -> Result<()> {
                 s.trigger,
                 s.message
             ));
+        }
+        if let Some(s) = &d.schedule {
+            out.push_str(&super::schedule::status_lines(s));
         }
         out.push_str(&format!(
             "  kept:              {} manual, {} automatic, {}\n",

@@ -9,6 +9,9 @@
 //!   would write are written into the user's unit directory and the manager
 //!   reloaded; `disable` removes them. If the config turns the deployment
 //!   off, `enable` turns it on there too, since the stop hook obeys it.
+//! - Either way the timers of scheduled backups ([`super::schedule`]) are
+//!   started after the reload (`enable`) or stopped (`disable`); without
+//!   the generator `enable` writes them and `disable` removes them.
 
 use std::path::PathBuf;
 
@@ -19,7 +22,7 @@ use crate::layout::{Layout, Scope};
 use crate::systemd::{ServiceManager, Systemctl};
 use crate::ui;
 
-use super::{config_edit, installed_generator, stop_hook_dropin};
+use super::{config_edit, installed_generator, schedule, stop_hook_dropin};
 
 /// Which deployments a command is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +97,18 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
     for refused in &changes.refused {
         ui::warn(refused);
     }
-    if changes.is_empty() {
+    let systemctl = Systemctl::new(scope);
+    let timers = selected_timers(&layout, &systemctl, &deployments, on);
+    if changes.is_empty() && timers.is_empty() {
         ui::note(format!(
             "automatic backups already {what} for {names} ({how})"
         ));
         return refused_units(changes);
     }
-    match Systemctl::new(scope).daemon_reload() {
+    if !on {
+        switch_timers(&systemctl, &timers, on);
+    }
+    match systemctl.daemon_reload() {
         Ok(()) => ui::note(format!("automatic backups {what} for {names} ({how})")),
         Err(err) => ui::warn(format!(
             "automatic backups {what} for {names} ({how}), but `{} daemon-reload` failed: {}; \
@@ -108,6 +116,9 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
             scope.systemctl_words(),
             err.message
         )),
+    }
+    if on {
+        switch_timers(&systemctl, &timers, on);
     }
     if deployments.is_empty() && on {
         let when = if generator.is_some() {
@@ -123,6 +134,59 @@ pub fn switch(scope: Scope, selection: &Selection, on: bool) -> Result<Changes> 
         ));
     }
     refused_units(changes)
+}
+
+/// The timers of `deployments` to start (`on`: those with a schedule in
+/// the config as it is now) or to stop (`off`: those running).
+fn selected_timers(
+    layout: &Layout,
+    systemctl: &Systemctl,
+    deployments: &[Deployment],
+    on: bool,
+) -> Vec<String> {
+    if on {
+        let Ok(config) = Config::load(layout) else {
+            return Vec::new();
+        };
+        return deployments
+            .iter()
+            .filter(|d| config.auto.schedule_for(&d.name).is_some())
+            .map(|d| schedule::timer_name(&d.name))
+            .collect();
+    }
+    let all: Vec<String> = deployments
+        .iter()
+        .map(|d| schedule::timer_name(&d.name))
+        .collect();
+    let states = systemctl.active_states(&all).unwrap_or_default();
+    all.into_iter()
+        .zip(states)
+        .filter(|(_, state)| state != "inactive")
+        .map(|(timer, _)| timer)
+        .collect()
+}
+
+/// Start or stop the timers; a failure is a warning (the next reload or
+/// login starts them, since `timers.target` wants them).
+fn switch_timers(systemctl: &Systemctl, timers: &[String], on: bool) {
+    if timers.is_empty() {
+        return;
+    }
+    let result = if on {
+        systemctl.start(timers)
+    } else {
+        systemctl.stop(timers)
+    };
+    match result {
+        Ok(()) if on => ui::note(format!("scheduled backups: started {}", timers.join(", "))),
+        Ok(()) => {}
+        Err(err) => ui::warn(format!(
+            "cannot {} {}: {}",
+            if on { "start" } else { "stop" },
+            timers.join(", "),
+            err.message
+        )),
+    }
 }
 
 /// The changes, or an error when some unit was left without its drop-in
@@ -176,6 +240,17 @@ pub fn apply(
     }
 
     let unit_dir = &layout.systemd_unit_dir;
+    if !generator {
+        changes_to_timers(
+            layout,
+            config,
+            deployments,
+            selection,
+            on,
+            binary,
+            &mut changes,
+        )?;
+    }
     if on && !generator {
         for deployment in deployments {
             let services = stop_hook_dropin::deployment_services(deployment, layout)?;
@@ -225,6 +300,44 @@ pub fn apply(
         }
     }
     Ok(changes)
+}
+
+/// Without the generator: write the timers of the selected deployments
+/// that have a schedule (`on`; the config is read again when `apply`
+/// changed it) and remove the others' (`off`: all of the selection's,
+/// with `--all` those of deployments that are gone too).
+fn changes_to_timers(
+    layout: &Layout,
+    config: &Config,
+    deployments: &[Deployment],
+    selection: &Selection,
+    on: bool,
+    binary: &std::path::Path,
+    changes: &mut Changes,
+) -> Result<()> {
+    let dir = &layout.systemd_unit_dir;
+    let reread;
+    let config = if changes.config.is_empty() {
+        config
+    } else {
+        reread = Config::load(layout)?;
+        &reread
+    };
+    let mut stale: Vec<String> = deployments.iter().map(|d| d.name.clone()).collect();
+    if on {
+        let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
+        let units = schedule::units(&config.auto, &names, binary, layout.scope);
+        changes.written.extend(schedule::write_units(dir, &units)?);
+        stale.retain(|d| config.auto.schedule_for(d).is_none());
+    } else if *selection == Selection::All {
+        stale.extend(schedule::find_timers(dir).into_iter().map(|(d, _)| d));
+    }
+    for deployment in stale {
+        changes
+            .removed
+            .extend(schedule::remove_units(dir, &deployment)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -318,6 +431,30 @@ mod tests {
         .unwrap();
         assert_eq!(ch.config, ["auto.deployments.web.enabled = true"]);
         assert_eq!(ch.written.len(), 2);
+    }
+
+    #[test]
+    fn timers_without_generator() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (l, c, d) = setup(
+            tmp.path(),
+            "auto:\n  deployments:\n    web:\n      enabled: false\n      schedule: daily\n",
+        );
+        let bin = Path::new("/b");
+        let web = Selection::One("web".into());
+        let timer = l.systemd_unit_dir.join("leger-backup-scheduled@web.timer");
+        let ch = apply(&l, &c, &only(&d, "web"), &web, true, false, bin).unwrap();
+        assert!(ch.written.contains(&timer), "{:?}", ch.written);
+        assert!(l.systemd_unit_dir.join(schedule::SERVICE).exists());
+        assert!(!l
+            .systemd_unit_dir
+            .join("leger-backup-scheduled@other.timer")
+            .exists());
+        let c = Config::load(&l).unwrap();
+        let ch = apply(&l, &c, &only(&d, "web"), &web, false, false, bin).unwrap();
+        assert!(ch.removed.contains(&timer), "{:?}", ch.removed);
+        assert!(!timer.exists());
+        assert!(!l.systemd_unit_dir.join(schedule::SERVICE).exists());
     }
 
     #[test]

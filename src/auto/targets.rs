@@ -4,8 +4,12 @@
 //! and recorded, so `status` shows it, and `sync` sends the backup later.
 //! Every automatic backup notifies `backup.notify` (no one watches it).
 
+use std::cell::Cell;
+use std::time::Instant;
+
 use chrono::Utc;
 
+use super::modes::{self, Plan, ShellRunner};
 use super::record::{self, Event, Outcome};
 use crate::backup::create::{self, CreateOptions};
 use crate::backup::metadata::Metadata;
@@ -13,6 +17,42 @@ use crate::context::Context;
 use crate::deployment::Deployment;
 use crate::error::{Error, Result};
 use crate::ui;
+
+/// An automatic backup in `deployment`'s mode (`before:` and `after:`
+/// commands around it, see [`modes::backup_in_mode`]). A `before:` command
+/// that fails means no target got a backup: that is notified as a failure
+/// of each, as a failed backup would be, so that a broken dump is heard of.
+pub fn automatic_backup_in_mode(
+    ctx: &Context,
+    deployment: &Deployment,
+    plan: &Plan,
+    options: CreateOptions,
+    trigger: &str,
+    warn: &dyn Fn(String),
+) -> Result<Metadata> {
+    let start = Instant::now();
+    let backed_up = Cell::new(false);
+    let reason = options.reason.clone();
+    let scope = ctx.layout.scope;
+    let result = modes::backup_in_mode(
+        plan,
+        scope,
+        &deployment.name,
+        options,
+        &ShellRunner,
+        warn,
+        |options| {
+            backed_up.set(true);
+            automatic_backup(ctx, deployment, options, trigger)
+        },
+    );
+    if let Err(err) = &result {
+        if !backed_up.get() {
+            crate::notify::no_backup_taken(ctx, deployment, &reason, err, start.elapsed());
+        }
+    }
+    result
+}
 
 /// Back `deployment` up to every configured target; the first backup made,
 /// or the first failure (naming its target) when none was.

@@ -54,11 +54,13 @@ pub enum BackupType {
 }
 
 impl BackupType {
-    /// `before-*`, `pre-*` and `on-*` reasons are automatic, others manual.
+    /// `before-*`, `pre-*` and `on-*` reasons and `scheduled` are automatic,
+    /// others manual.
     pub fn from_reason(reason: &str) -> BackupType {
         if ["before-", "pre-", "on-"]
             .iter()
             .any(|p| reason.starts_with(p))
+            || reason == crate::auto::schedule::REASON
         {
             BackupType::Automatic
         } else {
@@ -331,6 +333,7 @@ mod tests {
             BackupType::Automatic
         );
         assert_eq!(BackupType::from_reason("on-stop"), BackupType::Automatic);
+        assert_eq!(BackupType::from_reason("scheduled"), BackupType::Automatic);
         assert_eq!(BackupType::from_reason("weekly"), BackupType::Manual);
     }
 }

@@ -37,6 +37,9 @@ pub enum Class {
     BeforeChange,
     /// Every other automatic backup (`on-stop`, `before-update`, ...).
     Automatic,
+    /// Taken by a deployment's schedule (reason `scheduled`): kept apart,
+    /// so that a frequent schedule never pushes out on-stop backups.
+    Scheduled,
 }
 
 impl Class {
@@ -50,6 +53,8 @@ impl Class {
     pub fn from_reason(reason: &str, backup_type: BackupType) -> Class {
         if BEFORE_CHANGE_REASONS.contains(&reason) {
             Class::BeforeChange
+        } else if reason == crate::auto::schedule::REASON && backup_type == BackupType::Automatic {
+            Class::Scheduled
         } else if backup_type == BackupType::Manual {
             Class::Manual
         } else {
@@ -57,12 +62,13 @@ impl Class {
         }
     }
 
-    /// `manual`, `before-change`, `automatic`.
+    /// `manual`, `before-change`, `automatic`, `scheduled`.
     pub fn name(self) -> &'static str {
         match self {
             Class::Manual => "manual",
             Class::BeforeChange => "before-change",
             Class::Automatic => "automatic",
+            Class::Scheduled => "scheduled",
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Keep {
     pub before_change: usize,
     /// `backup.keep_automatic`.
     pub automatic: usize,
+    /// `backup.keep_scheduled`.
+    pub scheduled: usize,
 }
 
 impl Keep {
@@ -85,6 +93,7 @@ impl Keep {
             manual: b.keep_manual.value,
             before_change: b.keep_before_change.value,
             automatic: b.keep_automatic.value,
+            scheduled: b.keep_scheduled.value,
         }
     }
 
@@ -95,6 +104,7 @@ impl Keep {
             Class::Manual => self.manual,
             Class::BeforeChange => self.before_change,
             Class::Automatic => self.automatic,
+            Class::Scheduled => self.scheduled,
         };
         if failed_stop {
             keep.min(1)
@@ -108,8 +118,8 @@ impl std::fmt::Display for Keep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} manual, {} before-change and {} automatic",
-            self.manual, self.before_change, self.automatic
+            "{} manual, {} before-change, {} automatic and {} scheduled",
+            self.manual, self.before_change, self.automatic, self.scheduled
         )
     }
 }
@@ -369,6 +379,7 @@ mod tests {
             manual,
             before_change,
             automatic,
+            scheduled: automatic,
         }
     }
 
@@ -452,6 +463,7 @@ mod tests {
             ("pre-restore", Class::BeforeChange),
             ("on-stop", Class::Automatic),
             ("before-update", Class::Automatic),
+            ("scheduled", Class::Scheduled),
         ] {
             assert_eq!(Class::of(&meta("web", 1, reason)), class, "{reason}");
         }

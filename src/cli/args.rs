@@ -101,6 +101,12 @@ pub enum Command {
     /// Entry point of the leger hooks (internal).
     #[command(hide = true)]
     LegerHook(LegerHookArgs),
+    /// Entry point of `leger-backup-scheduled@NAME.service` (internal).
+    #[command(hide = true)]
+    Scheduled {
+        /// The deployment whose timer elapsed.
+        deployment: String,
+    },
     /// Entry point of the systemd generator (internal).
     #[command(hide = true)]
     Generator(GeneratorArgs),

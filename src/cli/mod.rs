@@ -100,6 +100,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover(args) => recover::run(&global, args),
         Command::StopHook(args) => stop_hook::run(&global, args),
         Command::LegerHook(args) => leger_hook::run(&global, args),
+        Command::Scheduled { deployment } => {
+            crate::auto::scheduled::run(global.scope(), &deployment)
+        }
         Command::Generator(args) => generator::run(&global, args),
         Command::VolumeTar(args) => volume_tar::run(args),
         Command::TreeWrite(args) => tree_write::run(args),

@@ -188,6 +188,7 @@ pub(super) fn prune(global: &GlobalArgs, name: &str, args: &PruneArgs) -> Result
         manual: args.keep_manual.unwrap_or(configured.manual),
         before_change: args.keep_before_change.unwrap_or(configured.before_change),
         automatic: args.keep_automatic.unwrap_or(configured.automatic),
+        scheduled: configured.scheduled,
     };
     let in_use = backups_in_use(&ctx.layout.state_dir);
     let outcome = catalog::prune(

@@ -34,6 +34,7 @@ fn print_human(config: &Config) -> Result<()> {
         row("backup.threads", &b.threads, u32::to_string),
         row("backup.keep_manual", &b.keep_manual, usize::to_string),
         row("backup.keep_automatic", &b.keep_automatic, usize::to_string),
+        row("backup.keep_scheduled", &b.keep_scheduled, usize::to_string),
         row(
             "backup.keep_before_change",
             &b.keep_before_change,
@@ -59,6 +60,15 @@ fn print_human(config: &Config) -> Result<()> {
         row("auto.on_shutdown", &a.on_shutdown, bool::to_string),
         row("auto.stop_timeout", &a.stop_timeout, ToString::to_string),
         row("auto.live_hooks", &a.live_hooks, bool::to_string),
+        row("auto.schedule", &a.schedule, |s| match s {
+            crate::auto::schedule::Schedule::Off => "off".to_owned(),
+            crate::auto::schedule::Schedule::At(c) => c.as_str().to_owned(),
+        }),
+        row(
+            "auto.randomized_delay",
+            &a.randomized_delay,
+            ToString::to_string,
+        ),
     ];
     let mut table = ui::table(&["SETTING", "VALUE", "SOURCE"]);
     for (key, value, source) in rows {

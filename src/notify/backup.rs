@@ -33,10 +33,63 @@ pub fn backup_to_targets(
     let (results, warnings) = notified(config, &http, targets, backup, |target, one, took| {
         event_of(config, deployment, options, target, one, took)
     });
+    log_warnings(deployment, warnings);
+    results
+}
+
+/// An automatic backup failed before any target was tried (a `before:`
+/// command of mode `dump` failed): each target hears of a failure, as it
+/// would of a failed backup, Healthchecks of a start and a `/fail`.
+pub fn no_backup_taken(
+    ctx: &Context,
+    deployment: &Deployment,
+    reason: &str,
+    error: &Error,
+    took: Duration,
+) {
+    let config = &ctx.config.backup.notify;
+    if !config.is_set() {
+        return;
+    }
+    let targets =
+        create::targets(ctx, &[]).unwrap_or_else(|_| vec![crate::repository::LOCAL.to_owned()]);
+    let events: Vec<Event> = targets
+        .iter()
+        .map(|target| Event {
+            event: When::Failure,
+            deployment: deployment.name.clone(),
+            id: None,
+            reason: reason.to_owned(),
+            target: target.clone(),
+            error: Some(config.scrub(&error.message)),
+            duration_seconds: seconds(took),
+        })
+        .collect();
+    let warnings = announce(config, &UreqHttp::new(), &events);
+    log_warnings(deployment, warnings);
+}
+
+/// Send `events`, already decided, as one backup's notifications; the
+/// delivery warnings.
+fn announce(config: &NotifyConfig, http: &dyn Http, events: &[Event]) -> Vec<String> {
+    let mut notifier = Notifier::new(config, http);
+    notifier.started();
+    for event in events {
+        notifier.finished(event);
+    }
+    notifier.concluded(events);
+    notifier.into_warnings()
+}
+
+fn log_warnings(deployment: &Deployment, warnings: Vec<String>) {
     for warning in warnings {
         ui::warn(format!("leger-backup: {}: {warning}", deployment.name));
     }
-    results
+}
+
+/// A duration as the events give it: seconds, to the millisecond.
+fn seconds(took: Duration) -> f64 {
+    (took.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 /// `create --notify` asks for notifications: refused, before anything is
@@ -99,7 +152,7 @@ fn event_of(
         reason: options.reason.clone(),
         target: target.to_owned(),
         error,
-        duration_seconds: (took.as_secs_f64() * 1000.0).round() / 1000.0,
+        duration_seconds: seconds(took),
     }
 }
 

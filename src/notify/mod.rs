@@ -15,7 +15,7 @@ mod send;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use backup::{backup_to_targets, check_requested};
+pub use backup::{backup_to_targets, check_requested, no_backup_taken};
 pub use http::{Http, UreqHttp};
 pub use send::{Notifier, REQUEST_LIMIT, TOTAL_LIMIT};
 

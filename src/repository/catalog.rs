@@ -185,6 +185,7 @@ pub fn keep_for(backup: &BackupConfig, repository: &RepositoryConfig) -> Keep {
         manual: repository.keep_manual.unwrap_or(configured.manual),
         automatic: repository.keep_automatic.unwrap_or(configured.automatic),
         before_change: configured.before_change,
+        scheduled: configured.scheduled,
     }
 }
 
@@ -442,6 +443,7 @@ mod tests {
             manual: 1,
             before_change: 1,
             automatic: 1,
+            scheduled: 1,
         };
         let in_use = BTreeMap::from([("web-2025-01-01-120000".to_owned(), "needed".to_owned())]);
         let dry = prune(&repo, Some("web"), &keep, &in_use, true).unwrap();

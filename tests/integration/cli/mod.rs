@@ -17,6 +17,7 @@ mod recovery;
 mod repositories;
 mod retention;
 mod reuse;
+mod schedules;
 mod stage;
 mod tree_write;
 mod volume_reader;

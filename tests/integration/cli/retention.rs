@@ -67,7 +67,9 @@ fn prune_keeps_the_before_apply_backup_through_ten_on_stop_backups() {
     kept.push("web-2025-01-01-000000".to_owned());
     assert_eq!(ids(&listed(&env)), kept);
     assert!(
-        stderr(&out).contains("keeping 5 manual, 5 before-change and 3 automatic per deployment"),
+        stderr(&out).contains(
+            "keeping 5 manual, 5 before-change, 3 automatic and 7 scheduled per deployment"
+        ),
         "{}",
         stderr(&out)
     );

@@ -13,5 +13,6 @@ mod repo_commands;
 mod repositories;
 mod reuse;
 mod rpm;
+mod schedules;
 mod smoke;
 mod system_scope;
