@@ -106,7 +106,7 @@ fn key_of(rest: &str) -> Option<(String, &str)> {
         _ => {
             let bytes = rest.as_bytes();
             let i = (0..bytes.len()).find(|&i| {
-                bytes[i] == b':' && bytes.get(i + 1).map_or(true, |b| b.is_ascii_whitespace())
+                bytes[i] == b':' && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace())
             })?;
             if rest[..i].contains(" #") {
                 return None;

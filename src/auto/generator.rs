@@ -38,7 +38,7 @@ const LOG_PREFIX: &str = "leger-backup-generator";
 /// system layout; the user generator gets `HOME` from systemd, and falls
 /// back to the password database when it is missing.
 pub fn layout_for(scope: Scope) -> Result<Layout> {
-    if scope == Scope::User && std::env::var_os("HOME").map_or(true, |h| h.is_empty()) {
+    if scope == Scope::User && std::env::var_os("HOME").is_none_or(|h| h.is_empty()) {
         if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
             // The generator is single-threaded at this point.
             std::env::set_var("HOME", &user.dir);

@@ -227,7 +227,7 @@ fn entry(
     });
     let last_failure = record
         .last_failure
-        .filter(|f| newest.map_or(true, |b| f.time > b.finished_at));
+        .filter(|f| newest.is_none_or(|b| f.time > b.finished_at));
     let mut kept = Kept::default();
     let mut disk_used = 0;
     for b in backups.iter().filter(|b| b.deployment == name) {

@@ -317,7 +317,7 @@ pub fn prune(
         match entry.metadata {
             Ok(m) => valid.push(m),
             Err(error) => {
-                let mine = deployment.map_or(true, |d| entry.id.starts_with(&format!("{d}-")));
+                let mine = deployment.is_none_or(|d| entry.id.starts_with(&format!("{d}-")));
                 if mine {
                     outcome.invalid.push(InvalidBackup {
                         id: entry.id,
@@ -332,7 +332,7 @@ pub fn prune(
     // `valid` is newest first (store order).
     outcome.kept = valid
         .iter()
-        .filter(|m| deployment.map_or(true, |d| d == m.deployment_name))
+        .filter(|m| deployment.is_none_or(|d| d == m.deployment_name))
         .map(|m| m.id.clone())
         .filter(|id| !outcome.deleted.contains(id))
         .collect();

@@ -78,11 +78,7 @@ pub fn run(global: &GlobalArgs, args: ListArgs) -> Result<()> {
     let listed: Vec<Listed> = store
         .list()?
         .into_iter()
-        .filter(|e| {
-            args.deployment
-                .as_deref()
-                .map_or(true, |d| belongs_to(e, d))
-        })
+        .filter(|e| args.deployment.as_deref().is_none_or(|d| belongs_to(e, d)))
         .map(check_archives)
         .collect();
     if global.json {
