@@ -85,6 +85,21 @@ impl Systemctl {
     fn run(&self, args: &[&str]) -> Result<String> {
         process::run_stdout(&mut self.command(args)).map_err(unreachable_manager_hint)
     }
+
+    /// `systemctl show -p P... UNIT` as `(name, value)` pairs: with several
+    /// properties `--value` would not say which value is which.
+    pub fn show(&self, unit: &str, properties: &[&str]) -> Result<Vec<(String, String)>> {
+        let mut args = vec!["show".to_owned()];
+        args.extend(properties.iter().map(|p| format!("--property={p}")));
+        args.extend(["--".to_owned(), unit.to_owned()]);
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let text = self.run(&words)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
 }
 
 impl ServiceManager for Systemctl {
