@@ -59,28 +59,7 @@ fn ok(tb: &Testbed, body: &str) -> String {
 
 /// Run a script as root that must succeed; its stdout.
 fn root_ok(tb: &Testbed, body: &str) -> String {
-    let out = tb.exec_root(&["sh", "-c", &format!("set -eu\n{body}")]);
-    assert!(
-        out.status.success(),
-        "in testbed as root: `{body}` failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The testbed, which must be the booted one.
-fn booted_testbed() -> Testbed {
-    let tb = Testbed::get();
-    let out = tb.exec_root(&["systemctl", "is-system-running"]);
-    let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        state == "running" || state == "degraded",
-        "this test needs the booted testbed (systemd as PID 1), but the system manager's state is \
-         `{state}`: start it with `LEGER_TESTBED_BOOT=1 tests/testbed/testbed.sh up`"
-    );
-    tb
+    tb.root_ok(&format!("set -eu\n{body}"))
 }
 
 /// The reasons of `name`'s backups (`list --json`), newest first; `scope`
@@ -130,7 +109,7 @@ fn last_skip(tb: &Testbed, scope: &str, name: &str) -> String {
 /// drop-ins already in place, so a stop after boot backs up.
 #[test]
 fn a_reboot_without_on_shutdown_takes_no_backup_and_linger_brings_the_hooks_back() {
-    let tb = booted_testbed();
+    let tb = Testbed::booted();
     let name = "lcoff";
     ok(&tb, &format!("cleanup {name}"));
     let _config = LegerConfig::set(&tb, "auto:\n  on_shutdown: false\n");
@@ -176,7 +155,7 @@ fn a_reboot_without_on_shutdown_takes_no_backup_and_linger_brings_the_hooks_back
 /// boot removes, after which the deployment backs up as before.
 #[test]
 fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_boot() {
-    let tb = booted_testbed();
+    let tb = Testbed::booted();
     let (done, cut) = ("lcon", "lccut");
     ok(&tb, &format!("cleanup {done}; cleanup {cut}"));
     let _config = LegerConfig::set(&tb, "auto:\n  on_shutdown: true\n  stop_timeout: 10\n");
@@ -247,7 +226,7 @@ fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_b
 /// success for a deployment that never came up.
 #[test]
 fn a_root_service_that_failed_to_start_gets_no_backup() {
-    let tb = booted_testbed();
+    let tb = Testbed::booted();
     let name = "lcfail";
     let dir = format!("/etc/containers/systemd/{name}");
     let cleanup = format!(

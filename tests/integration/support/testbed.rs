@@ -34,6 +34,21 @@ impl Testbed {
         Testbed { script }
     }
 
+    /// The testbed, which must be the booted one (systemd as PID 1): tests
+    /// that need a system manager fail (never skip) without it.
+    pub fn booted() -> Testbed {
+        let tb = Testbed::get();
+        let out = tb.exec_root(&["systemctl", "is-system-running"]);
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            state == "running" || state == "degraded",
+            "this test needs the booted testbed (systemd as PID 1), but the system manager's \
+             state is `{state}`: start it with `tests/testbed/testbed.sh down && \
+             LEGER_TESTBED_BOOT=1 tests/testbed/testbed.sh up`"
+        );
+        tb
+    }
+
     /// Run `args` inside as the test user; output returned whatever the exit code.
     pub fn exec(&self, args: &[&str]) -> Output {
         Command::new(&self.script)
@@ -61,15 +76,17 @@ impl Testbed {
     /// Run a shell script inside as the test user; panic with its output
     /// unless it succeeds; return stdout.
     pub fn ok(&self, script: &str) -> String {
-        let out = self.sh(script);
-        assert!(
-            out.status.success(),
-            "in testbed: `{script}` failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(self.sh(script), "in testbed", script)
+    }
+
+    /// Run a shell script inside as root; panic with its output unless it
+    /// succeeds; return stdout.
+    pub fn root_ok(&self, script: &str) -> String {
+        succeeded(
+            self.exec_root(&["sh", "-c", script]),
+            "in testbed as root",
+            script,
+        )
     }
 
     /// A real reboot of the booted testbed's OS: `systemctl reboot` inside
@@ -116,4 +133,17 @@ impl Testbed {
         eprintln!("[timing] reboot: boot {:.2} s", t1.elapsed().as_secs_f64());
         shutdown
     }
+}
+
+/// The stdout of a script that must have succeeded; otherwise a panic
+/// showing `where` it ran, the script and its output.
+fn succeeded(out: Output, place: &str, script: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{place}: `{script}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
