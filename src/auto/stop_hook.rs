@@ -3,21 +3,22 @@
 //! down, and otherwise records why not.
 //!
 //! The checks, cheapest first:
-//! 1. automatic backups are on for the deployment (config), and the service
-//!    that stopped became active in the start this stop ends: one whose
-//!    start failed (a bad `Exec=`, a missing image) ran nothing that
-//!    changed the data, and a backup then would record an `on-stop` success
-//!    for a deployment that never came up;
+//! 1. automatic backups are on for the deployment (config);
 //! 2. the stop was not caused by leger-backup itself (a consistent `create`
 //!    or a `restore`: the [`own_operation`] marker) — checked without any lock, so the
 //!    hook returns at once and never holds up that operation's stop job —
 //!    nor by a leger operation run with `--no-backup` moments ago;
 //! 3. the manager is not shutting down (`is-system-running` = `stopping`),
-//!    unless `auto.on_shutdown`;
-//! 4. no other service of the deployment is still up; one still stopping
+//!    unless `auto.on_shutdown` (checked before anything costlier, so that a
+//!    shutdown is not held up);
+//! 4. the service that stopped became active in the start this stop ends:
+//!    one whose start failed (a bad `Exec=`, a missing image) ran nothing
+//!    that changed the data, and a backup then would record an `on-stop`
+//!    success for a deployment that never came up;
+//! 5. no other service of the deployment is still up; one still stopping
 //!    its main process will run its own hook, which takes the backup;
-//! 5. one hook per deployment at a time: the later one waits its turn, then
-//! 6. skips when a backup finished within `auto.coalesce_seconds`, or less
+//! 6. one hook per deployment at a time: the later one waits its turn, then
+//! 7. skips when a backup finished within `auto.coalesce_seconds`, or less
 //!    than `auto.min_interval` ago (both read from the backup directory).
 //!
 //! The decisions are pure functions over an [`Env`], so they are tested
@@ -233,21 +234,6 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
                 .to_owned(),
         );
     }
-    match env.stopped_unit_became_active() {
-        Ok(true) => {}
-        Ok(false) => {
-            return HookOutcome::Skipped(
-                "the service never became active in this start (its start failed or was \
-                 cancelled): nothing ran that needs a backup"
-                    .to_owned(),
-            )
-        }
-        // Cannot tell: a backup is better than none.
-        Err(err) => crate::ui::note(format!(
-            "leger-backup stop-hook: cannot tell whether the service ran ({}); going on",
-            err.message
-        )),
-    }
     if let Some(op) = env.operation_in_progress() {
         return skip_for_own_operation(&op);
     }
@@ -265,6 +251,9 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
             "leger-backup stop-hook: cannot ask the manager's state ({}); going on",
             err.message
         )),
+    }
+    if let Some(why) = never_active_skip(env) {
+        return HookOutcome::Skipped(why);
     }
     let states = match env.unit_states(others) {
         Ok(states) => states,
@@ -320,6 +309,26 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
             Some(hint) => format!("{} (hint: {hint})", err.message),
             None => err.message,
         }),
+    }
+}
+
+/// Skip when the service that stopped never became active in this start;
+/// when that cannot be told, go on (a backup is better than none).
+fn never_active_skip<E: Env>(env: &E) -> Option<String> {
+    match env.stopped_unit_became_active() {
+        Ok(true) => None,
+        Ok(false) => Some(
+            "the service never became active in this start (its start failed or was \
+             cancelled): nothing ran that needs a backup"
+                .to_owned(),
+        ),
+        Err(err) => {
+            crate::ui::note(format!(
+                "leger-backup stop-hook: cannot tell whether the service ran ({}); going on",
+                err.message
+            ));
+            None
+        }
     }
 }
 
@@ -783,6 +792,16 @@ mod tests {
             other => panic!("expected a skip, got {other:?}"),
         }
         assert_eq!(fake.created.get(), 0);
+        // At shutdown (on_shutdown off) the cheaper manager check decides.
+        let fake = Fake {
+            became_active: false,
+            manager: "stopping",
+            ..Fake::new()
+        };
+        match run_hook(&fake, &policy(), &others()) {
+            HookOutcome::Skipped(why) => assert!(why.contains("auto.on_shutdown"), "{why}"),
+            other => panic!("expected a skip, got {other:?}"),
+        }
     }
 
     #[test]
