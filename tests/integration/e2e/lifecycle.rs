@@ -38,6 +38,16 @@ deploy() {
   podman unshare sh -c 'head -c 300000 /dev/urandom > "$1/blob"' sh \
     "$(podman volume inspect --format '{{.Mountpoint}}' "systemd-$1-data")"
 }
+# fault NAME ACTION: the backup of NAME's stop hooks stops in its export
+# (LEGER_BACKUP_FAULT=create:during-export,ACTION).
+fault() {
+  for s in $(services "$1"); do
+    mkdir -p "$UNITS/$s.d"
+    printf '%s\n' '[Service]' "Environment=LEGER_BACKUP_FAULT=create:during-export,$2" \
+      > "$UNITS/$s.d/fault.conf"
+  done
+  systemctl --user daemon-reload
+}
 cleanup() {
   systemctl --user stop $(services "$1") >/dev/null 2>&1 || true
   rm -rf "${Q:?}/$1" "$UNITS/$1"-*.service.d
@@ -149,28 +159,23 @@ fn a_reboot_without_on_shutdown_takes_no_backup_and_linger_brings_the_hooks_back
 }
 
 /// `auto.on_shutdown: true`: a reboot backs each deployment up within the
-/// stop timeout and the system comes back; a backup cut off by the timeout
-/// (here one made to hang mid-export, so systemd must SIGKILL it) leaves a
-/// half-written backup and a journal, which the next leger-backup run after
-/// boot removes, after which the deployment backs up as before.
+/// stop timeout and the system comes back. A backup cut off by the timeout
+/// (made to stop in its export) leaves nothing half-done: one that gets
+/// systemd's SIGTERM cleans up after itself and records the failure; one
+/// that ignores it (hung, so systemd SIGKILLs it) leaves a half-written
+/// backup and a journal, which the next leger-backup run after boot
+/// removes, after which the deployment backs up as before.
 #[test]
 fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_boot() {
     let tb = Testbed::booted();
-    let (done, cut) = ("lcon", "lccut");
-    ok(&tb, &format!("cleanup {done}; cleanup {cut}"));
+    let (done, term, hung) = ("lcon", "lcterm", "lchung");
+    let all = format!("{done} {term} {hung}");
+    ok(&tb, &format!("for n in {all}; do cleanup $n; done"));
     let _config = LegerConfig::set(&tb, "auto:\n  on_shutdown: true\n  stop_timeout: 10\n");
-    ok(&tb, &format!("deploy {done}; deploy {cut}"));
+    ok(&tb, &format!("for n in {all}; do deploy $n; done"));
     let unit = ok(&tb, &format!("systemctl --user cat {done}-app.service"));
     assert!(unit.contains("TimeoutStopSec=10"), "{unit}");
-    // Whichever of its hooks backs up hangs in the export, ignoring SIGTERM.
-    ok(
-        &tb,
-        &format!(
-            "for s in $(services {cut}); do mkdir -p $UNITS/$s.d && \
-               printf '%s\\n' '[Service]' 'Environment=LEGER_BACKUP_FAULT=create:during-export,hang' \
-               > $UNITS/$s.d/fault.conf; done; systemctl --user daemon-reload"
-        ),
-    );
+    ok(&tb, &format!("fault {term} sleep=600; fault {hung} hang"));
 
     let shutdown = tb.reboot();
     // Two stop timeouts at most for the hung hook (SIGTERM, then SIGKILL).
@@ -181,12 +186,16 @@ fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_b
 
     ok(
         &tb,
-        &format!("systemctl --user is-active $(services {done}) $(services {cut})"),
+        &format!("for n in {all}; do systemctl --user is-active $(services $n); done"),
     );
-    // Before any leger-backup run: the cut-off backup's leftovers are there.
+    // Before any leger-backup run: the hung backup's leftovers are there;
+    // the one that got SIGTERM left none.
     ok(
         &tb,
-        &format!("ls -d $BACKUPS/.tmp-{cut}-* && test -f $STATE/journal/{cut}.json"),
+        &format!(
+            "ls -d $BACKUPS/.tmp-{hung}-* && test -f $STATE/journal/{hung}.json && \
+             ! ls -d $BACKUPS/.tmp-{term}-* 2>/dev/null && test ! -e $STATE/journal/{term}.json"
+        ),
     );
     // The completed one is listed and sound.
     let out = tb.sh(&script(&format!(
@@ -198,27 +207,41 @@ fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_b
     assert_eq!(list[0]["reason"], "on-stop");
     let id = list[0]["id"].as_str().expect("id").to_owned();
     ok(&tb, &format!("leger-backup verify {id}"));
-    // That first run cleaned up the cut-off one, and said so.
+    // That first run cleaned up the hung one, and said so.
     let warned = String::from_utf8_lossy(&out.stderr);
-    assert!(warned.contains(cut), "no word about {cut}: {warned}");
+    assert!(warned.contains(hung), "no word about {hung}: {warned}");
     ok(
         &tb,
         &format!(
-            "! ls -d $BACKUPS/.tmp-{cut}-* 2>/dev/null && test ! -e $STATE/journal/{cut}.json"
+            "! ls -d $BACKUPS/.tmp-{hung}-* 2>/dev/null && test ! -e $STATE/journal/{hung}.json"
         ),
     );
-    assert_eq!(reasons(&tb, "", cut), Vec::<String>::new());
-    // Nothing half-done is in the way: its next stop backs it up.
+    // The interrupted one says what happened, and that nothing was started.
+    let failure = status_of(&tb, "", term)["last_failure"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        failure.contains("interrupted by SIGTERM") && failure.contains("stay down"),
+        "{failure}"
+    );
+    for name in [term, hung] {
+        assert_eq!(reasons(&tb, "", name), Vec::<String>::new(), "{name}");
+    }
+    // Nothing half-done is in the way: their next stop backs them up.
     ok(
         &tb,
         &format!(
-            "rm -rf $UNITS/{cut}-*.service.d && systemctl --user daemon-reload && \
-             systemctl --user stop $(services {cut})"
+            "rm -rf $UNITS/{term}-*.service.d $UNITS/{hung}-*.service.d && \
+             systemctl --user daemon-reload && \
+             systemctl --user stop $(services {term}) $(services {hung})"
         ),
     );
-    assert_eq!(reasons(&tb, "", cut), ["on-stop"]);
+    for name in [term, hung] {
+        assert_eq!(reasons(&tb, "", name), ["on-stop"], "{name}");
+    }
 
-    ok(&tb, &format!("cleanup {done}; cleanup {cut}"));
+    ok(&tb, &format!("for n in {all}; do cleanup $n; done"));
 }
 
 /// A root service whose start fails (a bad `Exec=`) ran nothing, so its
