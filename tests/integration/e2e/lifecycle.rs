@@ -49,8 +49,11 @@ fault() {
   systemctl --user daemon-reload
 }
 cleanup() {
+  # A fault drop-in left by a failed run goes first: it would hold the stop.
+  rm -rf "$UNITS/$1"-*.service.d
+  systemctl --user daemon-reload
   systemctl --user stop $(services "$1") >/dev/null 2>&1 || true
-  rm -rf "${Q:?}/$1" "$UNITS/$1"-*.service.d
+  rm -rf "${Q:?}/$1"
   systemctl --user daemon-reload
   systemctl --user reset-failed $(services "$1") >/dev/null 2>&1 || true
   podman volume rm -f "systemd-$1-data" >/dev/null 2>&1 || true
