@@ -94,6 +94,21 @@ impl Systemctl {
         process::run_stdout(&mut self.command(args))
             .map_err(|e| unreachable_manager_hint(self.scope, e))
     }
+
+    /// `systemctl show -p P... UNIT` as `(name, value)` pairs: with several
+    /// properties `--value` would not say which value is which.
+    pub fn show(&self, unit: &str, properties: &[&str]) -> Result<Vec<(String, String)>> {
+        let mut args = vec!["show".to_owned()];
+        args.extend(properties.iter().map(|p| format!("--property={p}")));
+        args.extend(["--".to_owned(), unit.to_owned()]);
+        let words: Vec<&str> = args.iter().map(String::as_str).collect();
+        let text = self.run(&words)?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
 }
 
 impl ServiceManager for Systemctl {

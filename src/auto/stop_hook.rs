@@ -9,11 +9,16 @@
 //!    hook returns at once and never holds up that operation's stop job —
 //!    nor by a leger operation run with `--no-backup` moments ago;
 //! 3. the manager is not shutting down (`is-system-running` = `stopping`),
-//!    unless `auto.on_shutdown`;
-//! 4. no other service of the deployment is still up; one still stopping
+//!    unless `auto.on_shutdown` (checked before anything costlier, so that a
+//!    shutdown is not held up);
+//! 4. the service that stopped became active in the start this stop ends:
+//!    one whose start failed (a bad `Exec=`, a missing image) ran nothing
+//!    that changed the data, and a backup then would record an `on-stop`
+//!    success for a deployment that never came up;
+//! 5. no other service of the deployment is still up; one still stopping
 //!    its main process will run its own hook, which takes the backup;
-//! 5. one hook per deployment at a time: the later one waits its turn, then
-//! 6. skips when a backup finished within `auto.coalesce_seconds`, or less
+//! 6. one hook per deployment at a time: the later one waits its turn, then
+//! 7. skips when a backup finished within `auto.coalesce_seconds`, or less
 //!    than `auto.min_interval` ago (both read from the backup directory).
 //!
 //! The decisions are pure functions over an [`Env`], so they are tested
@@ -168,6 +173,31 @@ pub fn declined_skip(
     })
 }
 
+/// The properties [`became_active`] reads, from `systemctl show`.
+pub const ACTIVATION_PROPERTIES: [&str; 2] = [
+    "ActiveEnterTimestampMonotonic",
+    "InactiveExitTimestampMonotonic",
+];
+
+/// Whether a unit reached `active` in its latest start, judged from
+/// [`ACTIVATION_PROPERTIES`]: `InactiveExitTimestamp` is when that start
+/// began, `ActiveEnterTimestamp` when the unit last became active (0 if it
+/// never did, an older time if only an earlier start got there).
+pub fn became_active(properties: &[(String, String)]) -> Result<bool> {
+    let value = |name: &str| -> Result<u64> {
+        let (_, v) = properties
+            .iter()
+            .find(|(k, _)| k == name)
+            .ok_or_else(|| Error::internal(format!("systemctl show gave no {name}")))?;
+        v.trim()
+            .parse()
+            .map_err(|_| Error::internal(format!("systemctl show: {name}={v} is not a number")))
+    };
+    let entered = value(ACTIVATION_PROPERTIES[0])?;
+    let started = value(ACTIVATION_PROPERTIES[1])?;
+    Ok(entered != 0 && entered >= started)
+}
+
 /// What the hook needs from the machine; faked in tests.
 pub trait Env {
     /// Held while it is this hook's turn (dropped at the end).
@@ -176,6 +206,8 @@ pub trait Env {
     fn operation_in_progress(&self) -> Option<OwnOperation>;
     /// The last time a leger hook of the deployment was told `--no-backup`.
     fn last_declined(&self) -> Option<Event>;
+    /// Whether the service that stopped became active in its latest start.
+    fn stopped_unit_became_active(&self) -> Result<bool>;
     /// `is-system-running` of the manager.
     fn manager_state(&self) -> Result<String>;
     /// States of `units`, in order.
@@ -219,6 +251,9 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
             "leger-backup stop-hook: cannot ask the manager's state ({}); going on",
             err.message
         )),
+    }
+    if let Some(why) = never_active_skip(env) {
+        return HookOutcome::Skipped(why);
     }
     let states = match env.unit_states(others) {
         Ok(states) => states,
@@ -277,6 +312,26 @@ pub fn run_hook<E: Env>(env: &E, policy: &Policy, others: &[String]) -> HookOutc
     }
 }
 
+/// Skip when the service that stopped never became active in this start;
+/// when that cannot be told, go on (a backup is better than none).
+fn never_active_skip<E: Env>(env: &E) -> Option<String> {
+    match env.stopped_unit_became_active() {
+        Ok(true) => None,
+        Ok(false) => Some(
+            "the service never became active in this start (its start failed or was \
+             cancelled): nothing ran that needs a backup"
+                .to_owned(),
+        ),
+        Err(err) => {
+            crate::ui::note(format!(
+                "leger-backup stop-hook: cannot tell whether the service ran ({}); going on",
+                err.message
+            ));
+            None
+        }
+    }
+}
+
 fn skip_for_own_operation(op: &OwnOperation) -> HookOutcome {
     HookOutcome::Skipped(format!(
         "leger-backup's own {} (pid {}) is in progress on this deployment: the stop is its own, or its backup covers it",
@@ -290,6 +345,8 @@ pub struct SystemEnv<'a> {
     pub ctx: &'a Context,
     /// The deployment whose service stopped.
     pub deployment: &'a Deployment,
+    /// The service that stopped (`%n`).
+    pub unit: &'a str,
     /// How that service's stop ended, when it failed (recorded in the backup).
     pub stop_result: Option<StopResult>,
 }
@@ -303,6 +360,11 @@ impl Env for SystemEnv<'_> {
 
     fn last_declined(&self) -> Option<Event> {
         record::load(&self.ctx.layout.state_dir, &self.deployment.name).last_declined
+    }
+
+    fn stopped_unit_became_active(&self) -> Result<bool> {
+        let systemctl = crate::systemd::Systemctl::new(self.ctx.layout.scope);
+        became_active(&systemctl.show(self.unit, &ACTIVATION_PROPERTIES)?)
     }
 
     fn manager_state(&self) -> Result<String> {
@@ -492,6 +554,7 @@ mod tests {
     struct Fake {
         op: RefCell<Vec<Option<OwnOperation>>>,
         declined: Option<Event>,
+        became_active: bool,
         manager: &'static str,
         states: Vec<UnitState>,
         turn: bool,
@@ -507,6 +570,7 @@ mod tests {
             Fake {
                 op: RefCell::new(Vec::new()),
                 declined: None,
+                became_active: true,
                 manager: "running",
                 states: vec![st("inactive", "")],
                 turn: true,
@@ -531,6 +595,9 @@ mod tests {
         }
         fn last_declined(&self) -> Option<Event> {
             self.declined.clone()
+        }
+        fn stopped_unit_became_active(&self) -> Result<bool> {
+            Ok(self.became_active)
         }
         fn manager_state(&self) -> Result<String> {
             Ok(self.manager.to_owned())
@@ -693,6 +760,48 @@ mod tests {
             policy(),
             "process 7",
         );
+    }
+
+    fn props(entered: &str, started: &str) -> Vec<(String, String)> {
+        vec![
+            ("ActiveEnterTimestampMonotonic".into(), entered.into()),
+            ("InactiveExitTimestampMonotonic".into(), started.into()),
+        ]
+    }
+
+    #[test]
+    fn activation_is_judged_from_the_latest_start() {
+        // Stopped while running.
+        assert!(became_active(&props("2000", "1000")).unwrap());
+        // Its first start failed: never active.
+        assert!(!became_active(&props("0", "1000")).unwrap());
+        // Ran once, then a restart failed: the earlier run does not count.
+        assert!(!became_active(&props("2000", "5000")).unwrap());
+        assert!(became_active(&props("x", "1")).is_err());
+        assert!(became_active(&props("1", "1")[..1]).is_err());
+    }
+
+    #[test]
+    fn a_service_whose_start_failed_gets_no_backup() {
+        let fake = Fake {
+            became_active: false,
+            ..Fake::new()
+        };
+        match run_hook(&fake, &policy(), &others()) {
+            HookOutcome::Skipped(why) => assert!(why.contains("never became active"), "{why}"),
+            other => panic!("expected a skip, got {other:?}"),
+        }
+        assert_eq!(fake.created.get(), 0);
+        // At shutdown (on_shutdown off) the cheaper manager check decides.
+        let fake = Fake {
+            became_active: false,
+            manager: "stopping",
+            ..Fake::new()
+        };
+        match run_hook(&fake, &policy(), &others()) {
+            HookOutcome::Skipped(why) => assert!(why.contains("auto.on_shutdown"), "{why}"),
+            other => panic!("expected a skip, got {other:?}"),
+        }
     }
 
     #[test]

@@ -158,11 +158,16 @@ pub fn create(ctx: &Context, deployment: &Deployment, opts: &CreateOptions) -> R
         .map_err(|e| {
             let e = interrupt::explain(e);
             if e.kind == ErrorKind::Interrupted {
+                // A stop hook's backup stopped nothing: say nothing was started.
+                let services = if opts.services_already_stopped {
+                    "the services were already down and stay down"
+                } else {
+                    "the services stopped for it were started again"
+                };
                 e.context(format!("backup of {}", deployment.name))
-                    .with_hint(
-                        "no backup was kept and the services stopped for it were started again; \
-                     run the backup again when you are ready",
-                    )
+                    .with_hint(format!(
+                        "no backup was kept and {services}; run the backup again when you are ready"
+                    ))
             } else {
                 e
             }

@@ -69,6 +69,7 @@ fn decide(layout: &Layout, args: &StopHookArgs) -> HookOutcome {
     let env = SystemEnv {
         ctx: &ctx,
         deployment: &deployment,
+        unit: &args.unit,
         stop_result: stop_result_from_env(),
     };
     stop_hook::run_hook(&env, &policy, &others)

@@ -4,7 +4,9 @@
 # to systemd-nspawn's exit, with leger-backup installed (binary, user and
 # system generators: every service gets its stop hook, and with
 # auto.on_shutdown false, the default, the hook must only say "skipped")
-# and without it (no binary, no generator). Each run boots the testbed anew
+# and without it (no binary, no generator), and installed with
+# auto.on_shutdown: true for root and tester (every deployment is backed up
+# while the machine goes down). Each run boots the testbed anew
 # with one root deployment (a plain Quadlet directory of
 # /etc/containers/systemd) and one of tester's (~/.config/containers/systemd),
 # each two containers sharing a volume, all running.
@@ -13,6 +15,7 @@
 # cargo build --release):
 #   LEGER_TESTBED_DIR=... tests/bench/shutdown.sh [RUNS]
 #   RUNS  runs of each variant (default 3), alternating; every figure is printed
+#   variants: with (on_shutdown false), on-shutdown (true), without
 # Environment: LEGER_TESTBED_DIR and LEGER_BACKUP_BIN as for testbed.sh.
 # The testbed is left down.
 set -euo pipefail
@@ -56,10 +59,23 @@ start_deployments() {
         die "tester's deployment did not start"
 }
 
+# set_on_shutdown true|false: auto.on_shutdown in root's and tester's config
+# (written before the deployments start, so the generator reads it).
+# shellcheck disable=SC2016 # $1 is expanded by the shell in the testbed
+set_on_shutdown() {
+    local yaml="auto:
+  on_shutdown: $1
+"
+    "$TESTBED" exec --root -- sh -ec 'mkdir -p /etc/leger && printf "%s" "$1" > /etc/leger/config.yaml' sh "$yaml" ||
+        die "cannot write root's config"
+    "$TESTBED" exec -- sh -ec 'mkdir -p ~/.config/leger && printf "%s" "$1" > ~/.config/leger/config.yaml' sh "$yaml" ||
+        die "cannot write tester's config"
+}
+
 # One run: boot, start, poweroff; print the seconds to nspawn's exit.
 one_run() {
     local variant=$1 npid t0 t1
-    if [[ $variant == with ]]; then
+    if [[ $variant != without ]]; then
         LEGER_BACKUP_BIN=$BIN "$TESTBED" up >/dev/null 2>&1 || die "testbed up failed"
         "$TESTBED" exec --root -- test -L /usr/local/lib/systemd/system-generators/leger-backup-system-generator ||
             die "system generator not installed"
@@ -67,8 +83,9 @@ one_run() {
         LEGER_BACKUP_BIN=/nonexistent "$TESTBED" up >/dev/null 2>&1 || die "testbed up failed"
         "$TESTBED" exec --root -- test ! -e /usr/local/bin/leger-backup || die "leger-backup installed"
     fi
+    set_on_shutdown "$([[ $variant == on-shutdown ]] && echo true || echo false)"
     start_deployments
-    if [[ $variant == with ]]; then
+    if [[ $variant != without ]]; then
         "$TESTBED" exec --root -- sh -c 'systemctl cat benchroot-app.service | grep -q "stop-hook"' ||
             die "no stop hook in root's service"
     fi
@@ -87,9 +104,9 @@ main() {
     if "$TESTBED" status >/dev/null 2>&1; then die "the testbed is up; run: $TESTBED down"; fi
     local run variant s
     for ((run = 1; run <= RUNS; run++)); do
-        for variant in with without; do
+        for variant in with on-shutdown without; do
             s=$(one_run "$variant")
-            printf 'run %d, %-7s leger-backup: poweroff to nspawn exit %s s\n' "$run" "$variant" "$s"
+            printf 'run %d, %-11s: poweroff to nspawn exit %s s\n' "$run" "$variant" "$s"
         done
     done
 }

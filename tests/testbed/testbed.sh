@@ -502,7 +502,7 @@ start_container() {
         echo "$BASHPID" >"$cg/cgroup.procs" || die "could not join cgroup $cg"
         exec env -u NOTIFY_SOCKET SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 \
             setsid systemd-nspawn --register=no --keep-unit -q \
-            --machine=leger-testbed -D "$ROOTFS" \
+            --machine="$(machine_name)" -D "$ROOTFS" \
             --console=pipe \
             --bind=/dev/net/tun --bind="$CHECKOUT:/src" \
             -b --capability=all --system-call-filter=bpf
@@ -517,6 +517,12 @@ start_container() {
     done
     echo "$pid $(proc_starttime "$pid")" >"$PIDFILE"
     echo "$CHECKOUT" >"$SRC_FILE"
+}
+
+# nspawn's machine name, one per testbed directory: nspawn keeps state
+# under /run/systemd/nspawn/*/NAME, which two testbeds must not share.
+machine_name() {
+    basename "$TESTBED_DIR" | tr -c 'A-Za-z0-9\n-' '-'
 }
 
 # The host cgroup (v2) nspawn is started in: one per testbed directory.

@@ -7,6 +7,7 @@ mod faults;
 mod file_modes;
 mod host_paths;
 mod hostile_restore;
+mod lifecycle;
 mod notify;
 mod quadlet_differential;
 mod repo_commands;

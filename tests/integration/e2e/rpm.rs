@@ -24,7 +24,6 @@ const PREFIX: &str = "rpmpkg-";
 const TESTBED_BIN: &str = "/usr/local/bin/leger-backup";
 const TESTBED_GENERATOR: &str =
     "/usr/local/lib/systemd/user-generators/leger-backup-user-generator";
-/// Only in the booted testbed (LEGER_TESTBED_BOOT=1).
 const TESTBED_SYSTEM_GENERATOR: &str =
     "/usr/local/lib/systemd/system-generators/leger-backup-system-generator";
 
@@ -369,8 +368,8 @@ fn installed_rpm_backs_up_a_deployment_when_it_stops() {
         "../../../bin/leger-backup"
     );
 
-    // The system generator, entered through its packaged symlink, runs
-    // (there is no system manager in the testbed to run it).
+    // The system generator, entered through its packaged symlink, runs by
+    // hand too (e2e::system_scope sees the system manager run it).
     let out = tb.exec_root(&[
         "sh",
         "-c",

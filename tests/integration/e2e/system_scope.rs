@@ -1,16 +1,9 @@
-//! `--system` end to end, in the *booted* testbed only
-//! (`LEGER_TESTBED_BOOT=1 tests/testbed/testbed.sh up`), under the system
-//! manager: root's deployment as a plain Quadlet subdirectory of
+//! `--system` end to end in the testbed, under its system manager: root's deployment as a plain Quadlet subdirectory of
 //! `/etc/containers/systemd` and as leger installs one for root
 //! (`leger-sim --system`); the system generator's drop-ins, from the
 //! testbed's install (/usr/local) and from the RPM (/usr); on-stop backups;
 //! leger's hooks with `LEGER_SCOPE=system`; `create`, `list`, `restore`,
 //! `prune` and `status` with `--system`; backups and state under `/var/lib`.
-//!
-//! Without a system manager these tests fail (never skip), saying so. They
-//! are left out of the default run by `.config/nextest.toml`'s
-//! `default-filter` until the booted testbed is the default one; run them
-//! with `cargo nextest run --profile boot -E 'test(/^e2e::system_scope::/)'`.
 
 use serde_json::Value;
 
@@ -92,30 +85,7 @@ fn script(body: &str) -> String {
 
 /// Run a script as root that must succeed; its stdout.
 fn root_ok(tb: &Testbed, body: &str) -> String {
-    let out = tb.exec_root(&["sh", "-c", &script(body)]);
-    assert!(
-        out.status.success(),
-        "in testbed as root: `{body}` failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The testbed, which must be the booted one: these tests need a system
-/// manager, and fail (not skip) without it.
-fn booted_testbed() -> Testbed {
-    let tb = Testbed::get();
-    let out = tb.exec_root(&["systemctl", "is-system-running"]);
-    let state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        state == "running" || state == "degraded",
-        "this test needs the booted testbed (systemd as PID 1), but the system manager's state is \
-         `{state}`: start it with `tests/testbed/testbed.sh down && LEGER_TESTBED_BOOT=1 \
-         tests/testbed/testbed.sh up`"
-    );
-    tb
+    tb.root_ok(&script(body))
 }
 
 /// Run a script as root; its JSON output.
@@ -152,7 +122,7 @@ fn assert_hooked(tb: &Testbed, name: &str, binary: &str) {
 
 #[test]
 fn system_deployment_is_backed_up_restored_and_pruned_under_the_system_manager() {
-    let tb = booted_testbed();
+    let tb = Testbed::get();
     let name = "sysscope";
     root_ok(&tb, &format!("cleanup {name}"));
     root_ok(&tb, &format!("deploy {name}\npopulate {name}"));
@@ -259,7 +229,7 @@ fn system_deployment_is_backed_up_restored_and_pruned_under_the_system_manager()
 
 #[test]
 fn leger_deployment_of_root_is_backed_up_on_stop_by_hooks_and_restored() {
-    let tb = booted_testbed();
+    let tb = Testbed::get();
     let name = "sysleger";
     root_ok(&tb, &format!("cleanup {name}"));
     root_ok(&tb, "hooks_on");
@@ -351,7 +321,7 @@ fn leger_deployment_of_root_is_backed_up_on_stop_by_hooks_and_restored() {
 
 #[test]
 fn rpm_system_generator_and_hooks_back_up_a_deployment_of_root() {
-    let tb = booted_testbed();
+    let tb = Testbed::get();
     let name = "sysrpm";
     root_ok(&tb, &format!("cleanup {name}"));
     let mut package = Package::install(&tb);
