@@ -91,6 +91,9 @@ pub struct DeploymentStatus {
     pub disk_used: u64,
     /// Its scheduled backups, when it has a schedule.
     pub schedule: Option<super::schedule::ScheduleStatus>,
+    /// How the automatic backups to each target (`local`, a repository)
+    /// last went.
+    pub targets: BTreeMap<String, record::TargetRecord>,
 }
 
 /// A backup, briefly.
@@ -247,6 +250,7 @@ fn entry(
         last_backup,
         last_failure,
         last_skip: record.last_skip,
+        targets: record.targets,
         kept,
         disk_used,
         schedule: installed
@@ -439,6 +443,7 @@ pub fn print(status: &Status) -> Result<()> {
         if let Some(s) = &d.schedule {
             out.push_str(&super::schedule::status_lines(s));
         }
+        out.push_str(&target_lines(&d.targets));
         out.push_str(&format!(
             "  kept:              {} manual, {} automatic, {}\n",
             d.kept.manual,
@@ -447,6 +452,32 @@ pub fn print(status: &Status) -> Result<()> {
         ));
     }
     ui::print_text(&out)
+}
+
+/// One line per target, when a backup ever went anywhere but `local`:
+/// its last success and, when newer, its last failure.
+fn target_lines(targets: &BTreeMap<String, record::TargetRecord>) -> String {
+    if targets.keys().all(|t| t == crate::repository::LOCAL) {
+        return String::new();
+    }
+    let mut out = String::new();
+    for (target, r) in targets {
+        let ok = match &r.last_success {
+            Some(e) => format!(
+                "ok {} {}",
+                time(e.time),
+                e.backup_id.as_deref().unwrap_or("")
+            ),
+            None => "never ok".to_owned(),
+        };
+        out.push_str(&format!("  {:<19}{ok}\n", format!("to {target}:")));
+        let newer = |f: &&Event| r.last_success.as_ref().is_none_or(|s| f.time > s.time);
+        if let Some(f) = r.last_failure.as_ref().filter(newer) {
+            let failed = format!("last FAILED {}: {}", time(f.time), f.message);
+            out.push_str(&format!("  {:<19}{failed}\n", ""));
+        }
+    }
+    out
 }
 
 fn time(t: DateTime<Utc>) -> String {

@@ -64,6 +64,7 @@ pub fn automatic_backup(
 ) -> Result<Metadata> {
     let targets = create::targets(ctx, &[])?;
     let results = crate::notify::backup_to_targets(ctx, deployment, options, &targets, true);
+    record_per_target(ctx, deployment, trigger, &results);
     let mut failures = results.failed.into_iter();
     let Some((_, first)) = results.done.first() else {
         let (name, err) = failures
@@ -101,4 +102,39 @@ pub fn automatic_backup(
         }
     }
     Ok(first.clone())
+}
+
+/// Remember how each target fared, for `status`: one target can fail
+/// while another gets the backup, and a repository that keeps failing must
+/// show even when the local backups are fine.
+fn record_per_target(
+    ctx: &Context,
+    deployment: &Deployment,
+    trigger: &str,
+    results: &create::TargetResults,
+) {
+    let now = Utc::now();
+    let event = |message: String, backup_id: Option<String>| Event {
+        time: now,
+        trigger: trigger.to_owned(),
+        message,
+        backup_id,
+    };
+    let done = results.done.iter().map(|(target, metadata)| {
+        let id = metadata.id.clone();
+        (target, Ok(event(format!("backed up as {id}"), Some(id))))
+    });
+    let failed = results
+        .failed
+        .iter()
+        .map(|(target, err)| (target, Err(event(err.message.clone(), None))));
+    for (target, outcome) in done.chain(failed) {
+        let stored = record::store_target(&ctx.layout.state_dir, &deployment.name, target, outcome);
+        if let Err(e) = stored {
+            ui::warn(format!(
+                "cannot record the result for {target}: {}",
+                e.message
+            ));
+        }
+    }
 }

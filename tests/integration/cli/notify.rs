@@ -18,7 +18,7 @@ const CONFIG: &str = ".config/leger/config.yaml";
 
 /// The album fixture (its host paths under HOME) with `podman` and
 /// `systemctl` stand-ins; returns the PATH to use.
-fn album(env: &TestEnv) -> String {
+pub(super) fn album(env: &TestEnv) -> String {
     let dir = env.copy_fixture("deployments/album", ".config/containers/systemd/album");
     std::fs::write(
         dir.join("album.env"),

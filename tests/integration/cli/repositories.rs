@@ -240,3 +240,45 @@ fn restic_failures_are_explained_and_scrubbed() {
         assert!(stdout(&out).is_empty());
     }
 }
+
+/// An automatic backup (leger's hook) to `local` and a repository that
+/// fails: the hook succeeds (the data is safe locally) and `status` shows
+/// each target's own last result, the repository's failure included.
+#[test]
+fn status_shows_the_last_result_of_each_target() {
+    let env = TestEnv::new();
+    super::notify::album(&env);
+    secret(&env, ".config/leger/offsite.password", "pw\n", 0o600);
+    env.write(
+        ".config/leger/config.yaml",
+        "backup:\n  targets: [local, offsite]\n  repositories:\n    offsite:\n      url: /nowhere/repo\n      password_file: ~/.config/leger/offsite.password\n",
+    );
+    let restic = "#!/bin/sh\nif [ \"$1\" = version ]; then echo 'restic 0.18.0 compiled with go1.24 on linux/amd64'; exit 0; fi\n\
+                  echo 'Fatal: unable to open repository at /nowhere/repo' >&2; exit 1\n";
+    let path = env.fake_tools(&[("restic", restic)]);
+    let hook = run_with_path(&env, &path, &["leger-hook", "pre-remove", "album"]);
+    assert!(hook.status.success(), "{}", stderr(&hook));
+
+    let status = run_with_path(&env, &path, &["status", "--json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let album = &status["deployments"][0];
+    let local = &album["targets"]["local"];
+    let id = local["last_success"]["backup_id"]
+        .as_str()
+        .expect("local backup id");
+    assert!(id.starts_with("album-"), "{local}");
+    assert!(local["last_failure"].is_null(), "{local}");
+    let offsite = &album["targets"]["offsite"];
+    assert!(offsite["last_success"].is_null(), "{offsite}");
+    let failure = offsite["last_failure"]["message"].as_str().unwrap();
+    assert!(failure.contains("unable to open repository"), "{failure}");
+
+    let text = stdout(&run_with_path(&env, &path, &["status"]));
+    assert!(
+        text.contains("to local:          ok ") && text.contains(id),
+        "{text}"
+    );
+    assert!(text.contains("to offsite:        never ok"), "{text}");
+    assert!(text.contains("last FAILED"), "{text}");
+}
