@@ -16,7 +16,7 @@ use crate::deployment::{self, Deployment};
 use crate::error::Result;
 use crate::layout::{Layout, Scope};
 
-use super::{schedule, stop_hook_dropin};
+use super::{boot_cleanup, schedule, stop_hook_dropin};
 
 /// What one generator run did, for the log line and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -128,7 +128,31 @@ pub fn generate(layout: &Layout, binary: &Path, out_dir: Option<&Path>) -> Resul
     let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
     let units = schedule::units(&config.auto, &names, binary, layout.scope);
     write_schedules(&units, out_dir, &mut report);
+    if !report.dropins.is_empty() {
+        write_boot_cleanup(layout, binary, out_dir, &mut report);
+    }
     Ok(report)
+}
+
+/// With stop hooks on some service, the unit that cleans up after a
+/// backup the last shutdown cut off ([`boot_cleanup`]).
+fn write_boot_cleanup(layout: &Layout, binary: &Path, out_dir: Option<&Path>, report: &mut Report) {
+    let written = match out_dir {
+        Some(dir) => boot_cleanup::write(dir, layout, binary),
+        None => {
+            let text = boot_cleanup::unit_text(layout, binary);
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "# NORMAL_DIR/{}\n{text}",
+                boot_cleanup::UNIT
+            );
+            Ok(())
+        }
+    };
+    if let Err(err) = written {
+        let message = format!("cannot write {}: {}", boot_cleanup::UNIT, err.message);
+        problem(report, message);
+    }
 }
 
 /// Write (or print) the timers and their service; a failure is logged and

@@ -16,6 +16,7 @@
 //!   [`crate::backup::journal`]); [`record`] keeps the last skip, failure
 //!   and success per deployment for [`status`].
 
+pub mod boot_cleanup;
 pub mod calendar;
 pub mod config_edit;
 pub mod generator;

@@ -107,6 +107,10 @@ pub enum Command {
         /// The deployment whose timer elapsed.
         deployment: String,
     },
+    /// Entry point of `leger-backup-cleanup.service`, which the generator
+    /// writes: clean up after backups a shutdown cut off (internal).
+    #[command(hide = true)]
+    Cleanup,
     /// Entry point of the systemd generator (internal).
     #[command(hide = true)]
     Generator(GeneratorArgs),

@@ -100,6 +100,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Recover(args) => recover::run(&global, args),
         Command::StopHook(args) => stop_hook::run(&global, args),
         Command::LegerHook(args) => leger_hook::run(&global, args),
+        Command::Cleanup => crate::auto::boot_cleanup::run(global.scope()),
         Command::Scheduled { deployment } => {
             crate::auto::scheduled::run(global.scope(), &deployment)
         }

@@ -189,14 +189,23 @@ fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_b
         &tb,
         &format!("for n in {all}; do systemctl --user is-active $(services $n); done"),
     );
-    // Before any leger-backup run: the hung backup's leftovers are there;
-    // the one that got SIGTERM left none.
+    // Before any leger-backup command: leger-backup-cleanup.service, which
+    // the generator wants at boot, removed the hung backup's leftovers and
+    // said so in the journal; the one that got SIGTERM left none.
     ok(
         &tb,
         &format!(
-            "ls -d $BACKUPS/.tmp-{hung}-* && test -f $STATE/journal/{hung}.json && \
+            "! ls -d $BACKUPS/.tmp-{hung}-* 2>/dev/null && test ! -e $STATE/journal/{hung}.json && \
              ! ls -d $BACKUPS/.tmp-{term}-* 2>/dev/null && test ! -e $STATE/journal/{term}.json"
         ),
+    );
+    let cleanup = ok(
+        &tb,
+        "journalctl --user -b -u leger-backup-cleanup.service --no-pager -o cat",
+    );
+    assert!(
+        cleanup.contains(hung) && cleanup.contains("removed its unfinished backup"),
+        "no word about {hung} from the clean-up at boot:\n{cleanup}"
     );
     // The completed one is listed and sound.
     let out = tb.sh(&script(&format!(
@@ -208,15 +217,6 @@ fn a_reboot_with_on_shutdown_backs_up_and_a_cut_off_backup_is_cleaned_up_after_b
     assert_eq!(list[0]["reason"], "on-stop");
     let id = list[0]["id"].as_str().expect("id").to_owned();
     ok(&tb, &format!("leger-backup verify {id}"));
-    // That first run cleaned up the hung one, and said so.
-    let warned = String::from_utf8_lossy(&out.stderr);
-    assert!(warned.contains(hung), "no word about {hung}: {warned}");
-    ok(
-        &tb,
-        &format!(
-            "! ls -d $BACKUPS/.tmp-{hung}-* 2>/dev/null && test ! -e $STATE/journal/{hung}.json"
-        ),
-    );
     // The interrupted one says what happened, and that nothing was started.
     let failure = status_of(&tb, "", term)["last_failure"]["message"]
         .as_str()
